@@ -1,0 +1,259 @@
+//! The cached form of one service: its passing instances with their DNS records already built.
+//!
+//! Built on the watch side, once per change reported by Consul, so that answering a query is a
+//! filter by tag plus copies. Names follow Consul's DNS: an SRV target is `<hex-ip>.addr.<dc>.<domain>`
+//! for a service address and `<node>.node.<dc>.<domain>` when the instance uses its node's address.
+
+use std::{
+    net::IpAddr,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use hickory_proto::rr::{
+    Name, RData, Record,
+    rdata::{A, AAAA, CNAME, SRV, TXT},
+};
+use tracing::debug;
+
+use crate::consul::types::HealthEntry;
+
+/// What every record of an entry shares: where it lives and how long it may be cached.
+#[derive(Debug, Clone)]
+pub struct EntryContext {
+    pub datacenter: String,
+    pub domain: Name,
+    pub ttl: u32,
+}
+
+/// How an instance is reached by address.
+#[derive(Debug, Clone)]
+pub enum InstanceAddress {
+    Ip(IpAddr),
+    /// A service registered with a host name: answered with a CNAME, as Consul does.
+    Host(Name),
+}
+
+/// One passing instance, ready to answer with.
+#[derive(Debug, Clone)]
+pub struct InstanceRecords {
+    /// Lower-case, for Consul's case-insensitive tag match.
+    pub tags: Vec<String>,
+    pub address: InstanceAddress,
+    pub srv: SRV,
+    /// Records for the additional section of an SRV answer: the target's address and the node's
+    /// metadata as TXT.
+    pub srv_additionals: Vec<Record>,
+    /// `<node>.node.<dc>.<domain>` and the node's own address, for NS answers.
+    pub node_name: Name,
+    pub node_address: Option<IpAddr>,
+}
+
+/// All passing instances of one service in one datacenter.
+#[derive(Debug, Default)]
+pub struct ServiceAnswers {
+    instances: Vec<InstanceRecords>,
+    ttl: u32,
+    /// Start of the next answer, so that successive answers rotate (round-robin).
+    rotation: AtomicUsize,
+}
+
+impl ServiceAnswers {
+    /// Builds the records of every passing instance in `entries`. Instances that are not passing
+    /// are left out here too, even though the request asked Consul for passing ones only.
+    pub fn build(entries: &[HealthEntry], context: &EntryContext) -> Self {
+        let instances = entries
+            .iter()
+            .filter(|entry| entry.is_passing())
+            .filter_map(|entry| build_instance(entry, context))
+            .collect();
+        Self {
+            instances,
+            ttl: context.ttl,
+            rotation: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn ttl(&self) -> u32 {
+        self.ttl
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// The instances carrying `tag` (all when `None`), starting at the next rotation offset.
+    pub fn select<'a>(&'a self, tag: Option<&'a str>) -> impl Iterator<Item = &'a InstanceRecords> {
+        let count = self.instances.len().max(1);
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed) % count;
+        let (tail, head) = self.instances.split_at(start.min(self.instances.len()));
+        head.iter()
+            .chain(tail)
+            .filter(move |instance| tag.is_none_or(|t| instance.tags.iter().any(|it| it == t)))
+    }
+}
+
+fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<InstanceRecords> {
+    let node_name = label_name(
+        &[&entry.node.node, "node", &context.datacenter],
+        &context.domain,
+    )?;
+    let node_address = entry.node.address.parse::<IpAddr>().ok();
+    let ttl = context.ttl;
+    let mut srv_additionals = Vec::new();
+    let (address, target) = if entry.service.address.is_empty() {
+        let ip = node_address?;
+        srv_additionals.push(Record::from_rdata(node_name.clone(), ttl, ip_rdata(ip)));
+        (InstanceAddress::Ip(ip), node_name.clone())
+    } else if let Ok(ip) = entry.service.address.parse::<IpAddr>() {
+        let target = label_name(
+            &[&hex_address(ip), "addr", &context.datacenter],
+            &context.domain,
+        )?;
+        srv_additionals.push(Record::from_rdata(target.clone(), ttl, ip_rdata(ip)));
+        (InstanceAddress::Ip(ip), target)
+    } else {
+        let mut host = Name::from_ascii(&entry.service.address).ok()?;
+        host.set_fqdn(true);
+        (InstanceAddress::Host(host.clone()), host)
+    };
+    srv_additionals.extend(entry.node.meta.iter().map(|(key, value)| {
+        let text = if key.to_ascii_lowercase().starts_with("rfc1035-") {
+            value.clone()
+        } else {
+            format!("{key}={value}")
+        };
+        Record::from_rdata(node_name.clone(), ttl, RData::TXT(TXT::new(vec![text])))
+    }));
+    let weight = entry.service.weights.map_or(1, |w| w.passing);
+    Some(InstanceRecords {
+        tags: entry
+            .service
+            .tags
+            .iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect(),
+        address,
+        srv: SRV::new(1, weight, entry.service.port, target),
+        srv_additionals,
+        node_name,
+        node_address,
+    })
+}
+
+/// `labels` followed by `domain`, or `None` (logged) when a label is not valid in DNS.
+fn label_name(labels: &[&str], domain: &Name) -> Option<Name> {
+    let built = Name::from_labels(labels.iter().map(|l| l.as_bytes()))
+        .and_then(|name| name.append_domain(domain));
+    match built {
+        Ok(name) => Some(name),
+        Err(error) => {
+            debug!(?labels, %error, "instance left out: its name is not valid in DNS");
+            None
+        }
+    }
+}
+
+/// Consul's `.addr.` label: the address's bytes in hex, 8 digits for IPv4, 32 for IPv6.
+pub fn hex_address(ip: IpAddr) -> String {
+    let bytes = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn ip_rdata(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    }
+}
+
+impl InstanceAddress {
+    /// The record data for an address question: `None` when this instance has no record of the
+    /// asked family. `v4`/`v6` say which families the question takes.
+    pub fn rdata(&self, v4: bool, v6: bool) -> Option<RData> {
+        match self {
+            InstanceAddress::Ip(ip @ IpAddr::V4(_)) if v4 => Some(ip_rdata(*ip)),
+            InstanceAddress::Ip(ip @ IpAddr::V6(_)) if v6 => Some(ip_rdata(*ip)),
+            InstanceAddress::Ip(_) => None,
+            InstanceAddress::Host(host) => Some(RData::CNAME(CNAME(host.clone()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(json: &str) -> HealthEntry {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn context() -> EntryContext {
+        EntryContext {
+            datacenter: "dc1".into(),
+            domain: Name::from_ascii("consul.").unwrap(),
+            ttl: 0,
+        }
+    }
+
+    #[test]
+    fn service_address_gives_addr_target() {
+        let e = entry(
+            r#"{"Node":{"Node":"n1","Address":"127.0.0.1"},
+            "Service":{"Service":"web","Address":"10.1.0.1","Port":8080,"Tags":["V1"]},
+            "Checks":[{"Status":"passing"}]}"#,
+        );
+        let answers = ServiceAnswers::build(&[e], &context());
+        let instance = answers.select(Some("v1")).next().unwrap();
+        assert_eq!(instance.srv.target.to_string(), "0a010001.addr.dc1.consul.");
+        assert_eq!(instance.srv.port, 8080);
+    }
+
+    #[test]
+    fn node_address_gives_node_target_and_warning_is_left_out() {
+        let passing = entry(
+            r#"{"Node":{"Node":"n1","Address":"127.0.0.1"},
+            "Service":{"Service":"db","Address":"","Port":5432},"Checks":[{"Status":"passing"}]}"#,
+        );
+        let warning = entry(
+            r#"{"Node":{"Node":"n2","Address":"127.0.0.2"},
+            "Service":{"Service":"db","Address":"","Port":5432},"Checks":[{"Status":"warning"}]}"#,
+        );
+        let answers = ServiceAnswers::build(&[passing, warning], &context());
+        assert_eq!(answers.len(), 1);
+        let instance = answers.select(None).next().unwrap();
+        assert_eq!(instance.srv.target.to_string(), "n1.node.dc1.consul.");
+    }
+
+    #[test]
+    fn ipv6_hex_has_32_digits() {
+        assert_eq!(
+            hex_address("fd00::1".parse().unwrap()),
+            "fd000000000000000000000000000001"
+        );
+    }
+
+    #[test]
+    fn selection_rotates() {
+        let entries: Vec<_> = (1..=3)
+            .map(|i| {
+                entry(&format!(
+                    r#"{{"Node":{{"Node":"n","Address":"127.0.0.1"}},
+                    "Service":{{"Service":"web","Address":"10.0.0.{i}","Port":80}},"Checks":[]}}"#
+                ))
+            })
+            .collect();
+        let answers = ServiceAnswers::build(&entries, &context());
+        let targets: Vec<String> = (0..3)
+            .map(|_| answers.select(None).next().unwrap().srv.target.to_string())
+            .collect();
+        assert_ne!(targets[0], targets[1]);
+        assert_ne!(targets[1], targets[2]);
+    }
+}

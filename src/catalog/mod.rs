@@ -1,0 +1,300 @@
+//! The cache between Consul and DNS: which services exist, and the ready answers of each
+//! service that DNS clients ask for.
+//!
+//! The DNS side calls [`Catalog::service`]; it returns at once for a watched service and waits
+//! (bounded) only for the first answer of a service asked for the first time. Behind it:
+//! - one blocking watch on `/v1/catalog/services` of the local datacenter, started at once, so a
+//!   name that is not in it is answered from memory and a flood of random names costs Consul
+//!   nothing;
+//! - one watch per asked-for (datacenter, service) on `/v1/health/service/<name>?passing`, held
+//!   in a moka cache with time-to-idle, so watches stop when nobody asks any more;
+//! - names of other datacenters' services, watched the same way once one of them is asked for.
+
+mod entry;
+mod slot;
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use hickory_proto::rr::Name;
+use moka::sync::Cache;
+use tokio::{sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use entry::{
+    EntryContext, InstanceAddress, InstanceRecords, ServiceAnswers, hex_address, ip_rdata,
+};
+use slot::WatchedSlot;
+
+use crate::{
+    config::Config,
+    consul::{ConsulClient, WatchPolicy, watch::run as run_watch},
+};
+
+/// How long a query waits for data that is not in the cache yet: the datacenter at start, the
+/// service list, or the first answer of a newly watched service.
+pub const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the list of datacenters is read again (that endpoint cannot block).
+const DATACENTERS_REFRESH: Duration = Duration::from_secs(30);
+/// Consul's own service; its instances are the servers named in NS answers.
+pub const CONSUL_SERVICE: &str = "consul";
+
+/// Names of the services of one datacenter, lower-case.
+type ServiceNameSet = HashSet<String>;
+
+/// What the cache knows of a (datacenter, service) asked for.
+pub enum ServiceLookup {
+    Found(Arc<ServiceAnswers>),
+    /// No such datacenter or service: NXDOMAIN.
+    Unknown,
+    /// Consul has not answered in time: SERVFAIL, never an NXDOMAIN a resolver would keep.
+    NotReady,
+}
+
+/// A cheap-to-clone handle on the cache.
+#[derive(Clone)]
+pub struct Catalog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: ConsulClient,
+    policy: WatchPolicy,
+    domain: Name,
+    service_ttl: u32,
+    stop: CancellationToken,
+    local: watch::Receiver<Option<Arc<LocalDatacenter>>>,
+    remote_names: Cache<String, Arc<WatchedSlot<ServiceNameSet>>>,
+    services: Cache<(String, String), Arc<WatchedSlot<ServiceAnswers>>>,
+}
+
+/// Known once the agent has told us where we are.
+struct LocalDatacenter {
+    name: String,
+    names: WatchedSlot<ServiceNameSet>,
+    datacenters: RwLock<Arc<HashSet<String>>>,
+}
+
+impl Catalog {
+    /// Starts the background work (finding the datacenter, the service-list watch) and returns
+    /// at once; queries that arrive before it is done wait for it, bounded.
+    pub fn start(config: &Config, client: ConsulClient) -> Self {
+        let (publish_local, local) = watch::channel(None);
+        let idle = config.watch_idle_timeout;
+        let shared = Arc::new(Shared {
+            client,
+            policy: WatchPolicy::with_wait(config.watch_wait),
+            domain: config.domain.clone(),
+            service_ttl: ttl_seconds(config.service_ttl),
+            stop: CancellationToken::new(),
+            local,
+            remote_names: Cache::builder().time_to_idle(idle).build(),
+            services: Cache::builder().time_to_idle(idle).build(),
+        });
+        tokio::spawn(bootstrap(
+            shared.clone(),
+            config.datacenter.clone(),
+            publish_local,
+        ));
+        tokio::spawn(housekeeping(shared.clone()));
+        Self { shared }
+    }
+
+    pub fn domain(&self) -> &Name {
+        &self.shared.domain
+    }
+
+    pub fn consul(&self) -> &ConsulClient {
+        &self.shared.client
+    }
+
+    /// The local datacenter, once known.
+    pub fn local_datacenter(&self) -> Option<String> {
+        self.shared.local.borrow().as_ref().map(|l| l.name.clone())
+    }
+
+    /// Whether the local service list has been read once.
+    pub fn is_ready(&self) -> bool {
+        self.shared
+            .local
+            .borrow()
+            .as_ref()
+            .is_some_and(|l| l.names.current().is_some())
+    }
+
+    /// Number of services being watched now.
+    pub fn watched_services(&self) -> u64 {
+        self.shared.services.run_pending_tasks();
+        self.shared.services.entry_count()
+    }
+
+    /// The passing instances of `service` in `datacenter` (the local one when `None`).
+    /// `service` and `datacenter` must be lower-case.
+    pub async fn service(&self, datacenter: Option<&str>, service: &str) -> ServiceLookup {
+        let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
+        let Some(local) = self.local(deadline).await else {
+            return ServiceLookup::NotReady;
+        };
+        let dc = datacenter.unwrap_or(&local.name);
+        let names = if dc == local.name {
+            local.names.first(remaining(deadline)).await
+        } else {
+            let known = local.datacenters.read().map(|dcs| dcs.contains(dc));
+            if !known.unwrap_or(false) {
+                return ServiceLookup::Unknown;
+            }
+            let slot = self
+                .shared
+                .remote_names
+                .get_with_by_ref(dc, || Arc::new(self.watch_names(dc)));
+            slot.first(remaining(deadline)).await
+        };
+        let Some(names) = names else {
+            return ServiceLookup::NotReady;
+        };
+        if !names.contains(service) {
+            return ServiceLookup::Unknown;
+        }
+        let key = (dc.to_owned(), service.to_owned());
+        let slot = self
+            .shared
+            .services
+            .get_with_by_ref(&key, || Arc::new(self.watch_service(dc, service)));
+        match slot.first(remaining(deadline)).await {
+            Some(answers) => ServiceLookup::Found(answers),
+            None => ServiceLookup::NotReady,
+        }
+    }
+
+    /// Stops every watch.
+    pub fn shutdown(&self) {
+        self.shared.stop.cancel();
+    }
+
+    async fn local(&self, deadline: Instant) -> Option<Arc<LocalDatacenter>> {
+        let mut local = self.shared.local.clone();
+        let found = tokio::time::timeout_at(deadline, local.wait_for(Option::is_some)).await;
+        match found {
+            Ok(Ok(value)) => value.clone(),
+            _ => None,
+        }
+    }
+
+    fn watch_service(&self, dc: &str, service: &str) -> WatchedSlot<ServiceAnswers> {
+        let shared = &self.shared;
+        let context = EntryContext {
+            datacenter: dc.to_owned(),
+            domain: shared.domain.clone(),
+            ttl: shared.service_ttl,
+        };
+        let (client, policy, service) = (shared.client.clone(), shared.policy, service.to_owned());
+        WatchedSlot::start(&shared.stop, move |publish, stop| async move {
+            let what = format!("service {service} in {}", context.datacenter);
+            let fetch = |index, wait| {
+                let (client, dc, service) =
+                    (client.clone(), context.datacenter.clone(), service.clone());
+                async move { client.passing_instances(&dc, &service, index, wait).await }
+            };
+            let deliver = |entries: Vec<_>| {
+                publish.send_replace(Some(Arc::new(ServiceAnswers::build(&entries, &context))));
+            };
+            run_watch(&what, policy, stop, fetch, deliver).await;
+        })
+    }
+
+    fn watch_names(&self, dc: &str) -> WatchedSlot<ServiceNameSet> {
+        watch_service_names(&self.shared, dc)
+    }
+}
+
+fn watch_service_names(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<ServiceNameSet> {
+    let (client, policy, dc) = (shared.client.clone(), shared.policy, dc.to_owned());
+    WatchedSlot::start(&shared.stop, move |publish, stop| async move {
+        let what = format!("service list of {dc}");
+        let fetch = |index, wait| {
+            let (client, dc) = (client.clone(), dc.clone());
+            async move { client.service_names(&dc, index, wait).await }
+        };
+        let deliver = |names: crate::consul::types::ServiceNames| {
+            let set = names.into_keys().map(|n| n.to_ascii_lowercase()).collect();
+            publish.send_replace(Some(Arc::new(set)));
+        };
+        run_watch(&what, policy, stop, fetch, deliver).await;
+    })
+}
+
+/// Learns the local datacenter (from the agent unless configured) and the list of datacenters,
+/// retrying until Consul answers, then publishes them and keeps the list fresh.
+async fn bootstrap(
+    shared: Arc<Shared>,
+    configured: Option<String>,
+    publish: watch::Sender<Option<Arc<LocalDatacenter>>>,
+) {
+    let mut retry = shared.policy.retry_base;
+    let name = loop {
+        let found = match &configured {
+            Some(dc) => Ok(dc.clone()),
+            None => shared.client.agent_datacenter().await,
+        };
+        match found {
+            Ok(dc) => break dc.to_ascii_lowercase(),
+            Err(error) => warn!(%error, "cannot learn the agent's datacenter; retrying"),
+        }
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            _ = tokio::time::sleep(retry) => {}
+        }
+        retry = (retry * 2).min(shared.policy.retry_cap);
+    };
+    info!(datacenter = %name, "serving the Consul catalog");
+    let local = Arc::new(LocalDatacenter {
+        names: watch_service_names(&shared, &name),
+        datacenters: RwLock::new(Arc::new(HashSet::from([name.clone()]))),
+        name,
+    });
+    publish.send_replace(Some(local.clone()));
+    loop {
+        match shared.client.datacenters().await {
+            Ok(list) => {
+                let set = list.into_iter().map(|dc| dc.to_ascii_lowercase()).collect();
+                if let Ok(mut current) = local.datacenters.write() {
+                    *current = Arc::new(set);
+                }
+            }
+            Err(error) => {
+                warn!(%error, "cannot read the list of datacenters; keeping the last one")
+            }
+        }
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            _ = tokio::time::sleep(DATACENTERS_REFRESH) => {}
+        }
+    }
+}
+
+/// moka evicts idle entries only while it is being used; this makes eviction (and so the end of
+/// idle watches) happen on time even when no query arrives.
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            _ = tick.tick() => {
+                shared.services.run_pending_tasks();
+                shared.remote_names.run_pending_tasks();
+            }
+        }
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+fn ttl_seconds(ttl: Duration) -> u32 {
+    u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,375 @@
+//! Options from the command line, the `CONSUL_*` environment and a TOML file, validated into one
+//! [`Config`].
+//!
+//! Precedence is the usual one: command line, then environment, then the `--config` file, then
+//! defaults. The file uses the option names (`service-ttl`, or Consul's own spelling
+//! `service_ttl`). Every error is one line that names the option, so an operator reading a
+//! failed unit's journal sees at once what to fix.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use clap::Parser;
+use hickory_proto::rr::Name;
+use reqwest::Url;
+
+/// Where DNS is served when no `--listen` is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8653";
+/// Consul's own default HTTP address.
+pub const DEFAULT_CONSUL_ADDR: &str = "http://127.0.0.1:8500";
+
+/// A Consul ACL token. It prints as `<redacted>` everywhere, so no log line, error or `Debug`
+/// dump can leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The secret itself, for the one place that puts it in a request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Everything the bridge needs to run, already checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub consul_addr: Url,
+    pub token: Option<Token>,
+    /// Lower-case, fully qualified (`consul.`).
+    pub domain: Name,
+    /// `None`: ask the agent (`/v1/agent/self`) which datacenter it is in.
+    pub datacenter: Option<String>,
+    pub service_ttl: Duration,
+    pub node_ttl: Duration,
+    /// A watched service nobody asked for during this long stops being watched.
+    pub watch_idle_timeout: Duration,
+    /// The `wait=` of each blocking query.
+    pub watch_wait: Duration,
+}
+
+/// The command line. Every field is optional so that the file and the defaults can fill in
+/// what was not given; `env` makes clap read Consul's variables.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "consul-dns-bridge",
+    version,
+    about = "Answers DNS for the Consul catalog"
+)]
+struct Cli {
+    /// TOML file with any of the options below, by the same names.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to serve DNS on, UDP and TCP (repeatable) [default: 127.0.0.1:8653]
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    listen: Vec<SocketAddr>,
+    /// Consul agent HTTP address [default: http://127.0.0.1:8500]
+    #[arg(long, value_name = "URL", env = "CONSUL_HTTP_ADDR", value_parser = parse_consul_addr)]
+    consul_addr: Option<Url>,
+    /// ACL token, sent as X-Consul-Token
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CONSUL_HTTP_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// DNS domain answered for [default: consul.]
+    #[arg(long, value_name = "NAME", value_parser = parse_domain)]
+    domain: Option<Name>,
+    /// Datacenter of names without one [default: the agent's own]
+    #[arg(long, value_name = "DC", value_parser = parse_datacenter)]
+    datacenter: Option<String>,
+    /// TTL of service answers, e.g. 10s [default: 0s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    service_ttl: Option<Duration>,
+    /// TTL of node answers, e.g. 10s [default: 0s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    node_ttl: Option<Duration>,
+    /// Stop watching a service not asked for during this long [default: 10m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    watch_idle_timeout: Option<Duration>,
+    /// wait= of each Consul blocking query, at most 10m [default: 5m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_watch_wait)]
+    watch_wait: Option<Duration>,
+}
+
+/// Why the options could not be turned into a [`Config`]; `Display` is the one line to print.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    CommandLine(String),
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("invalid value {value} for '{option}' in {path}: {reason}")]
+    FileValue {
+        path: String,
+        option: String,
+        value: String,
+        reason: String,
+    },
+    #[error("unknown option '{option}' in {path}")]
+    UnknownFileOption { path: String, option: String },
+}
+
+/// What `parse` found: a config to run with, or help/version text that clap has to print.
+pub enum Parsed {
+    Run(Box<Config>),
+    Display(clap::Error),
+}
+
+impl Config {
+    /// Reads the command line (and the environment through it) plus the `--config` file.
+    pub fn parse<I, T>(args: I) -> Result<Parsed, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = match Cli::try_parse_from(args) {
+            Ok(cli) => cli,
+            Err(error) if !error.use_stderr() => return Ok(Parsed::Display(error)),
+            Err(error) => return Err(ConfigError::CommandLine(first_line(&error.to_string()))),
+        };
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => Cli::default(),
+        };
+        Ok(Parsed::Run(Box::new(merge(cli, file)?)))
+    }
+}
+
+fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
+    let listen = match (cli.listen.is_empty(), file.listen.is_empty()) {
+        (false, _) => cli.listen,
+        (true, false) => file.listen,
+        (true, true) => vec![parse_listen(DEFAULT_LISTEN).map_err(ConfigError::CommandLine)?],
+    };
+    let consul_addr = match cli.consul_addr.or(file.consul_addr) {
+        Some(url) => url,
+        None => parse_consul_addr(DEFAULT_CONSUL_ADDR).map_err(ConfigError::CommandLine)?,
+    };
+    let domain = match cli.domain.or(file.domain) {
+        Some(domain) => domain,
+        None => parse_domain("consul.").map_err(ConfigError::CommandLine)?,
+    };
+    Ok(Config {
+        listen,
+        consul_addr,
+        token: cli
+            .token
+            .or(file.token)
+            .filter(|t| !t.is_empty())
+            .map(Token),
+        domain,
+        datacenter: cli.datacenter.or(file.datacenter),
+        service_ttl: cli.service_ttl.or(file.service_ttl).unwrap_or_default(),
+        node_ttl: cli.node_ttl.or(file.node_ttl).unwrap_or_default(),
+        watch_idle_timeout: cli
+            .watch_idle_timeout
+            .or(file.watch_idle_timeout)
+            .unwrap_or(Duration::from_secs(600)),
+        watch_wait: cli
+            .watch_wait
+            .or(file.watch_wait)
+            .unwrap_or(Duration::from_secs(300)),
+    })
+}
+
+/// Reads the TOML file into the same shape as the command line, checking each value with the
+/// very parser the command line uses.
+fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::File {
+            path: shown.clone(),
+            reason: first_line(e.message()),
+        })?;
+    let mut cli = Cli::default();
+    for (key, value) in table {
+        let option = key.replace('_', "-");
+        let bad = |reason: String| ConfigError::FileValue {
+            path: shown.clone(),
+            option: option.clone(),
+            value: value.to_string(),
+            reason,
+        };
+        let strings: Vec<String> = match &value {
+            toml::Value::String(s) => vec![s.clone()],
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("expected a list of strings".into()))?,
+            _ => return Err(bad("expected a string".into())),
+        };
+        let single = || match strings.as_slice() {
+            [one] => Ok(one.as_str()),
+            _ => Err(bad("expected a single string".into())),
+        };
+        match option.as_str() {
+            "listen" => {
+                cli.listen = strings
+                    .iter()
+                    .map(|s| parse_listen(s))
+                    .collect::<Result<_, _>>()
+                    .map_err(bad)?;
+            }
+            "consul-addr" => cli.consul_addr = Some(parse_consul_addr(single()?).map_err(bad)?),
+            "token" => cli.token = Some(single()?.to_owned()),
+            "domain" => cli.domain = Some(parse_domain(single()?).map_err(bad)?),
+            "datacenter" => cli.datacenter = Some(parse_datacenter(single()?).map_err(bad)?),
+            "service-ttl" => cli.service_ttl = Some(parse_duration(single()?).map_err(bad)?),
+            "node-ttl" => cli.node_ttl = Some(parse_duration(single()?).map_err(bad)?),
+            "watch-idle-timeout" => {
+                cli.watch_idle_timeout = Some(parse_duration(single()?).map_err(bad)?)
+            }
+            "watch-wait" => cli.watch_wait = Some(parse_watch_wait(single()?).map_err(bad)?),
+            _ => {
+                return Err(ConfigError::UnknownFileOption {
+                    path: shown,
+                    option: key,
+                });
+            }
+        }
+    }
+    Ok(cli)
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    SocketAddr::from_str(text)
+        .map_err(|_| format!("expected IP:PORT such as {DEFAULT_LISTEN}, got '{text}'"))
+}
+
+/// Accepts what Consul's own `CONSUL_HTTP_ADDR` accepts: a URL, or `host:port` meaning HTTP.
+fn parse_consul_addr(text: &str) -> Result<Url, String> {
+    let with_scheme = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("http://{text}")
+    };
+    let url = Url::parse(&with_scheme).map_err(|e| format!("not a URL ({e})"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err(format!("expected http://HOST:PORT, got '{text}'")),
+    }
+}
+
+fn parse_domain(text: &str) -> Result<Name, String> {
+    let mut name = Name::from_ascii(text).map_err(|e| format!("not a DNS name ({e})"))?;
+    if name.is_root() {
+        return Err("the root cannot be the Consul domain".into());
+    }
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
+}
+
+fn parse_datacenter(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(format!("not a datacenter name: '{text}'"))
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("expected a duration like 10s ({e})"))
+}
+
+fn parse_watch_wait(text: &str) -> Result<Duration, String> {
+    let wait = parse_duration(text)?;
+    if wait < Duration::from_secs(1) || wait > Duration::from_secs(600) {
+        return Err("Consul accepts a wait from 1s to 10m".into());
+    }
+    Ok(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["consul-dns-bridge"];
+        all.extend_from_slice(args);
+        match Config::parse(all)? {
+            Parsed::Run(config) => Ok(*config),
+            Parsed::Display(e) => panic!("unexpected display: {e}"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_consul() {
+        let config = parse(&["--consul-addr", "127.0.0.1:8500"]).unwrap();
+        assert_eq!(config.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
+        assert_eq!(config.consul_addr.as_str(), "http://127.0.0.1:8500/");
+        assert_eq!(config.domain.to_string(), "consul.");
+        assert_eq!(config.service_ttl, Duration::ZERO);
+    }
+
+    #[test]
+    fn bad_duration_names_the_option_on_one_line() {
+        let error = parse(&["--service-ttl", "soon"]).unwrap_err().to_string();
+        assert!(error.contains("--service-ttl"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+
+    #[test]
+    fn file_values_are_used_and_command_line_wins() {
+        let dir = std::env::temp_dir().join(format!("cdb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bridge.toml");
+        std::fs::write(
+            &path,
+            "service_ttl = \"30s\"\nnode-ttl = \"5s\"\nlisten = [\"127.0.0.1:5353\"]\ndomain = \"Example.\"\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", path.to_str().unwrap(), "--node-ttl", "1s"]).unwrap();
+        assert_eq!(config.service_ttl, Duration::from_secs(30));
+        assert_eq!(config.node_ttl, Duration::from_secs(1));
+        assert_eq!(config.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(config.domain.to_string(), "example.");
+    }
+
+    #[test]
+    fn bad_file_value_names_file_and_option() {
+        let dir = std::env::temp_dir().join(format!("cdb-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "watch_wait = \"1h\"\n").unwrap();
+        let error = parse(&["--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("'watch-wait'") && error.contains("bad.toml"),
+            "{error}"
+        );
+        std::fs::write(&path, "colour = \"blue\"\n").unwrap();
+        let error = parse(&["--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown option 'colour'"), "{error}");
+    }
+
+    #[test]
+    fn token_never_prints() {
+        let token = Token("s3cr3t-token".into());
+        assert!(!format!("{token:?}").contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,239 @@
+//! HTTP requests to one Consul agent: URLs, the ACL token header, `index`/`wait` parameters,
+//! and decoding, with a count of requests per endpoint.
+//!
+//! The token travels only in the `X-Consul-Token` header, marked sensitive, and no error built
+//! here carries a header, so it cannot leak into a log line. Errors name the endpoint path but
+//! never a query string.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use reqwest::{StatusCode, Url, header::HeaderValue};
+use serde::de::DeserializeOwned;
+
+use super::{
+    WatchIndex,
+    types::{AgentSelf, HealthEntry, ServiceNames},
+};
+use crate::config::Token;
+
+/// Consul adds up to `wait / 16` of its own jitter before answering a blocking query; the HTTP
+/// timeout must outlast that plus a slow network.
+const BLOCKING_TIMEOUT_MARGIN: Duration = Duration::from_secs(15);
+/// Timeout of a request that does not block.
+const PLAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The Consul endpoints the bridge uses, for counting requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    AgentSelf,
+    Datacenters,
+    CatalogServices,
+    HealthService,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::AgentSelf,
+        Endpoint::Datacenters,
+        Endpoint::CatalogServices,
+        Endpoint::HealthService,
+    ];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::AgentSelf => "/v1/agent/self",
+            Endpoint::Datacenters => "/v1/catalog/datacenters",
+            Endpoint::CatalogServices => "/v1/catalog/services",
+            Endpoint::HealthService => "/v1/health/service",
+        }
+    }
+}
+
+/// A decoded answer plus the `X-Consul-Index` it came with.
+#[derive(Debug)]
+pub struct Blocking<T> {
+    pub value: T,
+    pub index: WatchIndex,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsulError {
+    #[error("{path}: request failed: {reason}")]
+    Transport { path: String, reason: String },
+    #[error("{path}: HTTP {status}")]
+    Status { path: String, status: StatusCode },
+    #[error("{path}: cannot decode the answer: {reason}")]
+    Decode { path: String, reason: String },
+    #[error("{path}: answer has no valid X-Consul-Index header")]
+    MissingIndex { path: String },
+}
+
+/// A cheap-to-clone handle on one agent's HTTP API.
+#[derive(Clone)]
+pub struct ConsulClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<HeaderValue>,
+    requests: [AtomicU64; Endpoint::ALL.len()],
+}
+
+impl ConsulClient {
+    pub fn new(base: Url, token: Option<&Token>) -> Result<Self, ConsulError> {
+        let transport = |reason: String| ConsulError::Transport {
+            path: base.to_string(),
+            reason,
+        };
+        let token = token
+            .map(|t| {
+                let mut value = HeaderValue::from_str(t.expose())
+                    .map_err(|_| transport("the ACL token is not a valid header value".into()))?;
+                value.set_sensitive(true);
+                Ok::<_, ConsulError>(value)
+            })
+            .transpose()?;
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| transport(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                token,
+                requests: Default::default(),
+            }),
+        })
+    }
+
+    /// How many requests went to `endpoint` since start.
+    pub fn request_count(&self, endpoint: Endpoint) -> u64 {
+        self.inner.requests[endpoint as usize].load(Ordering::Relaxed)
+    }
+
+    /// The datacenter of the agent we talk to.
+    pub async fn agent_datacenter(&self) -> Result<String, ConsulError> {
+        let answer: AgentSelf = self
+            .get(Endpoint::AgentSelf, &[], &[], PLAIN_TIMEOUT)
+            .await?
+            .0;
+        Ok(answer.config.datacenter)
+    }
+
+    /// Every datacenter known over the WAN (this endpoint does not block).
+    pub async fn datacenters(&self) -> Result<Vec<String>, ConsulError> {
+        Ok(self
+            .get(Endpoint::Datacenters, &[], &[], PLAIN_TIMEOUT)
+            .await?
+            .0)
+    }
+
+    /// Blocking query on the names of all services of `dc`.
+    pub async fn service_names(
+        &self,
+        dc: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<ServiceNames>, ConsulError> {
+        self.blocking(Endpoint::CatalogServices, &[], dc, index, wait)
+            .await
+    }
+
+    /// Blocking query on the passing instances of one service (`?passing`: every service and
+    /// node check passing).
+    pub async fn passing_instances(
+        &self,
+        dc: &str,
+        service: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<Vec<HealthEntry>>, ConsulError> {
+        self.blocking(Endpoint::HealthService, &[service], dc, index, wait)
+            .await
+    }
+
+    async fn blocking<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        dc: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<T>, ConsulError> {
+        let mut query = vec![("dc", dc.to_owned())];
+        if endpoint == Endpoint::HealthService {
+            query.push(("passing", "1".to_owned()));
+        }
+        if index.is_set() {
+            query.push(("index", index.get().to_string()));
+            query.push(("wait", format!("{}ms", wait.as_millis())));
+        }
+        let (value, index) = self
+            .get(endpoint, segments, &query, wait + BLOCKING_TIMEOUT_MARGIN)
+            .await?;
+        let path = endpoint.path();
+        let index = index.ok_or_else(|| ConsulError::MissingIndex { path: path.into() })?;
+        Ok(Blocking { value, index })
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<(T, Option<WatchIndex>), ConsulError> {
+        let path = endpoint.path();
+        let mut url = self.inner.base.clone();
+        {
+            let mut parts = url
+                .path_segments_mut()
+                .map_err(|()| ConsulError::Transport {
+                    path: path.into(),
+                    reason: "the Consul address cannot take a path".into(),
+                })?;
+            parts.pop_if_empty();
+            parts.extend(path.trim_start_matches('/').split('/'));
+            parts.extend(segments);
+        }
+        let mut request = self.inner.http.get(url).query(query).timeout(timeout);
+        if let Some(token) = &self.inner.token {
+            request = request.header("X-Consul-Token", token.clone());
+        }
+        self.inner.requests[endpoint as usize].fetch_add(1, Ordering::Relaxed);
+        let transport = |e: reqwest::Error| ConsulError::Transport {
+            path: path.into(),
+            // without_url: the query string carries nothing secret, but keep errors short
+            reason: e.without_url().to_string(),
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ConsulError::Status {
+                path: path.into(),
+                status,
+            });
+        }
+        let index = response
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(WatchIndex::new);
+        let body = response.bytes().await.map_err(transport)?;
+        let value = serde_json::from_slice(&body).map_err(|e| ConsulError::Decode {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        Ok((value, index))
+    }
+}

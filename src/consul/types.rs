@@ -1,0 +1,105 @@
+//! The parts of Consul's JSON answers that the bridge reads, as serde structs.
+//!
+//! Fields Consul may send as `null` (tags, meta, checks) default to empty, so a sparse
+//! registration never fails to decode.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+
+/// `/v1/catalog/services`: service name to its tags.
+pub type ServiceNames = HashMap<String, Option<Vec<String>>>;
+
+/// One element of `/v1/health/service/<name>`: an instance with its node and checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthEntry {
+    pub node: Node,
+    pub service: Service,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Node {
+    pub node: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub meta: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Service {
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    pub service: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub weights: Option<Weights>,
+}
+
+/// SRV weights by health state, as registered (`Weights` in the service definition).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Weights {
+    pub passing: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Check {
+    pub status: String,
+}
+
+impl HealthEntry {
+    /// Passing in Consul's strict sense: every check of the instance and of its node says
+    /// `passing` (a `warning` is not passing, as with `only_passing = true`).
+    pub fn is_passing(&self) -> bool {
+        self.checks.iter().all(|check| check.status == "passing")
+    }
+}
+
+/// `/v1/agent/self`, only the datacenter.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentSelf {
+    pub config: AgentConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentConfig {
+    pub datacenter: String,
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_sparse_health_entry() {
+        let json = r#"[{"Node":{"Node":"n1","Address":"10.0.0.9","Meta":null},
+            "Service":{"ID":"web1","Service":"web","Tags":null,"Address":"","Port":80},
+            "Checks":[{"Status":"passing"},{"Status":"warning"}]}]"#;
+        let entries: Vec<HealthEntry> = serde_json::from_str(json).unwrap();
+        assert_eq!(entries[0].node.address, "10.0.0.9");
+        assert!(entries[0].service.tags.is_empty());
+        assert!(!entries[0].is_passing());
+    }
+}

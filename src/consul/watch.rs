@@ -1,0 +1,237 @@
+//! The blocking-query loop that keeps one Consul value fresh: index rules, jitter, back-off and
+//! stop.
+//!
+//! Consul answers a request carrying `index=N` only when its data passes N or `wait` elapses, so a
+//! change reaches us within one round trip while an unchanged value costs one parked request per
+//! `wait`. The rules follow Consul's documentation on blocking queries:
+//! - a lower index than last time (agent restart, snapshot restore) resets the index to 0;
+//! - an index of 0 or 1 is never trusted to block, and an answer that comes back early without
+//!   a change is followed by a pause, so a misbehaving server cannot drive a tight loop;
+//! - `wait` and every pause carry jitter, so thousands of watches do not wake in step;
+//! - errors back off exponentially with jitter, up to a cap.
+
+use std::{future::Future, time::Duration};
+
+use rand::Rng;
+use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{Blocking, ConsulError};
+
+/// Consul's `X-Consul-Index`. Zero means "not known yet": the request does not block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct WatchIndex(u64);
+
+impl WatchIndex {
+    pub const ZERO: WatchIndex = WatchIndex(0);
+
+    pub fn new(index: u64) -> Self {
+        Self(index)
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Whether a request with this index would block.
+    pub fn is_set(self) -> bool {
+        self.0 > 0
+    }
+}
+
+/// Timing of one watch loop.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchPolicy {
+    /// `wait=` sent to Consul, before jitter.
+    pub wait: Duration,
+    /// Pause after an answer that gives no reason to trust the index.
+    pub suspicious_pause: Duration,
+    /// First back-off after an error; doubles per failure up to `retry_cap`.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+}
+
+impl WatchPolicy {
+    pub fn with_wait(wait: Duration) -> Self {
+        Self {
+            wait,
+            suspicious_pause: Duration::from_secs(1),
+            retry_base: Duration::from_millis(200),
+            retry_cap: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What to do after one answer: where to block next, whether the data is new, how long to pause.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Step {
+    pub next: WatchIndex,
+    pub changed: bool,
+    pub pause: bool,
+}
+
+/// Applies the index rules to one answer. `sent` is the index the request carried, `received`
+/// the one the answer carried, `early` whether it came back well before `wait` elapsed.
+pub fn step(sent: WatchIndex, received: WatchIndex, early: bool) -> Step {
+    if received < sent {
+        return Step {
+            next: WatchIndex::ZERO,
+            changed: true,
+            pause: true,
+        };
+    }
+    let changed = received != sent || !sent.is_set();
+    let untrusted = received.get() <= 1;
+    let early_without_change = sent.is_set() && !changed && early;
+    Step {
+        next: WatchIndex(received.get().max(1)),
+        changed,
+        pause: untrusted || early_without_change,
+    }
+}
+
+/// Runs until `stop` fires: asks `fetch(index, wait)`, hands every changed value to `deliver`.
+/// `what` names the watched value in log lines.
+pub async fn run<T, F, Fut, D>(
+    what: &str,
+    policy: WatchPolicy,
+    stop: CancellationToken,
+    mut fetch: F,
+    mut deliver: D,
+) where
+    F: FnMut(WatchIndex, Duration) -> Fut,
+    Fut: Future<Output = Result<Blocking<T>, ConsulError>>,
+    D: FnMut(T),
+{
+    let mut index = WatchIndex::ZERO;
+    let mut failures: u32 = 0;
+    loop {
+        let wait = jitter(policy.wait, 0.9);
+        let started = Instant::now();
+        let answer = tokio::select! {
+            _ = stop.cancelled() => return,
+            answer = fetch(index, wait) => answer,
+        };
+        let pause = match answer {
+            Ok(Blocking {
+                value,
+                index: received,
+            }) => {
+                if failures > 0 {
+                    debug!(what, failures, "watch recovered");
+                }
+                failures = 0;
+                let early = started.elapsed() < wait / 2;
+                let step = step(index, received, early);
+                if received < index {
+                    warn!(
+                        what,
+                        sent = index.get(),
+                        received = received.get(),
+                        "Consul index went backwards; resetting"
+                    );
+                }
+                index = step.next;
+                if step.changed {
+                    deliver(value);
+                }
+                step.pause.then(|| jitter(policy.suspicious_pause, 0.5))
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                let backoff = policy
+                    .retry_base
+                    .saturating_mul(1 << failures.min(16).saturating_sub(1))
+                    .min(policy.retry_cap);
+                warn!(what, failures, %error, "Consul request failed; retrying");
+                Some(jitter(backoff, 0.5))
+            }
+        };
+        if let Some(pause) = pause {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// A random duration between `floor * base` and `base`.
+fn jitter(base: Duration, floor: f64) -> Duration {
+    base.mul_f64(rand::rng().random_range(floor..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const I: fn(u64) -> WatchIndex = WatchIndex::new;
+
+    #[test]
+    fn first_answer_is_delivered_and_then_blocks() {
+        let s = step(WatchIndex::ZERO, I(42), true);
+        assert_eq!(
+            s,
+            Step {
+                next: I(42),
+                changed: true,
+                pause: false
+            }
+        );
+    }
+
+    #[test]
+    fn unchanged_index_after_full_wait_is_not_a_change() {
+        let s = step(I(42), I(42), false);
+        assert_eq!(
+            s,
+            Step {
+                next: I(42),
+                changed: false,
+                pause: false
+            }
+        );
+    }
+
+    #[test]
+    fn early_answer_without_change_pauses() {
+        assert!(step(I(42), I(42), true).pause);
+    }
+
+    #[test]
+    fn index_going_backwards_resets_and_pauses() {
+        let s = step(I(42), I(7), true);
+        assert_eq!(
+            s,
+            Step {
+                next: WatchIndex::ZERO,
+                changed: true,
+                pause: true
+            }
+        );
+    }
+
+    #[test]
+    fn index_zero_from_server_is_treated_as_one_and_paused() {
+        let s = step(WatchIndex::ZERO, WatchIndex::ZERO, true);
+        assert_eq!(
+            s,
+            Step {
+                next: I(1),
+                changed: true,
+                pause: true
+            }
+        );
+        let again = step(I(1), WatchIndex::ZERO, true);
+        assert!(again.pause && again.next == WatchIndex::ZERO);
+    }
+
+    #[test]
+    fn jitter_stays_in_range() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_secs(10), 0.5);
+            assert!(d >= Duration::from_secs(5) && d <= Duration::from_secs(10));
+        }
+    }
+}

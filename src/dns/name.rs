@@ -1,0 +1,140 @@
+//! Turns a query name into what it asks for, with Consul's parsing rules.
+//!
+//! Consul reads a name from the right: the domain, then at most one datacenter label, then the
+//! kind (`service`), then the parts. `<tag>.<service>`, a tag holding dots
+//! (`a.b.<service>`), and RFC 2782's `_<service>._<tag>` (where only `_tcp` means "any tag":
+//! Consul treats `_udp` as a tag like any other) are the service forms.
+
+use hickory_proto::rr::Name;
+
+/// What a query name inside or outside our domain means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryName {
+    /// `[<tag>.]<service>.service[.<dc>].<domain>` or `_<service>._<tag>.service[...]`.
+    Service {
+        service: String,
+        tag: Option<String>,
+        datacenter: Option<String>,
+    },
+    /// Inside the domain but not a name we serve (the apex, a malformed or unsupported form).
+    OtherInDomain,
+    /// Not ours.
+    OutOfDomain,
+}
+
+/// Parses `name` (any case) against `domain` (lower-case, fully qualified).
+pub fn parse(name: &Name, domain: &Name) -> QueryName {
+    if !domain.zone_of(name) {
+        return QueryName::OutOfDomain;
+    }
+    let inside = usize::from(name.num_labels()) - usize::from(domain.num_labels());
+    let labels: Option<Vec<String>> = name
+        .iter()
+        .take(inside)
+        .map(|label| std::str::from_utf8(label).ok().map(str::to_ascii_lowercase))
+        .collect();
+    let Some(labels) = labels else {
+        return QueryName::OtherInDomain;
+    };
+    parse_labels(&labels).unwrap_or(QueryName::OtherInDomain)
+}
+
+fn parse_labels(labels: &[String]) -> Option<QueryName> {
+    let (kind_at, datacenter) = match labels {
+        [.., kind] if kind == "service" => (labels.len() - 1, None),
+        [.., kind, dc] if kind == "service" => (labels.len() - 2, Some(dc.clone())),
+        _ => return None,
+    };
+    let parts = &labels[..kind_at];
+    let (service, tag) = match parts {
+        [] => return None,
+        [service, tag] if service.starts_with('_') && tag.starts_with('_') => {
+            let tag = &tag[1..];
+            (
+                service[1..].to_owned(),
+                (tag != "tcp").then(|| tag.to_owned()),
+            )
+        }
+        [tag @ .., service] => {
+            let tag = (!tag.is_empty()).then(|| tag.join("."));
+            (service.clone(), tag)
+        }
+    };
+    if service.is_empty() {
+        return None;
+    }
+    Some(QueryName::Service {
+        service,
+        tag,
+        datacenter,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(name: &str) -> QueryName {
+        parse(
+            &Name::from_ascii(name).unwrap(),
+            &Name::from_ascii("consul.").unwrap(),
+        )
+    }
+
+    fn service(service: &str, tag: Option<&str>, dc: Option<&str>) -> QueryName {
+        QueryName::Service {
+            service: service.into(),
+            tag: tag.map(Into::into),
+            datacenter: dc.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn service_forms() {
+        assert_eq!(parse_str("web.service.consul."), service("web", None, None));
+        assert_eq!(parse_str("WeB.SeRvIcE.CoNsUl."), service("web", None, None));
+        assert_eq!(
+            parse_str("v1.web.service.consul."),
+            service("web", Some("v1"), None)
+        );
+        assert_eq!(
+            parse_str("a.b.web.service.consul."),
+            service("web", Some("a.b"), None)
+        );
+        assert_eq!(
+            parse_str("web.service.dc2.consul."),
+            service("web", None, Some("dc2"))
+        );
+        assert_eq!(
+            parse_str("_web._tcp.service.consul."),
+            service("web", None, None)
+        );
+        assert_eq!(
+            parse_str("_web._udp.service.consul."),
+            service("web", Some("udp"), None)
+        );
+        assert_eq!(
+            parse_str("_web._v1.service.dc1.consul."),
+            service("web", Some("v1"), Some("dc1"))
+        );
+        assert_eq!(
+            parse_str("_web.v1.service.consul."),
+            service("v1", Some("_web"), None)
+        );
+    }
+
+    #[test]
+    fn other_names() {
+        assert_eq!(parse_str("consul."), QueryName::OtherInDomain);
+        assert_eq!(parse_str("service.consul."), QueryName::OtherInDomain);
+        assert_eq!(
+            parse_str("web.service.dc1.extra.consul."),
+            QueryName::OtherInDomain
+        );
+        assert_eq!(
+            parse_str("web.service.example.com."),
+            QueryName::OutOfDomain
+        );
+        assert_eq!(parse_str("notconsul."), QueryName::OutOfDomain);
+    }
+}

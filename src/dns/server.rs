@@ -1,0 +1,180 @@
+//! The hickory-server request handler and the sockets it serves on.
+//!
+//! The handler checks the request, asks the catalog, and writes the answer; hickory-server does
+//! the transport (UDP and TCP framing, truncation with TC to the client's UDP size). A request
+//! error becomes a response code here and nowhere else.
+
+use std::{io, net::SocketAddr, time::Duration};
+
+use hickory_proto::{
+    op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
+    rr::RecordType,
+};
+use hickory_server::{
+    Server,
+    net::runtime::Time,
+    server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
+    zone_handler::MessageResponseBuilder,
+};
+use tokio::net::{TcpListener, UdpSocket};
+use tracing::warn;
+
+use super::{
+    answer::{self, Answer},
+    name::{self, QueryName},
+};
+use crate::catalog::{CONSUL_SERVICE, Catalog, ServiceLookup};
+
+/// A TCP connection that sends nothing for this long is closed.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses queued per TCP connection.
+const TCP_RESPONSE_BUFFER: usize = 32;
+/// The largest UDP answer we send, whatever the client advertises (the DNS flag day value).
+const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// Answers queries for the Consul domain from the catalog.
+pub struct ConsulHandler {
+    catalog: Catalog,
+    node_ttl: u32,
+}
+
+impl ConsulHandler {
+    pub fn new(catalog: Catalog, node_ttl: u32) -> Self {
+        Self { catalog, node_ttl }
+    }
+
+    async fn answer(&self, request: &Request) -> Answer {
+        if request.metadata.op_code != OpCode::Query {
+            return Answer::error(ResponseCode::NotImp);
+        }
+        let Ok(info) = request.request_info() else {
+            return Answer::error(ResponseCode::FormErr);
+        };
+        let asked = info.query.original().name();
+        let qtype = info.query.query_type();
+        let domain = self.catalog.domain();
+        let parsed = name::parse(asked, domain);
+        if parsed == QueryName::OutOfDomain {
+            return Answer::error(ResponseCode::Refused);
+        }
+        match qtype {
+            RecordType::AXFR | RecordType::IXFR => return Answer::error(ResponseCode::NotImp),
+            RecordType::NS | RecordType::SOA => return self.zone_question(qtype).await,
+            _ => {}
+        }
+        let QueryName::Service {
+            service,
+            tag,
+            datacenter,
+        } = parsed
+        else {
+            return Answer::nxdomain(domain);
+        };
+        match self.catalog.service(datacenter.as_deref(), &service).await {
+            ServiceLookup::Found(answers) => {
+                answer::service(asked, qtype, &answers, tag.as_deref(), domain)
+            }
+            ServiceLookup::Unknown => Answer::nxdomain(domain),
+            ServiceLookup::NotReady => Answer::error(ResponseCode::ServFail),
+        }
+    }
+
+    /// NS and SOA questions, which Consul answers alike for every name in its domain.
+    async fn zone_question(&self, qtype: RecordType) -> Answer {
+        let domain = self.catalog.domain();
+        match self.catalog.service(None, CONSUL_SERVICE).await {
+            ServiceLookup::Found(servers) if qtype == RecordType::NS => {
+                answer::ns_question(&servers, domain, self.node_ttl)
+            }
+            ServiceLookup::Found(servers) => answer::soa_question(&servers, domain, self.node_ttl),
+            ServiceLookup::Unknown | ServiceLookup::NotReady => {
+                Answer::error(ResponseCode::ServFail)
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for ConsulHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let answer = self.answer(request).await;
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = answer.authoritative;
+        metadata.response_code = answer.rcode;
+        // hickory caps a UDP answer at the response's advertised payload, so the client's own
+        // size (bounded) goes there: the answer never exceeds what the client can take.
+        let edns = request.edns.as_ref().map(|asked| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(asked.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            edns
+        });
+        let mut builder = MessageResponseBuilder::new(&request.queries, None);
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+        let response = builder.build(
+            metadata,
+            answer.answers.iter(),
+            answer.authorities.iter(),
+            std::iter::empty(),
+            answer.additionals.iter(),
+        );
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(error) => {
+                warn!(%error, "cannot send a DNS response");
+                let mut metadata = Metadata::new(
+                    request.metadata.id,
+                    MessageType::Response,
+                    request.metadata.op_code,
+                );
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        }
+    }
+}
+
+/// Binds UDP and TCP on each address (the same port for both, also when the port is 0) and
+/// hands them to a hickory-server `Server`. Returns the addresses actually bound.
+pub async fn serve(
+    handler: ConsulHandler,
+    listen: &[SocketAddr],
+) -> io::Result<(Server<ConsulHandler>, Vec<SocketAddr>)> {
+    let mut server = Server::new(handler);
+    let mut bound = Vec::new();
+    for addr in listen {
+        let (udp, tcp) = bind_pair(*addr).await?;
+        bound.push(udp.local_addr()?);
+        server.register_socket(udp);
+        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+    }
+    Ok((server, bound))
+}
+
+async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let with_context = |e: io::Error, proto: &str, at: SocketAddr| {
+        io::Error::new(e.kind(), format!("cannot listen on {proto} {at}: {e}"))
+    };
+    // A free UDP port may be taken on TCP; with port 0 try a few times.
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| with_context(e, "UDP", addr))?;
+        let at = udp.local_addr()?;
+        match TcpListener::bind(at).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(with_context(e, "TCP", at)),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no attempt to bind")))
+}

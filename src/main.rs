@@ -1,0 +1,70 @@
+//! The `consul-dns-bridge` binary: parse options, start the bridge, run until SIGINT/SIGTERM.
+//! Logs go to stderr at `info` (hickory-server at `warn`: it logs every query at `info`), or as
+//! `RUST_LOG` says.
+
+use std::process::ExitCode;
+
+use consul_dns_bridge::{
+    bridge::Bridge,
+    config::{Config, Parsed},
+};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = match Config::parse(std::env::args_os()) {
+        Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Display(text)) => {
+            let _ = text.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("consul-dns-bridge: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("consul-dns-bridge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(&config))
+}
+
+async fn run(config: &Config) -> ExitCode {
+    let bridge = match Bridge::start(config).await {
+        Ok(bridge) => bridge,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("consul-dns-bridge: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(listen = ?bridge.dns_addrs(), consul = %config.consul_addr, domain = %config.domain, "serving DNS");
+    wait_for_signal().await;
+    info!("shutting down");
+    bridge.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
