@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs the Consul agent the integration tests start, then
+# checks formatting and lints, then `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CONSUL_BIN=${CONSUL_BIN:-$(scripts/install-consul.sh)}
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --all-targets

@@ -1,0 +1,198 @@
+//! The bridge must answer as Consul's own DNS does for the same catalog: the same RCODE and the
+//! same records in every section (order ignored; SRV compared by priority, weight, port and the
+//! address its target resolves to; the SOA by everything but its serial, which is the clock).
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use hickory_proto::{
+    op::Message,
+    rr::{RData, Record, RecordType},
+};
+use support::{ConsulAgent, DnsClient, consul::service, dns::Transport, start_bridge};
+
+async fn fixture(consul: &ConsulAgent) {
+    consul
+        .register(
+            service("web", "web1", "10.1.0.1")
+                .port(8080)
+                .tags(&["v1", "Primary"]),
+        )
+        .await;
+    consul
+        .register(
+            service("web", "web2", "10.1.0.2")
+                .port(8081)
+                .tags(&["v2", "udp"]),
+        )
+        .await;
+    consul
+        .register(
+            service("web", "web3", "10.1.0.3")
+                .port(8082)
+                .tags(&["v1"])
+                .warning(),
+        )
+        .await;
+    consul
+        .register(service("web", "web4", "10.1.0.4").port(8083).critical())
+        .await;
+    consul.register(service("db", "db1", "").port(5432)).await;
+    consul
+        .register(service("v6", "v61", "fd00::1").port(80))
+        .await;
+    consul
+        .register(service("mixed", "mixed1", "10.6.0.1").port(81))
+        .await;
+    consul
+        .register(service("mixed", "mixed2", "fd00::6").port(82))
+        .await;
+    consul
+        .register(service("dead", "dead1", "10.7.0.1").critical())
+        .await;
+    consul
+        .register(service("warned", "warned1", "10.7.0.2").warning())
+        .await;
+    consul
+        .register_external(
+            "ext1",
+            "10.2.0.1",
+            None,
+            service("ext", "ext1", "").port(9000).tags(&["a.b"]),
+        )
+        .await;
+    consul
+        .register_external(
+            "ext2",
+            "10.2.0.2",
+            Some("critical"),
+            service("ext", "ext2", "10.2.0.22").port(9001),
+        )
+        .await;
+    consul
+        .register_external(
+            "ext3",
+            "fd00::23",
+            None,
+            service("ext6", "ext3", "").port(9002),
+        )
+        .await;
+}
+
+const NAMES: &[&str] = &[
+    "web.service.consul.",
+    "WeB.SeRvIcE.CoNsUl.",
+    "v1.web.service.consul.",
+    "primary.web.service.consul.",
+    "v2.web.service.dc1.consul.",
+    "zz.web.service.consul.",
+    "_web._tcp.service.consul.",
+    "_web._v1.service.consul.",
+    "_web._udp.service.consul.",
+    "_web.v1.service.consul.",
+    "web.service.dc1.consul.",
+    "web.service.dc9.consul.",
+    "web.service.dc1.extra.consul.",
+    "db.service.consul.",
+    "v6.service.consul.",
+    "mixed.service.consul.",
+    "ext.service.consul.",
+    "a.b.ext.service.consul.",
+    "ext6.service.consul.",
+    "dead.service.consul.",
+    "warned.service.consul.",
+    "nope.service.consul.",
+    "service.consul.",
+    "foo.consul.",
+    "consul.",
+];
+
+const TYPES: &[RecordType] = &[
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::SRV,
+    RecordType::TXT,
+    RecordType::ANY,
+    RecordType::MX,
+    RecordType::CNAME,
+    RecordType::NS,
+    RecordType::SOA,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_answers_equal_consuls_own_dns() {
+    let consul = ConsulAgent::start().await;
+    fixture(&consul).await;
+    let (bridge, ours) = start_bridge(&consul, &[]).await;
+    let theirs = DnsClient::new(consul.dns);
+
+    let mut compared = 0;
+    let mut differences = Vec::new();
+    for transport in [Transport::Udp, Transport::Tcp] {
+        for name in NAMES {
+            for qtype in TYPES {
+                let expected = theirs.query_over(name, *qtype, transport).await;
+                let got = ours.query_over(name, *qtype, transport).await;
+                compared += 1;
+                let (expected, got) = (normalize(&expected), normalize(&got));
+                if expected != got {
+                    differences.push(format!(
+                        "{name} {qtype} over {transport:?}:\n  consul: {expected:?}\n  bridge: {got:?}"
+                    ));
+                }
+            }
+        }
+    }
+    println!(
+        "differential: {compared} queries compared, {} different",
+        differences.len()
+    );
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    bridge.shutdown().await;
+}
+
+/// What must be equal: RCODE, and each section as a set of records written in a form that
+/// ignores what may legitimately differ (order, SOA serial, SRV target spelling).
+#[derive(Debug, PartialEq, Eq)]
+struct Normalized {
+    rcode: String,
+    answers: BTreeSet<String>,
+    authorities: BTreeSet<String>,
+    additionals: BTreeSet<String>,
+}
+
+fn normalize(message: &Message) -> Normalized {
+    let section = |records: &[Record]| records.iter().map(|r| record(r, message)).collect();
+    Normalized {
+        rcode: message.metadata.response_code.to_string(),
+        answers: section(&message.answers),
+        authorities: section(&message.authorities),
+        additionals: section(&message.additionals),
+    }
+}
+
+fn record(record: &Record, message: &Message) -> String {
+    let name = record.name.to_string().to_ascii_lowercase();
+    let data = match &record.data {
+        RData::SRV(srv) => {
+            let mut resolved: Vec<String> = message
+                .additionals
+                .iter()
+                .filter(|r| r.name == srv.target && matches!(r.data, RData::A(_) | RData::AAAA(_)))
+                .map(|r| r.data.to_string())
+                .collect();
+            resolved.sort();
+            format!(
+                "{} {} {} -> {resolved:?}",
+                srv.priority, srv.weight, srv.port
+            )
+        }
+        RData::SOA(soa) => format!(
+            "{} {} {} {} {} {}",
+            soa.mname, soa.rname, soa.refresh, soa.retry, soa.expire, soa.minimum
+        ),
+        other => other.to_string().to_ascii_lowercase(),
+    };
+    format!("{name} {} {} {data}", record.ttl, record.record_type())
+}

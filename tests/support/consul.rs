@@ -1,0 +1,272 @@
+//! A real Consul dev agent (the binary from `scripts/install-consul.sh`) on free loopback ports,
+//! with helpers to register fixtures and flip health.
+
+use std::{
+    collections::HashSet,
+    net::{SocketAddr, TcpListener, UdpSocket},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Ports handed out in this process, so two agents started in parallel never get the same one.
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A port free on loopback for both TCP and UDP (Consul's serf and DNS use both).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
+        let port = tcp.local_addr().expect("probe address").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let mut taken = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if taken.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
+fn consul_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("CONSUL_BIN") {
+        return PathBuf::from(path);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let local = root.join(".consul-bin/consul");
+    if local.exists() {
+        return local;
+    }
+    let out = Command::new(root.join("scripts/install-consul.sh"))
+        .output()
+        .expect("run scripts/install-consul.sh");
+    assert!(
+        out.status.success(),
+        "installing Consul failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A running dev agent; killed on drop.
+pub struct ConsulAgent {
+    child: Child,
+    pub http: SocketAddr,
+    pub dns: SocketAddr,
+    dir: PathBuf,
+    http_client: reqwest::Client,
+}
+
+impl ConsulAgent {
+    /// A dev agent with `dns_config { only_passing = true }`, as the bridge's reference.
+    pub async fn start() -> Self {
+        Self::start_with("dns_config { only_passing = true }\n").await
+    }
+
+    pub async fn start_with(hcl: &str) -> Self {
+        let (http, dns, lan, wan, server) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let dir = std::env::temp_dir().join(format!("cdb-consul-{}-{http}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("agent dir");
+        std::fs::write(dir.join("extra.hcl"), hcl).expect("agent config");
+        let log = std::fs::File::create(dir.join("agent.log")).expect("agent log");
+        let child = Command::new(consul_binary())
+            .args([
+                "agent",
+                "-dev",
+                "-client",
+                "127.0.0.1",
+                "-bind",
+                "127.0.0.1",
+                "-grpc-port",
+                "-1",
+            ])
+            .args([
+                "-http-port",
+                &http.to_string(),
+                "-dns-port",
+                &dns.to_string(),
+            ])
+            .args([
+                "-serf-lan-port",
+                &lan.to_string(),
+                "-serf-wan-port",
+                &wan.to_string(),
+            ])
+            .args(["-server-port", &server.to_string()])
+            .args(["-node", "node1", "-config-file"])
+            .arg(dir.join("extra.hcl"))
+            .stdout(Stdio::from(log.try_clone().expect("log handle")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start consul");
+        let agent = Self {
+            child,
+            http: ([127, 0, 0, 1], http).into(),
+            dns: ([127, 0, 0, 1], dns).into(),
+            dir,
+            http_client: reqwest::Client::new(),
+        };
+        agent.wait_ready().await;
+        agent
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(body) = self.get("/v1/catalog/services").await
+                && body.get("consul").is_some()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default();
+        panic!("Consul did not become ready within 30 s; its log:\n{log}");
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, reqwest::Error> {
+        self.http_client
+            .get(format!("{}{path}", self.http_url()))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) {
+        let response = self
+            .http_client
+            .put(format!("{}{path}", self.http_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT to Consul");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "PUT {path} -> {status}: {text}");
+    }
+
+    /// Registers a service on the agent's own node with a TTL check in `status`.
+    pub async fn register(&self, service: ServiceFixture) {
+        self.put("/v1/agent/service/register", service.agent_json())
+            .await;
+    }
+
+    /// Registers an external node with its own address and meta, and a service on it, through the
+    /// catalog API (with a node-level check when `node_status` is given).
+    pub async fn register_external(
+        &self,
+        node: &str,
+        node_address: &str,
+        node_status: Option<&str>,
+        service: ServiceFixture,
+    ) {
+        let mut checks = vec![serde_json::json!({
+            "CheckID": format!("service:{}", service.id), "Name": "svc", "ServiceID": service.id,
+            "Status": service.status,
+        })];
+        if let Some(status) = node_status {
+            checks.push(
+                serde_json::json!({"CheckID": "node-health", "Name": "node", "Status": status}),
+            );
+        }
+        let body = serde_json::json!({
+            "Node": node, "Address": node_address, "NodeMeta": {"rack": "r1"},
+            "Service": {
+                "ID": service.id, "Service": service.name, "Address": service.address,
+                "Port": service.port, "Tags": service.tags,
+            },
+            "Checks": checks,
+        });
+        self.put("/v1/catalog/register", body).await;
+    }
+
+    /// Sets the TTL check of an agent-registered service: `pass`, `warn` or `fail`.
+    pub async fn set_check(&self, service_id: &str, verb: &str) {
+        let response = self
+            .http_client
+            .put(format!(
+                "{}/v1/agent/check/{verb}/service:{service_id}",
+                self.http_url()
+            ))
+            .send()
+            .await
+            .expect("check update");
+        assert!(
+            response.status().is_success(),
+            "check {verb} for {service_id}: {}",
+            response.status()
+        );
+    }
+}
+
+impl Drop for ConsulAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A service to register; build with [`service`] and the chained setters.
+#[derive(Clone)]
+pub struct ServiceFixture {
+    pub name: String,
+    pub id: String,
+    pub address: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+    pub status: String,
+}
+
+/// `service("web", "web1", "10.1.0.1")`; an empty address means "use the node's address".
+pub fn service(name: &str, id: &str, address: &str) -> ServiceFixture {
+    ServiceFixture {
+        name: name.into(),
+        id: id.into(),
+        address: address.into(),
+        port: 80,
+        tags: Vec::new(),
+        status: "passing".into(),
+    }
+}
+
+impl ServiceFixture {
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+    pub fn tags(mut self, tags: &[&str]) -> Self {
+        self.tags = tags.iter().map(|t| t.to_string()).collect();
+        self
+    }
+    pub fn warning(mut self) -> Self {
+        self.status = "warning".into();
+        self
+    }
+    pub fn critical(mut self) -> Self {
+        self.status = "critical".into();
+        self
+    }
+
+    fn agent_json(&self) -> Value {
+        serde_json::json!({
+            "Name": self.name, "ID": self.id, "Address": self.address, "Port": self.port,
+            "Tags": self.tags,
+            "Check": {"CheckID": format!("service:{}", self.id), "TTL": "1h", "Status": self.status},
+        })
+    }
+}

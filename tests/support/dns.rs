@@ -1,0 +1,124 @@
+//! A small DNS client over UDP (with or without EDNS) and TCP, built on hickory-proto.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use hickory_proto::{
+    op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
+    rr::{Name, RData, RecordType},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpStream, UdpSocket},
+};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP advertising 1232 bytes through EDNS, as `dig` does.
+    Udp,
+    /// UDP without EDNS: 512 bytes at most.
+    UdpPlain,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DnsClient {
+    pub addr: SocketAddr,
+}
+
+impl DnsClient {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr }
+    }
+
+    pub async fn query(&self, name: &str, qtype: RecordType) -> Message {
+        self.query_over(name, qtype, Transport::Udp).await
+    }
+
+    pub async fn query_over(&self, name: &str, qtype: RecordType, transport: Transport) -> Message {
+        let name = Name::from_ascii(name).expect("test name is valid");
+        let mut request = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+        request.metadata.recursion_desired = true;
+        request.add_query(Query::query(name, qtype));
+        if transport == Transport::Udp {
+            let mut edns = Edns::new();
+            edns.set_max_payload(1232);
+            request.set_edns(edns);
+        }
+        let bytes = request.to_vec().expect("encode query");
+        let reply = match transport {
+            Transport::Udp | Transport::UdpPlain => self.exchange_udp(&bytes).await,
+            Transport::Tcp => self.exchange_tcp(&bytes).await,
+        };
+        let response = Message::from_vec(&reply).expect("decode response");
+        assert_eq!(
+            response.metadata.id, request.metadata.id,
+            "response ID matches"
+        );
+        response
+    }
+
+    pub async fn exchange_udp(&self, bytes: &[u8]) -> Vec<u8> {
+        let bind: SocketAddr = if self.addr.is_ipv4() {
+            "127.0.0.1:0"
+        } else {
+            "[::1]:0"
+        }
+        .parse()
+        .expect("addr");
+        let socket = UdpSocket::bind(bind).await.expect("client socket");
+        socket.send_to(bytes, self.addr).await.expect("send");
+        let mut buf = vec![0u8; 65535];
+        let (len, _) = tokio::time::timeout(TIMEOUT, socket.recv_from(&mut buf))
+            .await
+            .expect("UDP answer within 5 s")
+            .expect("receive");
+        buf.truncate(len);
+        buf
+    }
+
+    pub async fn exchange_tcp(&self, bytes: &[u8]) -> Vec<u8> {
+        let work = async {
+            let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+            let len = u16::try_from(bytes.len()).expect("query fits");
+            stream.write_all(&len.to_be_bytes()).await.expect("write");
+            stream.write_all(bytes).await.expect("write");
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await.expect("read length");
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            stream.read_exact(&mut buf).await.expect("read body");
+            buf
+        };
+        tokio::time::timeout(TIMEOUT, work)
+            .await
+            .expect("TCP answer within 5 s")
+    }
+
+    /// The addresses in the answer of an A (or AAAA) question, sorted.
+    pub async fn addresses(&self, name: &str, qtype: RecordType) -> Vec<IpAddr> {
+        let response = self.query(name, qtype).await;
+        let mut ips: Vec<IpAddr> = response
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect();
+        ips.sort();
+        ips
+    }
+
+    pub async fn rcode(&self, name: &str, qtype: RecordType) -> ResponseCode {
+        self.query(name, qtype).await.metadata.response_code
+    }
+}
+
+pub fn ip(text: &str) -> IpAddr {
+    text.parse().expect("test IP")
+}

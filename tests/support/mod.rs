@@ -1,0 +1,38 @@
+//! The harness every integration test uses: a real Consul agent on free loopback ports, fixtures
+//! registered through Consul's own APIs, a DNS client, and a bridge started in-process.
+//! Everything started here stops in `Drop`, also when a test fails.
+
+// Each test binary uses its own part of the harness.
+#![allow(dead_code)]
+
+pub mod consul;
+pub mod dns;
+
+use consul_dns_bridge::{
+    bridge::Bridge,
+    config::{Config, Parsed},
+};
+
+pub use self::{consul::ConsulAgent, dns::DnsClient};
+
+/// Starts a bridge in this process against `agent`, listening on a free loopback port;
+/// `extra` are more command-line options.
+pub async fn start_bridge(agent: &ConsulAgent, extra: &[&str]) -> (Bridge, DnsClient) {
+    let url = agent.http_url();
+    let mut args = vec![
+        "consul-dns-bridge",
+        "--listen",
+        "127.0.0.1:0",
+        "--consul-addr",
+        &url,
+    ];
+    args.extend_from_slice(extra);
+    let config = match Config::parse(args) {
+        Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Display(_)) => panic!("options asked for help text"),
+        Err(error) => panic!("bad test options: {error}"),
+    };
+    let bridge = Bridge::start(&config).await.expect("bridge starts");
+    let dns = DnsClient::new(bridge.dns_addrs()[0]);
+    (bridge, dns)
+}
