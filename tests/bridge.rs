@@ -234,11 +234,7 @@ async fn negative_answers_carry_the_soa_and_names_are_case_insensitive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_answers_truncate_over_udp_and_are_complete_over_tcp() {
     let consul = ConsulAgent::start().await;
-    for i in 1..=40 {
-        consul
-            .register(service("big", &format!("big{i}"), &format!("10.9.0.{i}")))
-            .await;
-    }
+    consul.register_numbered("big", 40, "10.9.0").await;
     let (bridge, dns) = start_bridge(&consul, &[]).await;
 
     let udp = dns
@@ -277,11 +273,7 @@ async fn large_answers_truncate_over_udp_and_are_complete_over_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_rotate_round_robin() {
     let consul = ConsulAgent::start().await;
-    for i in 1..=3 {
-        consul
-            .register(service("rr", &format!("rr{i}"), &format!("10.4.0.{i}")))
-            .await;
-    }
+    consul.register_numbered("rr", 3, "10.4.0").await;
     let (bridge, dns) = start_bridge(&consul, &[]).await;
     let mut firsts = Vec::new();
     for _ in 0..6 {
@@ -375,20 +367,8 @@ async fn idle_watches_stop() {
 async fn consul_unreachable_gives_servfail_not_nxdomain() {
     let port = support::consul::free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let config = match consul_dns_bridge::config::Config::parse([
-        "x",
-        "--listen",
-        "127.0.0.1:0",
-        "--consul-addr",
-        &url,
-    ]) {
-        Ok(consul_dns_bridge::config::Parsed::Run(config)) => config,
-        _ => panic!("config"),
-    };
-    let bridge = consul_dns_bridge::bridge::Bridge::start(&config)
-        .await
-        .expect("starts without Consul");
-    let dns = support::DnsClient::new(bridge.dns_addrs()[0]);
+    // Nothing listens there: the bridge must still start and answer.
+    let (bridge, dns) = support::start_bridge_at(&url, &[]).await;
     let started = Instant::now();
     assert_eq!(
         dns.rcode("web.service.consul.", RecordType::A).await,

@@ -150,7 +150,7 @@ impl Catalog {
             let slot = self
                 .shared
                 .remote_names
-                .get_with_by_ref(dc, || Arc::new(self.watch_names(dc)));
+                .get_with_by_ref(dc, || Arc::new(watch_service_names(&self.shared, dc)));
             slot.first(remaining(deadline)).await
         };
         let Some(names) = names else {
@@ -204,10 +204,6 @@ impl Catalog {
             };
             run_watch(&what, policy, stop, fetch, deliver).await;
         })
-    }
-
-    fn watch_names(&self, dc: &str) -> WatchedSlot<ServiceNameSet> {
-        watch_service_names(&self.shared, dc)
     }
 }
 

@@ -165,6 +165,18 @@ impl ConsulAgent {
             .await;
     }
 
+    /// Registers `count` passing instances `<name>1..` at `<prefix>.1..`.
+    pub async fn register_numbered(&self, name: &str, count: u8, prefix: &str) {
+        for i in 1..=count {
+            self.register(service(
+                name,
+                &format!("{name}{i}"),
+                &format!("{prefix}.{i}"),
+            ))
+            .await;
+        }
+    }
+
     /// Registers an external node with its own address and meta, and a service on it, through the
     /// catalog API (with a node-level check when `node_status` is given).
     pub async fn register_external(

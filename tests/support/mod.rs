@@ -18,13 +18,17 @@ pub use self::{consul::ConsulAgent, dns::DnsClient};
 /// Starts a bridge in this process against `agent`, listening on a free loopback port;
 /// `extra` are more command-line options.
 pub async fn start_bridge(agent: &ConsulAgent, extra: &[&str]) -> (Bridge, DnsClient) {
-    let url = agent.http_url();
+    start_bridge_at(&agent.http_url(), extra).await
+}
+
+/// Starts a bridge in this process against the Consul HTTP address `url`.
+pub async fn start_bridge_at(url: &str, extra: &[&str]) -> (Bridge, DnsClient) {
     let mut args = vec![
         "consul-dns-bridge",
         "--listen",
         "127.0.0.1:0",
         "--consul-addr",
-        &url,
+        url,
     ];
     args.extend_from_slice(extra);
     let config = match Config::parse(args) {
