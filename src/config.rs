@@ -51,6 +51,8 @@ pub struct Config {
     pub watch_idle_timeout: Duration,
     /// The `wait=` of each blocking query.
     pub watch_wait: Duration,
+    /// How long the last known answers are served while Consul does not answer (0: not at all).
+    pub max_stale: Duration,
 }
 
 /// The command line. Every field is optional so that the file and the defaults can fill in
@@ -97,6 +99,9 @@ struct Cli {
     /// wait= of each Consul blocking query, at most 10m [default: 5m]
     #[arg(long, value_name = "DURATION", value_parser = parse_watch_wait)]
     watch_wait: Option<Duration>,
+    /// Serve the last known answers this long while Consul does not answer; 0 disables [default: 72h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_stale: Option<Duration>,
 }
 
 /// Why the options could not be turned into a [`Config`]; `Display` is the one line to print.
@@ -177,6 +182,10 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
             .watch_wait
             .or(file.watch_wait)
             .unwrap_or(Duration::from_secs(300)),
+        max_stale: cli
+            .max_stale
+            .or(file.max_stale)
+            .unwrap_or(Duration::from_secs(72 * 3600)),
     })
 }
 
@@ -234,6 +243,7 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
                 cli.watch_idle_timeout = Some(parse_duration(single()?).map_err(bad)?)
             }
             "watch-wait" => cli.watch_wait = Some(parse_watch_wait(single()?).map_err(bad)?),
+            "max-stale" => cli.max_stale = Some(parse_duration(single()?).map_err(bad)?),
             _ => {
                 return Err(ConfigError::UnknownFileOption {
                     path: shown,

@@ -9,13 +9,19 @@
 //! - one watch per asked-for (datacenter, service) on `/v1/health/service/<name>?passing`, held
 //!   in a moka cache with time-to-idle, so watches stop when nobody asks any more;
 //! - names of other datacenters' services, watched the same way once one of them is asked for.
+//!
+//! When Consul stops answering, each watch keeps its last value and is marked stale; stale values
+//! are served for up to `max-stale` (RFC 8767's idea), then the answer is SERVFAIL.
 
 mod entry;
 mod slot;
 
 use std::{
     collections::HashSet,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -32,7 +38,10 @@ use slot::WatchedSlot;
 
 use crate::{
     config::Config,
-    consul::{ConsulClient, WatchPolicy, watch::run as run_watch},
+    consul::{
+        ConsulClient, WatchPolicy,
+        watch::{Freshness, run as run_watch},
+    },
 };
 
 /// How long a query waits for data that is not in the cache yet: the datacenter at start, the
@@ -51,7 +60,8 @@ pub enum ServiceLookup {
     Found(Arc<ServiceAnswers>),
     /// No such datacenter or service: NXDOMAIN.
     Unknown,
-    /// Consul has not answered in time: SERVFAIL, never an NXDOMAIN a resolver would keep.
+    /// Consul has not answered in time, or the last answer is older than `max-stale`: SERVFAIL,
+    /// never an NXDOMAIN a resolver would keep.
     NotReady,
 }
 
@@ -66,6 +76,8 @@ struct Shared {
     policy: WatchPolicy,
     domain: Name,
     service_ttl: u32,
+    max_stale: Duration,
+    stale_watches: Arc<AtomicUsize>,
     stop: CancellationToken,
     local: watch::Receiver<Option<Arc<LocalDatacenter>>>,
     remote_names: Cache<String, Arc<WatchedSlot<ServiceNameSet>>>,
@@ -90,6 +102,8 @@ impl Catalog {
             policy: WatchPolicy::with_wait(config.watch_wait),
             domain: config.domain.clone(),
             service_ttl: ttl_seconds(config.service_ttl),
+            max_stale: config.max_stale,
+            stale_watches: Arc::default(),
             stop: CancellationToken::new(),
             local,
             remote_names: Cache::builder().time_to_idle(idle).build(),
@@ -126,6 +140,11 @@ impl Catalog {
             .is_some_and(|l| l.names.current().is_some())
     }
 
+    /// Number of watches whose last request to Consul failed.
+    pub fn stale_watches(&self) -> usize {
+        self.shared.stale_watches.load(Ordering::Relaxed)
+    }
+
     /// Number of services being watched now.
     pub fn watched_services(&self) -> u64 {
         self.shared.services.run_pending_tasks();
@@ -140,7 +159,11 @@ impl Catalog {
             return ServiceLookup::NotReady;
         };
         let dc = datacenter.unwrap_or(&local.name);
+        let max_stale = self.shared.max_stale;
         let names = if dc == local.name {
+            if !local.names.servable(max_stale) {
+                return ServiceLookup::NotReady;
+            }
             local.names.first(remaining(deadline)).await
         } else {
             let known = local.datacenters.read().map(|dcs| dcs.contains(dc));
@@ -151,6 +174,9 @@ impl Catalog {
                 .shared
                 .remote_names
                 .get_with_by_ref(dc, || Arc::new(watch_service_names(&self.shared, dc)));
+            if !slot.servable(max_stale) {
+                return ServiceLookup::NotReady;
+            }
             slot.first(remaining(deadline)).await
         };
         let Some(names) = names else {
@@ -164,6 +190,9 @@ impl Catalog {
             .shared
             .services
             .get_with_by_ref(&key, || Arc::new(self.watch_service(dc, service)));
+        if !slot.servable(max_stale) {
+            return ServiceLookup::NotReady;
+        }
         match slot.first(remaining(deadline)).await {
             Some(answers) => ServiceLookup::Found(answers),
             None => ServiceLookup::NotReady,
@@ -192,35 +221,47 @@ impl Catalog {
             ttl: shared.service_ttl,
         };
         let (client, policy, service) = (shared.client.clone(), shared.policy, service.to_owned());
-        WatchedSlot::start(&shared.stop, move |publish, stop| async move {
-            let what = format!("service {service} in {}", context.datacenter);
-            let fetch = |index, wait| {
-                let (client, dc, service) =
-                    (client.clone(), context.datacenter.clone(), service.clone());
-                async move { client.passing_instances(&dc, &service, index, wait).await }
-            };
-            let deliver = |entries: Vec<_>| {
-                publish.send_replace(Some(Arc::new(ServiceAnswers::build(&entries, &context))));
-            };
-            run_watch(&what, policy, stop, fetch, deliver).await;
-        })
+        let what = format!("service {service} in {dc}");
+        let freshness = Freshness::new(what, shared.stale_watches.clone());
+        WatchedSlot::start(
+            &shared.stop,
+            freshness,
+            move |publish, stop, freshness| async move {
+                let fetch = |index, wait| {
+                    let (client, dc, service) =
+                        (client.clone(), context.datacenter.clone(), service.clone());
+                    async move { client.passing_instances(&dc, &service, index, wait).await }
+                };
+                let deliver = |entries: Vec<_>| {
+                    publish.send_replace(Some(Arc::new(ServiceAnswers::build(&entries, &context))));
+                };
+                run_watch(&freshness, policy, stop, fetch, deliver).await;
+            },
+        )
     }
 }
 
 fn watch_service_names(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<ServiceNameSet> {
     let (client, policy, dc) = (shared.client.clone(), shared.policy, dc.to_owned());
-    WatchedSlot::start(&shared.stop, move |publish, stop| async move {
-        let what = format!("service list of {dc}");
-        let fetch = |index, wait| {
-            let (client, dc) = (client.clone(), dc.clone());
-            async move { client.service_names(&dc, index, wait).await }
-        };
-        let deliver = |names: crate::consul::types::ServiceNames| {
-            let set = names.into_keys().map(|n| n.to_ascii_lowercase()).collect();
-            publish.send_replace(Some(Arc::new(set)));
-        };
-        run_watch(&what, policy, stop, fetch, deliver).await;
-    })
+    let freshness = Freshness::new(
+        format!("service list of {dc}"),
+        shared.stale_watches.clone(),
+    );
+    WatchedSlot::start(
+        &shared.stop,
+        freshness,
+        move |publish, stop, freshness| async move {
+            let fetch = |index, wait| {
+                let (client, dc) = (client.clone(), dc.clone());
+                async move { client.service_names(&dc, index, wait).await }
+            };
+            let deliver = |names: crate::consul::types::ServiceNames| {
+                let set = names.into_keys().map(|n| n.to_ascii_lowercase()).collect();
+                publish.send_replace(Some(Arc::new(set)));
+            };
+            run_watch(&freshness, policy, stop, fetch, deliver).await;
+        },
+    )
 }
 
 /// Learns the local datacenter (from the agent unless configured) and the list of datacenters,

@@ -9,28 +9,40 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::consul::watch::Freshness;
+
 pub type Publisher<T> = watch::Sender<Option<Arc<T>>>;
 
 pub struct WatchedSlot<T> {
     current: watch::Receiver<Option<Arc<T>>>,
+    freshness: Arc<Freshness>,
     _stop: DropGuard,
 }
 
 impl<T: Send + Sync + 'static> WatchedSlot<T> {
-    /// Spawns `task` with the sender it publishes into and a token that fires when the slot is
-    /// dropped or `parent` is cancelled.
-    pub fn start<F, Fut>(parent: &CancellationToken, task: F) -> Self
+    /// Spawns `task` with the sender it publishes into, a token that fires when the slot is
+    /// dropped or `parent` is cancelled, and the freshness it must keep up to date.
+    pub fn start<F, Fut>(parent: &CancellationToken, freshness: Freshness, task: F) -> Self
     where
-        F: FnOnce(Publisher<T>, CancellationToken) -> Fut,
+        F: FnOnce(Publisher<T>, CancellationToken, Arc<Freshness>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let (publisher, current) = watch::channel(None);
         let stop = parent.child_token();
-        tokio::spawn(task(publisher, stop.clone()));
+        let freshness = Arc::new(freshness);
+        tokio::spawn(task(publisher, stop.clone(), freshness.clone()));
         Self {
             current,
+            freshness,
             _stop: stop.drop_guard(),
         }
+    }
+
+    /// Whether the value may still be served: fresh, or stale for no longer than `max_stale`.
+    pub fn servable(&self, max_stale: Duration) -> bool {
+        self.freshness
+            .stale_for()
+            .is_none_or(|stale| stale <= max_stale)
     }
 
     /// The latest value, if the first one has arrived.

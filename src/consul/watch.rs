@@ -5,17 +5,27 @@
 //! change reaches us within one round trip while an unchanged value costs one parked request per
 //! `wait`. The rules follow Consul's documentation on blocking queries:
 //! - a lower index than last time (agent restart, snapshot restore) resets the index to 0;
+//! - so does any failed request: the agent that answers next may have restarted with a lower
+//!   index, and a blocking query on an index it has not reached would hide its data for a whole
+//!   `wait` (seen with a real agent restarted under the bridge);
 //! - an index of 0 or 1 is never trusted to block, and an answer that comes back early without
 //!   a change is followed by a pause, so a misbehaving server cannot drive a tight loop;
 //! - `wait` and every pause carry jitter, so thousands of watches do not wake in step;
 //! - errors back off exponentially with jitter, up to a cap.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use rand::Rng;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{Blocking, ConsulError};
 
@@ -91,10 +101,75 @@ pub fn step(sent: WatchIndex, received: WatchIndex, early: bool) -> Step {
     }
 }
 
-/// Runs until `stop` fires: asks `fetch(index, wait)`, hands every changed value to `deliver`.
-/// `what` names the watched value in log lines.
+/// Whether a watch's value still reflects Consul: fresh while its requests succeed, stale from
+/// the first failure until the next success. Watches share one count of stale watches, so the
+/// operator gets one log line when Consul goes away and one when it is back, not one per watch.
+pub struct Freshness {
+    what: String,
+    epoch: Instant,
+    /// 0 while fresh; else milliseconds since `epoch` at the first failure, plus one.
+    stale_since: AtomicU64,
+    stale_watches: Arc<AtomicUsize>,
+}
+
+impl Freshness {
+    pub fn new(what: String, stale_watches: Arc<AtomicUsize>) -> Self {
+        Self {
+            what,
+            epoch: Instant::now(),
+            stale_since: AtomicU64::new(0),
+            stale_watches,
+        }
+    }
+
+    /// How long the value has been stale, or `None` while fresh.
+    pub fn stale_for(&self) -> Option<Duration> {
+        match self.stale_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(since - 1)),
+            ),
+        }
+    }
+
+    fn contact_ok(&self) {
+        if self.stale_since.swap(0, Ordering::Relaxed) != 0 {
+            debug!(what = %self.what, "fresh again");
+            if self.stale_watches.fetch_sub(1, Ordering::Relaxed) == 1 {
+                info!("Consul answers again: every answer is fresh");
+            }
+        }
+    }
+
+    fn contact_failed(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
+        let became_stale = self
+            .stale_since
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if became_stale {
+            debug!(what = %self.what, "stale");
+            if self.stale_watches.fetch_add(1, Ordering::Relaxed) == 0 {
+                warn!("Consul does not answer: serving the last known answers (stale)");
+            }
+        }
+    }
+}
+
+impl Drop for Freshness {
+    fn drop(&mut self) {
+        if self.stale_since.load(Ordering::Relaxed) != 0 {
+            self.contact_ok();
+        }
+    }
+}
+
+/// Runs until `stop` fires: asks `fetch(index, wait)`, hands every changed value to `deliver`,
+/// and keeps `freshness` up to date.
 pub async fn run<T, F, Fut, D>(
-    what: &str,
+    freshness: &Freshness,
     policy: WatchPolicy,
     stop: CancellationToken,
     mut fetch: F,
@@ -104,6 +179,7 @@ pub async fn run<T, F, Fut, D>(
     Fut: Future<Output = Result<Blocking<T>, ConsulError>>,
     D: FnMut(T),
 {
+    let what = freshness.what.as_str();
     let mut index = WatchIndex::ZERO;
     let mut failures: u32 = 0;
     loop {
@@ -118,9 +194,7 @@ pub async fn run<T, F, Fut, D>(
                 value,
                 index: received,
             }) => {
-                if failures > 0 {
-                    debug!(what, failures, "watch recovered");
-                }
+                freshness.contact_ok();
                 failures = 0;
                 let early = started.elapsed() < wait / 2;
                 let step = step(index, received, early);
@@ -139,6 +213,8 @@ pub async fn run<T, F, Fut, D>(
                 step.pause.then(|| jitter(policy.suspicious_pause, 0.5))
             }
             Err(error) => {
+                freshness.contact_failed();
+                index = WatchIndex::ZERO;
                 failures = failures.saturating_add(1);
                 let backoff = policy
                     .retry_base

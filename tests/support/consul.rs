@@ -52,7 +52,8 @@ fn consul_binary() -> PathBuf {
 
 /// A running dev agent; killed on drop.
 pub struct ConsulAgent {
-    child: Child,
+    child: Option<Child>,
+    ports: [u16; 5],
     pub http: SocketAddr,
     pub dns: SocketAddr,
     dir: PathBuf,
@@ -66,17 +67,38 @@ impl ConsulAgent {
     }
 
     pub async fn start_with(hcl: &str) -> Self {
-        let (http, dns, lan, wan, server) = (
+        let ports = [
             free_port(),
             free_port(),
             free_port(),
             free_port(),
             free_port(),
-        );
-        let dir = std::env::temp_dir().join(format!("cdb-consul-{}-{http}", std::process::id()));
+        ];
+        let dir =
+            std::env::temp_dir().join(format!("cdb-consul-{}-{}", std::process::id(), ports[0]));
         std::fs::create_dir_all(&dir).expect("agent dir");
         std::fs::write(dir.join("extra.hcl"), hcl).expect("agent config");
-        let log = std::fs::File::create(dir.join("agent.log")).expect("agent log");
+        let mut agent = Self {
+            child: None,
+            ports,
+            http: ([127, 0, 0, 1], ports[0]).into(),
+            dns: ([127, 0, 0, 1], ports[1]).into(),
+            dir,
+            http_client: reqwest::Client::new(),
+        };
+        agent.spawn().await;
+        agent
+    }
+
+    /// Starts the agent process (again) on the same ports; a dev agent starts with an empty
+    /// catalog and a low index.
+    pub async fn spawn(&mut self) {
+        let [http, dns, lan, wan, server] = self.ports.map(|p| p.to_string());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .expect("agent log");
         let child = Command::new(consul_binary())
             .args([
                 "agent",
@@ -90,32 +112,36 @@ impl ConsulAgent {
             ])
             .args([
                 "-http-port",
-                &http.to_string(),
+                &http,
                 "-dns-port",
-                &dns.to_string(),
+                &dns,
+                "-serf-lan-port",
+                &lan,
             ])
             .args([
-                "-serf-lan-port",
-                &lan.to_string(),
                 "-serf-wan-port",
-                &wan.to_string(),
+                &wan,
+                "-server-port",
+                &server,
+                "-node",
+                "node1",
+                "-config-file",
             ])
-            .args(["-server-port", &server.to_string()])
-            .args(["-node", "node1", "-config-file"])
-            .arg(dir.join("extra.hcl"))
+            .arg(self.dir.join("extra.hcl"))
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start consul");
-        let agent = Self {
-            child,
-            http: ([127, 0, 0, 1], http).into(),
-            dns: ([127, 0, 0, 1], dns).into(),
-            dir,
-            http_client: reqwest::Client::new(),
-        };
-        agent.wait_ready().await;
-        agent
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// Kills the agent process (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     pub fn http_url(&self) -> String {
@@ -227,8 +253,7 @@ impl ConsulAgent {
 
 impl Drop for ConsulAgent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

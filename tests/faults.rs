@@ -1,0 +1,119 @@
+//! Consul going away and coming back, with real agents: the last known answers are served
+//! (stale) up to `--max-stale`, then SERVFAIL, never NXDOMAIN; after a restart (empty catalog,
+//! lower index) the answers are fresh again without restarting the bridge.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hickory_proto::{op::ResponseCode, rr::RecordType};
+use support::{ConsulAgent, consul::service, dns::ip, start_bridge};
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_answers_while_consul_is_down_then_fresh_after_restart() {
+    let mut consul = ConsulAgent::start().await;
+    consul.register(service("web", "web1", "10.1.0.1")).await;
+    let (bridge, dns) = start_bridge(&consul, &[]).await;
+    assert_eq!(
+        dns.addresses("web.service.consul.", RecordType::A).await,
+        [ip("10.1.0.1")]
+    );
+
+    consul.kill();
+    let catalog = bridge.catalog().clone();
+    wait_until("stale detected", Duration::from_secs(5), async || {
+        catalog.stale_watches() > 0
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(
+            dns.addresses("web.service.consul.", RecordType::A).await,
+            [ip("10.1.0.1")]
+        );
+        assert_eq!(
+            dns.rcode("nope.service.consul.", RecordType::A).await,
+            ResponseCode::NXDomain
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A dev agent restarts empty, with an index lower than the one the bridge holds.
+    consul.spawn().await;
+    consul.register(service("web", "web9", "10.1.0.9")).await;
+    let took = wait_until(
+        "fresh data after restart",
+        Duration::from_secs(20),
+        async || dns.addresses("web.service.consul.", RecordType::A).await == [ip("10.1.0.9")],
+    )
+    .await;
+    println!("fresh again {took:?} after the restarted agent had the new instance");
+    wait_until("no stale watch left", Duration::from_secs(5), async || {
+        catalog.stale_watches() == 0
+    })
+    .await;
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_stale_answers_servfail_never_nxdomain() {
+    let mut consul = ConsulAgent::start().await;
+    consul.register(service("web", "web1", "10.1.0.1")).await;
+    let (bridge, dns) = start_bridge(&consul, &["--max-stale", "1s"]).await;
+    assert_eq!(
+        dns.addresses("web.service.consul.", RecordType::A).await,
+        [ip("10.1.0.1")]
+    );
+
+    consul.kill();
+    let catalog = bridge.catalog().clone();
+    wait_until("stale detected", Duration::from_secs(5), async || {
+        catalog.stale_watches() > 0
+    })
+    .await;
+    assert_eq!(
+        dns.rcode("web.service.consul.", RecordType::A).await,
+        ResponseCode::NoError
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        dns.rcode("web.service.consul.", RecordType::A).await,
+        ResponseCode::ServFail
+    );
+    assert_eq!(
+        dns.rcode("web.service.consul.", RecordType::SRV).await,
+        ResponseCode::ServFail
+    );
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_stale_zero_disables_serving_stale() {
+    let mut consul = ConsulAgent::start().await;
+    consul.register(service("web", "web1", "10.1.0.1")).await;
+    let (bridge, dns) = start_bridge(&consul, &["--max-stale", "0s"]).await;
+    assert_eq!(
+        dns.addresses("web.service.consul.", RecordType::A).await,
+        [ip("10.1.0.1")]
+    );
+    consul.kill();
+    let catalog = bridge.catalog().clone();
+    wait_until("stale detected", Duration::from_secs(5), async || {
+        catalog.stale_watches() > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        dns.rcode("web.service.consul.", RecordType::A).await,
+        ResponseCode::ServFail
+    );
+    bridge.shutdown().await;
+}
