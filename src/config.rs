@@ -39,7 +39,8 @@ impl fmt::Debug for Token {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
-    pub consul_addr: Url,
+    /// Consul agents in order of preference; the bridge moves to the next when one fails.
+    pub consul_addrs: Vec<Url>,
     pub token: Option<Token>,
     /// Lower-case, fully qualified (`consul.`).
     pub domain: Name,
@@ -70,9 +71,9 @@ struct Cli {
     /// Address to serve DNS on, UDP and TCP (repeatable) [default: 127.0.0.1:8653]
     #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     listen: Vec<SocketAddr>,
-    /// Consul agent HTTP address [default: http://127.0.0.1:8500]
+    /// Consul agent HTTP address; repeat to fail over between agents [default: http://127.0.0.1:8500]
     #[arg(long, value_name = "URL", env = "CONSUL_HTTP_ADDR", value_parser = parse_consul_addr)]
-    consul_addr: Option<Url>,
+    consul_addr: Vec<Url>,
     /// ACL token, sent as X-Consul-Token
     #[arg(
         long,
@@ -154,9 +155,12 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
         (true, false) => file.listen,
         (true, true) => vec![parse_listen(DEFAULT_LISTEN).map_err(ConfigError::CommandLine)?],
     };
-    let consul_addr = match cli.consul_addr.or(file.consul_addr) {
-        Some(url) => url,
-        None => parse_consul_addr(DEFAULT_CONSUL_ADDR).map_err(ConfigError::CommandLine)?,
+    let consul_addrs = match (cli.consul_addr.is_empty(), file.consul_addr.is_empty()) {
+        (false, _) => cli.consul_addr,
+        (true, false) => file.consul_addr,
+        (true, true) => {
+            vec![parse_consul_addr(DEFAULT_CONSUL_ADDR).map_err(ConfigError::CommandLine)?]
+        }
     };
     let domain = match cli.domain.or(file.domain) {
         Some(domain) => domain,
@@ -164,7 +168,7 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
     };
     Ok(Config {
         listen,
-        consul_addr,
+        consul_addrs,
         token: cli
             .token
             .or(file.token)
@@ -233,7 +237,13 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
                     .collect::<Result<_, _>>()
                     .map_err(bad)?;
             }
-            "consul-addr" => cli.consul_addr = Some(parse_consul_addr(single()?).map_err(bad)?),
+            "consul-addr" => {
+                cli.consul_addr = strings
+                    .iter()
+                    .map(|s| parse_consul_addr(s))
+                    .collect::<Result<_, _>>()
+                    .map_err(bad)?;
+            }
             "token" => cli.token = Some(single()?.to_owned()),
             "domain" => cli.domain = Some(parse_domain(single()?).map_err(bad)?),
             "datacenter" => cli.datacenter = Some(parse_datacenter(single()?).map_err(bad)?),
@@ -328,7 +338,7 @@ mod tests {
     fn defaults_follow_consul() {
         let config = parse(&["--consul-addr", "127.0.0.1:8500"]).unwrap();
         assert_eq!(config.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
-        assert_eq!(config.consul_addr.as_str(), "http://127.0.0.1:8500/");
+        assert_eq!(config.consul_addrs[0].as_str(), "http://127.0.0.1:8500/");
         assert_eq!(config.domain.to_string(), "consul.");
         assert_eq!(config.service_ttl, Duration::ZERO);
     }

@@ -49,7 +49,7 @@ async fn run(config: &Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    info!(listen = ?bridge.dns_addrs(), consul = %config.consul_addr, domain = %config.domain, "serving DNS");
+    info!(listen = ?bridge.dns_addrs(), consul = ?config.consul_addrs.iter().map(|u| u.as_str()).collect::<Vec<_>>(), domain = %config.domain, "serving DNS");
     wait_for_signal().await;
     info!("shutting down");
     bridge.shutdown().await;

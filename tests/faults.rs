@@ -117,3 +117,39 @@ async fn max_stale_zero_disables_serving_stale() {
     );
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_next_agent_and_comes_back() {
+    // Two agents whose catalogs differ, so the answer tells which one the bridge reads.
+    let mut first = ConsulAgent::start().await;
+    let mut second = ConsulAgent::start().await;
+    first.register(service("web", "web1", "10.1.0.1")).await;
+    second.register(service("web", "web2", "10.1.0.2")).await;
+    let second_url = second.http_url();
+    let (bridge, dns) = start_bridge(&first, &["--consul-addr", &second_url]).await;
+    assert_eq!(
+        dns.addresses("web.service.consul.", RecordType::A).await,
+        [ip("10.1.0.1")]
+    );
+
+    first.kill();
+    let took = wait_until(
+        "failover to the second agent",
+        Duration::from_secs(15),
+        async || dns.addresses("web.service.consul.", RecordType::A).await == [ip("10.1.0.2")],
+    )
+    .await;
+    println!("answers from the second agent {took:?} after the first was killed");
+
+    first.spawn().await;
+    first.register(service("web", "web1", "10.1.0.1")).await;
+    second.kill();
+    let took = wait_until(
+        "back to the first agent",
+        Duration::from_secs(15),
+        async || dns.addresses("web.service.consul.", RecordType::A).await == [ip("10.1.0.1")],
+    )
+    .await;
+    println!("answers from the restarted first agent {took:?} after the second was killed");
+    bridge.shutdown().await;
+}

@@ -1,5 +1,10 @@
-//! HTTP requests to one Consul agent: URLs, the ACL token header, `index`/`wait` parameters,
-//! and decoding, with a count of requests per endpoint.
+//! HTTP requests to a Consul agent: URLs, the ACL token header, `index`/`wait` parameters,
+//! decoding, a count of requests per endpoint, and failover between agents.
+//!
+//! With several agents configured, requests go to one at a time; a request that cannot reach
+//! its agent (connection refused, timeout, broken body) moves every later request to the next
+//! agent in the list, round the list, so the bridge comes back to an agent once the others fail.
+//! An HTTP error status does not: the agent is up and answering.
 //!
 //! The token travels only in the `X-Consul-Token` header, marked sensitive, and no error built
 //! here carries a header, so it cannot leak into a log line. Errors name the endpoint path but
@@ -8,7 +13,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -82,17 +87,22 @@ pub struct ConsulClient {
 
 struct Inner {
     http: reqwest::Client,
-    base: Url,
+    agents: Vec<Url>,
+    /// Index into `agents` of the one requests go to now.
+    current: AtomicUsize,
     token: Option<HeaderValue>,
     requests: [AtomicU64; Endpoint::ALL.len()],
 }
 
 impl ConsulClient {
-    pub fn new(base: Url, token: Option<&Token>) -> Result<Self, ConsulError> {
+    pub fn new(agents: Vec<Url>, token: Option<&Token>) -> Result<Self, ConsulError> {
         let transport = |reason: String| ConsulError::Transport {
-            path: base.to_string(),
+            path: "consul client".into(),
             reason,
         };
+        if agents.is_empty() {
+            return Err(transport("no Consul address given".into()));
+        }
         let token = token
             .map(|t| {
                 let mut value = HeaderValue::from_str(t.expose())
@@ -108,11 +118,39 @@ impl ConsulClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
-                base,
+                agents,
+                current: AtomicUsize::new(0),
                 token,
                 requests: Default::default(),
             }),
         })
+    }
+
+    /// The agent requests go to now.
+    pub fn current_agent(&self) -> &Url {
+        let at = self.inner.current.load(Ordering::Relaxed);
+        &self.inner.agents[at % self.inner.agents.len()]
+    }
+
+    /// Moves later requests to the next agent, unless another request already moved them away
+    /// from `failed`.
+    fn fail_over(&self, failed: usize) {
+        let count = self.inner.agents.len();
+        if count > 1 {
+            let next = (failed + 1) % count;
+            if self
+                .inner
+                .current
+                .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                tracing::warn!(
+                    from = %self.inner.agents[failed],
+                    to = %self.inner.agents[next],
+                    "Consul agent unreachable; failing over"
+                );
+            }
+        }
     }
 
     /// How many requests went to `endpoint` since start.
@@ -193,7 +231,8 @@ impl ConsulClient {
         timeout: Duration,
     ) -> Result<(T, Option<WatchIndex>), ConsulError> {
         let path = endpoint.path();
-        let mut url = self.inner.base.clone();
+        let agent = self.inner.current.load(Ordering::Relaxed) % self.inner.agents.len();
+        let mut url = self.inner.agents[agent].clone();
         {
             let mut parts = url
                 .path_segments_mut()
@@ -215,7 +254,10 @@ impl ConsulClient {
             // without_url: the query string carries nothing secret, but keep errors short
             reason: e.without_url().to_string(),
         };
-        let response = request.send().await.map_err(transport)?;
+        let response = request.send().await.map_err(|e| {
+            self.fail_over(agent);
+            transport(e)
+        })?;
         let status = response.status();
         if !status.is_success() {
             return Err(ConsulError::Status {
@@ -229,7 +271,10 @@ impl ConsulClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(WatchIndex::new);
-        let body = response.bytes().await.map_err(transport)?;
+        let body = response.bytes().await.map_err(|e| {
+            self.fail_over(agent);
+            transport(e)
+        })?;
         let value = serde_json::from_slice(&body).map_err(|e| ConsulError::Decode {
             path: path.into(),
             reason: e.to_string(),
