@@ -6,8 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use consul_dns_bridge::bridge::Bridge;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
-use support::{ConsulAgent, consul::service, dns::ip, start_bridge};
+use support::{ConsulAgent, DnsClient, consul::service, dns::ip, start_bridge};
 
 async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) -> Duration {
     let started = Instant::now();
@@ -16,6 +17,25 @@ async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     started.elapsed()
+}
+
+/// A bridge with `--max-stale max_stale` that has answered for `web`, whose agent was then
+/// killed, once the bridge has noticed.
+async fn answer_then_lose_consul(max_stale: &str) -> (ConsulAgent, Bridge, DnsClient) {
+    let mut consul = ConsulAgent::start().await;
+    consul.register(service("web", "web1", "10.1.0.1")).await;
+    let (bridge, dns) = start_bridge(&consul, &["--max-stale", max_stale]).await;
+    assert_eq!(
+        dns.addresses("web.service.consul.", RecordType::A).await,
+        [ip("10.1.0.1")]
+    );
+    consul.kill();
+    let catalog = bridge.catalog().clone();
+    wait_until("stale detected", Duration::from_secs(5), async || {
+        catalog.stale_watches() > 0
+    })
+    .await;
+    (consul, bridge, dns)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,20 +85,7 @@ async fn stale_answers_while_consul_is_down_then_fresh_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_stale_answers_servfail_never_nxdomain() {
-    let mut consul = ConsulAgent::start().await;
-    consul.register(service("web", "web1", "10.1.0.1")).await;
-    let (bridge, dns) = start_bridge(&consul, &["--max-stale", "1s"]).await;
-    assert_eq!(
-        dns.addresses("web.service.consul.", RecordType::A).await,
-        [ip("10.1.0.1")]
-    );
-
-    consul.kill();
-    let catalog = bridge.catalog().clone();
-    wait_until("stale detected", Duration::from_secs(5), async || {
-        catalog.stale_watches() > 0
-    })
-    .await;
+    let (_consul, bridge, dns) = answer_then_lose_consul("1s").await;
     assert_eq!(
         dns.rcode("web.service.consul.", RecordType::A).await,
         ResponseCode::NoError
@@ -97,19 +104,7 @@ async fn past_max_stale_answers_servfail_never_nxdomain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_stale_zero_disables_serving_stale() {
-    let mut consul = ConsulAgent::start().await;
-    consul.register(service("web", "web1", "10.1.0.1")).await;
-    let (bridge, dns) = start_bridge(&consul, &["--max-stale", "0s"]).await;
-    assert_eq!(
-        dns.addresses("web.service.consul.", RecordType::A).await,
-        [ip("10.1.0.1")]
-    );
-    consul.kill();
-    let catalog = bridge.catalog().clone();
-    wait_until("stale detected", Duration::from_secs(5), async || {
-        catalog.stale_watches() > 0
-    })
-    .await;
+    let (_consul, bridge, dns) = answer_then_lose_consul("0s").await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(
         dns.rcode("web.service.consul.", RecordType::A).await,
