@@ -231,18 +231,10 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
         };
         match option.as_str() {
             "listen" => {
-                cli.listen = strings
-                    .iter()
-                    .map(|s| parse_listen(s))
-                    .collect::<Result<_, _>>()
-                    .map_err(bad)?;
+                cli.listen = parse_each(&strings, parse_listen).map_err(bad)?;
             }
             "consul-addr" => {
-                cli.consul_addr = strings
-                    .iter()
-                    .map(|s| parse_consul_addr(s))
-                    .collect::<Result<_, _>>()
-                    .map_err(bad)?;
+                cli.consul_addr = parse_each(&strings, parse_consul_addr).map_err(bad)?;
             }
             "token" => cli.token = Some(single()?.to_owned()),
             "domain" => cli.domain = Some(parse_domain(single()?).map_err(bad)?),
@@ -263,6 +255,10 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
         }
     }
     Ok(cli)
+}
+
+fn parse_each<T>(texts: &[String], parse: fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+    texts.iter().map(|text| parse(text)).collect()
 }
 
 fn first_line(text: &str) -> String {
