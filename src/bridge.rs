@@ -3,13 +3,14 @@
 
 use std::{io, net::SocketAddr, time::Duration};
 
-use hickory_server::Server;
-
 use crate::{
     catalog::Catalog,
     config::Config,
     consul::{ConsulClient, ConsulError},
-    dns::server::{ConsulHandler, serve},
+    dns::{
+        server::{ConsulHandler, DnsServer, serve},
+        tcp::TcpLimits,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +24,7 @@ pub enum StartError {
 /// A running bridge.
 pub struct Bridge {
     catalog: Catalog,
-    server: Server<ConsulHandler>,
+    server: DnsServer,
     dns_addrs: Vec<SocketAddr>,
 }
 
@@ -34,7 +35,11 @@ impl Bridge {
         let catalog = Catalog::start(config, client);
         let node_ttl = u32::try_from(config.node_ttl.as_secs()).unwrap_or(u32::MAX);
         let handler = ConsulHandler::new(catalog.clone(), node_ttl);
-        let (server, dns_addrs) = match serve(handler, &config.listen).await {
+        let tcp_limits = TcpLimits {
+            max_connections: config.tcp_max_connections,
+            idle_timeout: config.tcp_idle_timeout,
+        };
+        let (server, dns_addrs) = match serve(handler, &config.listen, tcp_limits).await {
             Ok(served) => served,
             Err(error) => {
                 catalog.shutdown();
@@ -58,12 +63,8 @@ impl Bridge {
     }
 
     /// Stops taking queries, lets those in flight finish (bounded), stops every watch.
-    pub async fn shutdown(mut self) {
-        let drained =
-            tokio::time::timeout(Duration::from_secs(5), self.server.shutdown_gracefully()).await;
-        if let Ok(Err(error)) = drained {
-            tracing::warn!(%error, "DNS server stopped with an error");
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown(Duration::from_secs(5)).await;
         self.catalog.shutdown();
     }
 }

@@ -14,6 +14,8 @@ use reqwest::Url;
 
 /// Where DNS is served when no `--listen` is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8653";
+/// BIND's `tcp-clients` default.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 150;
 /// Consul's own default HTTP address.
 pub const DEFAULT_CONSUL_ADDR: &str = "http://127.0.0.1:8500";
 
@@ -54,6 +56,10 @@ pub struct Config {
     pub watch_wait: Duration,
     /// How long the last known answers are served while Consul does not answer (0: not at all).
     pub max_stale: Duration,
+    /// TCP connections open at once; more are closed on accept.
+    pub tcp_max_connections: usize,
+    /// A TCP connection silent for this long is closed.
+    pub tcp_idle_timeout: Duration,
 }
 
 /// The command line. Every field is optional so that the file and the defaults can fill in
@@ -103,6 +109,12 @@ struct Cli {
     /// Serve the last known answers this long while Consul does not answer; 0 disables [default: 72h]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     max_stale: Option<Duration>,
+    /// TCP connections open at once; more are closed as soon as accepted [default: 150]
+    #[arg(long, value_name = "N", value_parser = parse_connection_cap)]
+    tcp_max_connections: Option<usize>,
+    /// Close a TCP connection that sends nothing for this long [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    tcp_idle_timeout: Option<Duration>,
 }
 
 /// Why the options could not be turned into a [`Config`]; `Display` is the one line to print.
@@ -190,6 +202,14 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
             .max_stale
             .or(file.max_stale)
             .unwrap_or(Duration::from_secs(72 * 3600)),
+        tcp_max_connections: cli
+            .tcp_max_connections
+            .or(file.tcp_max_connections)
+            .unwrap_or(DEFAULT_TCP_MAX_CONNECTIONS),
+        tcp_idle_timeout: cli
+            .tcp_idle_timeout
+            .or(file.tcp_idle_timeout)
+            .unwrap_or(Duration::from_secs(10)),
     })
 }
 
@@ -218,6 +238,7 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
         };
         let strings: Vec<String> = match &value {
             toml::Value::String(s) => vec![s.clone()],
+            toml::Value::Integer(n) => vec![n.to_string()],
             toml::Value::Array(items) => items
                 .iter()
                 .map(|item| item.as_str().map(str::to_owned))
@@ -246,6 +267,12 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
             }
             "watch-wait" => cli.watch_wait = Some(parse_watch_wait(single()?).map_err(bad)?),
             "max-stale" => cli.max_stale = Some(parse_duration(single()?).map_err(bad)?),
+            "tcp-max-connections" => {
+                cli.tcp_max_connections = Some(parse_connection_cap(single()?).map_err(bad)?)
+            }
+            "tcp-idle-timeout" => {
+                cli.tcp_idle_timeout = Some(parse_timeout(single()?).map_err(bad)?)
+            }
             _ => {
                 return Err(ConfigError::UnknownFileOption {
                     path: shown,
@@ -307,6 +334,22 @@ fn parse_datacenter(text: &str) -> Result<String, String> {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("expected a duration like 10s ({e})"))
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err("must be more than 0s".into()),
+        timeout => Ok(timeout),
+    }
+}
+
+fn parse_connection_cap(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(cap) if cap >= 1 => Ok(cap),
+        _ => Err(format!(
+            "expected a whole number of at least 1, got '{text}'"
+        )),
+    }
 }
 
 fn parse_watch_wait(text: &str) -> Result<Duration, String> {
@@ -381,6 +424,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unknown option 'colour'"), "{error}");
+    }
+
+    #[test]
+    fn tcp_limits_take_numbers_from_both_sources() {
+        let error = parse(&["--tcp-max-connections", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--tcp-max-connections"), "{error}");
+        let error = parse(&["--tcp-idle-timeout", "0s"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--tcp-idle-timeout"), "{error}");
+
+        let dir = std::env::temp_dir().join(format!("cdb-config-tcp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tcp.toml");
+        std::fs::write(
+            &path,
+            "tcp_max_connections = 7\ntcp_idle_timeout = \"3s\"\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(config.tcp_max_connections, 7);
+        assert_eq!(config.tcp_idle_timeout, Duration::from_secs(3));
+        assert_eq!(
+            parse(&[]).unwrap().tcp_max_connections,
+            DEFAULT_TCP_MAX_CONNECTIONS
+        );
     }
 
     #[test]

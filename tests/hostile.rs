@@ -12,23 +12,17 @@ use std::{
 };
 
 use hickory_proto::{
-    op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
+    op::{Message, MessageType, OpCode, Query, ResponseCode},
     rr::{Name, RecordType},
 };
 use rand::Rng;
-use support::{ConsulAgent, DnsClient, consul::service, dns::ip, start_bridge};
+use support::{
+    ConsulAgent, DnsClient,
+    consul::service,
+    dns::{ip, query_bytes},
+    start_bridge,
+};
 use tokio::{io::AsyncWriteExt, net::TcpStream, net::UdpSocket};
-
-fn query_bytes(id: u16, name: &str, qtype: RecordType, edns_size: Option<u16>) -> Vec<u8> {
-    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
-    message.add_query(Query::query(Name::from_ascii(name).expect("name"), qtype));
-    if let Some(size) = edns_size {
-        let mut edns = Edns::new();
-        edns.set_max_payload(size);
-        message.set_edns(edns);
-    }
-    message.to_vec().expect("encode")
-}
 
 async fn udp_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("socket");

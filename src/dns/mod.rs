@@ -3,3 +3,4 @@
 pub mod answer;
 pub mod name;
 pub mod server;
+pub mod tcp;

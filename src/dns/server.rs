@@ -1,10 +1,10 @@
 //! The hickory-server request handler and the sockets it serves on.
 //!
 //! The handler checks the request, asks the catalog, and writes the answer; hickory-server does
-//! the transport (UDP and TCP framing, truncation with TC to the client's UDP size). A request
-//! error becomes a response code here and nowhere else.
+//! the UDP transport (and truncation with TC to the client's UDP size), [`super::tcp`] the capped
+//! TCP side. A request error becomes a response code here and nowhere else.
 
-use std::{io, net::SocketAddr, time::Duration};
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
@@ -16,23 +16,25 @@ use hickory_server::{
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
 };
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    task::JoinSet,
+};
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{
     answer::{self, Answer},
     name::{self, QueryName},
+    tcp::{self, TcpLimits},
 };
 use crate::catalog::{CONSUL_SERVICE, Catalog, ServiceLookup};
 
-/// A TCP connection that sends nothing for this long is closed.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses queued per TCP connection.
-const TCP_RESPONSE_BUFFER: usize = 32;
 /// The largest UDP answer we send, whatever the client advertises (the DNS flag day value).
 const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// Answers queries for the Consul domain from the catalog.
+#[derive(Clone)]
 pub struct ConsulHandler {
     catalog: Catalog,
     node_ttl: u32,
@@ -142,19 +144,57 @@ impl RequestHandler for ConsulHandler {
     }
 }
 
+/// The DNS listeners: UDP through hickory-server, TCP through the capped loop.
+pub struct DnsServer {
+    udp: Server<ConsulHandler>,
+    tcp: JoinSet<()>,
+    stop_tcp: CancellationToken,
+}
+
+impl DnsServer {
+    /// Stops accepting, lets the queries in flight finish (bounded by `within`).
+    pub async fn shutdown(mut self, within: Duration) {
+        self.stop_tcp.cancel();
+        let drained = tokio::time::timeout(within, async {
+            let udp = self.udp.shutdown_gracefully().await;
+            while self.tcp.join_next().await.is_some() {}
+            udp
+        })
+        .await;
+        if let Ok(Err(error)) = drained {
+            warn!(%error, "DNS server stopped with an error");
+        }
+    }
+}
+
 /// Binds UDP and TCP on each address (the same port for both, also when the port is 0) and
-/// hands them to a hickory-server `Server`. Returns the addresses actually bound.
+/// starts serving. Returns the addresses actually bound.
 pub async fn serve(
     handler: ConsulHandler,
     listen: &[SocketAddr],
-) -> io::Result<(Server<ConsulHandler>, Vec<SocketAddr>)> {
-    let mut server = Server::new(handler);
+    tcp_limits: TcpLimits,
+) -> io::Result<(DnsServer, Vec<SocketAddr>)> {
     let mut bound = Vec::new();
+    let mut pairs = Vec::new();
     for addr in listen {
         let (udp, tcp) = bind_pair(*addr).await?;
         bound.push(udp.local_addr()?);
-        server.register_socket(udp);
-        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+        pairs.push((udp, tcp));
+    }
+    let shared = Arc::new(handler.clone());
+    let mut server = DnsServer {
+        udp: Server::new(handler),
+        tcp: JoinSet::new(),
+        stop_tcp: CancellationToken::new(),
+    };
+    for (udp, tcp) in pairs {
+        server.udp.register_socket(udp);
+        server.tcp.spawn(tcp::serve(
+            tcp,
+            shared.clone(),
+            tcp_limits,
+            server.stop_tcp.clone(),
+        ));
     }
     Ok((server, bound))
 }

@@ -84,14 +84,10 @@ impl DnsClient {
     pub async fn exchange_tcp(&self, bytes: &[u8]) -> Vec<u8> {
         let work = async {
             let mut stream = TcpStream::connect(self.addr).await.expect("connect");
-            let len = u16::try_from(bytes.len()).expect("query fits");
-            stream.write_all(&len.to_be_bytes()).await.expect("write");
-            stream.write_all(bytes).await.expect("write");
-            let mut len = [0u8; 2];
-            stream.read_exact(&mut len).await.expect("read length");
-            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-            stream.read_exact(&mut buf).await.expect("read body");
-            buf
+            write_framed(&mut stream, bytes).await.expect("write");
+            read_framed(&mut stream)
+                .await
+                .expect("an answer before the server closed")
         };
         tokio::time::timeout(TIMEOUT, work)
             .await
@@ -117,6 +113,38 @@ impl DnsClient {
     pub async fn rcode(&self, name: &str, qtype: RecordType) -> ResponseCode {
         self.query(name, qtype).await.metadata.response_code
     }
+}
+
+/// A query message as bytes, with EDNS advertising `edns_size` when given.
+pub fn query_bytes(id: u16, name: &str, qtype: RecordType, edns_size: Option<u16>) -> Vec<u8> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(
+        Name::from_ascii(name).expect("test name is valid"),
+        qtype,
+    ));
+    if let Some(size) = edns_size {
+        let mut edns = Edns::new();
+        edns.set_max_payload(size);
+        message.set_edns(edns);
+    }
+    message.to_vec().expect("encode query")
+}
+
+/// Writes one message with its two length bytes (RFC 1035 4.2.2).
+pub async fn write_framed(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<()> {
+    let len = u16::try_from(message.len()).expect("message fits");
+    stream
+        .write_all(&[&len.to_be_bytes()[..], message].concat())
+        .await
+}
+
+/// Reads one length-prefixed message; `None` when the server closed the connection.
+pub async fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await.ok()?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut buf).await.ok()?;
+    Some(buf)
 }
 
 pub fn ip(text: &str) -> IpAddr {
