@@ -28,10 +28,17 @@ use super::{
 use crate::config::Token;
 
 /// Consul adds up to `wait / 16` of its own jitter before answering a blocking query; the HTTP
-/// timeout must outlast that plus a slow network.
-const BLOCKING_TIMEOUT_MARGIN: Duration = Duration::from_secs(15);
+/// timeout is that plus this margin for a slow network. A request still open after it is a hung
+/// agent, and the watch retries.
+const BLOCKING_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 /// Timeout of a request that does not block.
 const PLAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer body read. A health answer for a service with thousands of instances is a
+/// few MB; anything far past that is a broken or hostile server, not data to hold.
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+/// How much of an error status's body goes into the error (Consul says why there, e.g.
+/// `ACL not found`).
+const STATUS_BODY_EXCERPT: usize = 120;
 
 /// The Consul endpoints the bridge uses, for counting requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +78,15 @@ pub struct Blocking<T> {
 pub enum ConsulError {
     #[error("{path}: request failed: {reason}")]
     Transport { path: String, reason: String },
-    #[error("{path}: HTTP {status}")]
-    Status { path: String, status: StatusCode },
+    #[error("{path}: HTTP {status}{}{reason}", if reason.is_empty() { "" } else { ": " })]
+    Status {
+        path: String,
+        status: StatusCode,
+        /// The start of the body, on one line.
+        reason: String,
+    },
+    #[error("{path}: answer larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge { path: String },
     #[error("{path}: cannot decode the answer: {reason}")]
     Decode { path: String, reason: String },
     #[error("{path}: answer has no valid X-Consul-Index header")]
@@ -216,7 +230,12 @@ impl ConsulClient {
             query.push(("wait", format!("{}ms", wait.as_millis())));
         }
         let (value, index) = self
-            .get(endpoint, segments, &query, wait + BLOCKING_TIMEOUT_MARGIN)
+            .get(
+                endpoint,
+                segments,
+                &query,
+                wait + wait / 16 + BLOCKING_TIMEOUT_MARGIN,
+            )
             .await?;
         let path = endpoint.path();
         let index = index.ok_or_else(|| ConsulError::MissingIndex { path: path.into() })?;
@@ -251,34 +270,71 @@ impl ConsulClient {
         self.inner.requests[endpoint as usize].fetch_add(1, Ordering::Relaxed);
         let transport = |e: reqwest::Error| ConsulError::Transport {
             path: path.into(),
-            // without_url: the query string carries nothing secret, but keep errors short
-            reason: e.without_url().to_string(),
+            reason: describe(e, timeout),
         };
-        let response = request.send().await.map_err(|e| {
+        let mut response = request.send().await.map_err(|e| {
             self.fail_over(agent);
             transport(e)
         })?;
         let status = response.status();
-        if !status.is_success() {
-            return Err(ConsulError::Status {
-                path: path.into(),
-                status,
-            });
-        }
         let index = response
             .headers()
             .get("X-Consul-Index")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(WatchIndex::new);
-        let body = response.bytes().await.map_err(|e| {
+        let too_large = || ConsulError::TooLarge { path: path.into() };
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_BODY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
             self.fail_over(agent);
             transport(e)
-        })?;
+        })? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(ConsulError::Status {
+                path: path.into(),
+                status,
+                reason: excerpt(&body),
+            });
+        }
         let value = serde_json::from_slice(&body).map_err(|e| ConsulError::Decode {
             path: path.into(),
             reason: e.to_string(),
         })?;
         Ok((value, index))
     }
+}
+
+/// A transport error as one line that says what happened: reqwest's own text ("error sending
+/// request") hides the cause in its source chain.
+fn describe(error: reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!("no answer within {:.1}s (timed out)", timeout.as_secs_f64());
+    }
+    // without_url: the query string carries nothing secret, but keep errors short
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The start of a body as one printable line.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(STATUS_BODY_EXCERPT)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

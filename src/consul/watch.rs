@@ -182,6 +182,7 @@ pub async fn run<T, F, Fut, D>(
     let what = freshness.what.as_str();
     let mut index = WatchIndex::ZERO;
     let mut failures: u32 = 0;
+    let mut zero_index_streak = false;
     loop {
         let wait = jitter(policy.wait, 0.9);
         let started = Instant::now();
@@ -198,7 +199,7 @@ pub async fn run<T, F, Fut, D>(
                 failures = 0;
                 let early = started.elapsed() < wait / 2;
                 let step = step(index, received, early);
-                if received < index {
+                if received < index && received.is_set() {
                     warn!(
                         what,
                         sent = index.get(),
@@ -206,6 +207,14 @@ pub async fn run<T, F, Fut, D>(
                         "Consul index went backwards; resetting"
                     );
                 }
+                let zero_index = !received.is_set();
+                if zero_index && !zero_index_streak {
+                    warn!(
+                        what,
+                        "Consul answered with index 0; not blocking on it (pausing between requests)"
+                    );
+                }
+                zero_index_streak = zero_index;
                 index = step.next;
                 if step.changed {
                     deliver(value);
@@ -220,7 +229,12 @@ pub async fn run<T, F, Fut, D>(
                     .retry_base
                     .saturating_mul(1 << failures.min(16).saturating_sub(1))
                     .min(policy.retry_cap);
-                warn!(what, failures, %error, "Consul request failed; retrying");
+                // The first failure and every tenth after it: a long outage must not flood the log.
+                if failures % 10 == 1 {
+                    warn!(what, failures, %error, "Consul request failed; retrying");
+                } else {
+                    debug!(what, failures, %error, "Consul request failed; retrying");
+                }
                 Some(jitter(backoff, 0.5))
             }
         };

@@ -5,8 +5,10 @@
 // Each test binary uses its own part of the harness.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod consul;
 pub mod dns;
+pub mod fake_consul;
 
 use consul_dns_bridge::{
     bridge::Bridge,
