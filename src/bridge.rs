@@ -31,7 +31,11 @@ pub struct Bridge {
 impl Bridge {
     /// Starts serving at once; Consul data arrives in the background.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
-        let client = ConsulClient::new(config.consul_addrs.clone(), config.token.as_ref())?;
+        let client = ConsulClient::new(
+            config.consul_addrs.clone(),
+            config.token.as_ref(),
+            &config.tls,
+        )?;
         let catalog = Catalog::start(config, client);
         let node_ttl = u32::try_from(config.node_ttl.as_secs()).unwrap_or(u32::MAX);
         let handler = ConsulHandler::new(catalog.clone(), node_ttl);

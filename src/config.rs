@@ -37,6 +37,22 @@ impl fmt::Debug for Token {
     }
 }
 
+/// How to speak HTTPS to Consul, by the names of Consul's own `CONSUL_*` variables. The files are
+/// read when the client is built (see `consul::tls`), so a bad file is reported with its option.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsulTls {
+    /// `CONSUL_CACERT`: trust only this CA (PEM) for the agent's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// `CONSUL_CAPATH`: trust only the CAs in the PEM files of this directory.
+    pub ca_path: Option<PathBuf>,
+    /// `CONSUL_CLIENT_CERT` / `CONSUL_CLIENT_KEY`: present this certificate (for agents with
+    /// `verify_incoming`).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// `CONSUL_HTTP_SSL_VERIFY`: `false` accepts any certificate.
+    pub verify: bool,
+}
+
 /// Everything the bridge needs to run, already checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -44,6 +60,7 @@ pub struct Config {
     /// Consul agents in order of preference; the bridge moves to the next when one fails.
     pub consul_addrs: Vec<Url>,
     pub token: Option<Token>,
+    pub tls: ConsulTls,
     /// Lower-case, fully qualified (`consul.`).
     pub domain: Name,
     /// `None`: ask the agent (`/v1/agent/self`) which datacenter it is in.
@@ -88,6 +105,24 @@ struct Cli {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// Use HTTPS for Consul addresses, also those given as host:port or http://
+    #[arg(long, value_name = "BOOL", env = "CONSUL_HTTP_SSL", value_parser = parse_bool)]
+    http_ssl: Option<bool>,
+    /// Check the agent's certificate; false accepts any [default: true]
+    #[arg(long, value_name = "BOOL", env = "CONSUL_HTTP_SSL_VERIFY", value_parser = parse_bool)]
+    http_ssl_verify: Option<bool>,
+    /// CA certificate (PEM) that signs the agent's HTTPS certificate
+    #[arg(long, value_name = "FILE", env = "CONSUL_CACERT")]
+    ca_file: Option<PathBuf>,
+    /// Directory of CA certificates (PEM) that sign the agent's HTTPS certificate
+    #[arg(long, value_name = "DIR", env = "CONSUL_CAPATH")]
+    ca_path: Option<PathBuf>,
+    /// Client certificate (PEM) for agents that verify incoming HTTPS
+    #[arg(long, value_name = "FILE", env = "CONSUL_CLIENT_CERT")]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert
+    #[arg(long, value_name = "FILE", env = "CONSUL_CLIENT_KEY")]
+    client_key: Option<PathBuf>,
     /// DNS domain answered for [default: consul.]
     #[arg(long, value_name = "NAME", value_parser = parse_domain)]
     domain: Option<Name>,
@@ -167,12 +202,37 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
         (true, false) => file.listen,
         (true, true) => vec![parse_listen(DEFAULT_LISTEN).map_err(ConfigError::CommandLine)?],
     };
-    let consul_addrs = match (cli.consul_addr.is_empty(), file.consul_addr.is_empty()) {
+    let mut consul_addrs = match (cli.consul_addr.is_empty(), file.consul_addr.is_empty()) {
         (false, _) => cli.consul_addr,
         (true, false) => file.consul_addr,
         (true, true) => {
             vec![parse_consul_addr(DEFAULT_CONSUL_ADDR).map_err(ConfigError::CommandLine)?]
         }
+    };
+    if cli.http_ssl.or(file.http_ssl).unwrap_or(false) {
+        // As Consul's own CLI does: CONSUL_HTTP_SSL=true wins over the address's scheme.
+        for url in &mut consul_addrs {
+            if url.scheme() == "http" && url.set_scheme("https").is_err() {
+                return Err(ConfigError::CommandLine(format!(
+                    "invalid value '{url}' for '--consul-addr': cannot use HTTPS"
+                )));
+            }
+        }
+    }
+    let client_cert = cli.client_cert.or(file.client_cert);
+    let client_key = cli.client_key.or(file.client_key);
+    if client_cert.is_some() != client_key.is_some() {
+        return Err(ConfigError::CommandLine(
+            "'--client-cert' (CONSUL_CLIENT_CERT) and '--client-key' (CONSUL_CLIENT_KEY) go together"
+                .into(),
+        ));
+    }
+    let tls = ConsulTls {
+        ca_file: cli.ca_file.or(file.ca_file),
+        ca_path: cli.ca_path.or(file.ca_path),
+        client_cert,
+        client_key,
+        verify: cli.http_ssl_verify.or(file.http_ssl_verify).unwrap_or(true),
     };
     let domain = match cli.domain.or(file.domain) {
         Some(domain) => domain,
@@ -186,6 +246,7 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
             .or(file.token)
             .filter(|t| !t.is_empty())
             .map(Token),
+        tls,
         domain,
         datacenter: cli.datacenter.or(file.datacenter),
         service_ttl: cli.service_ttl.or(file.service_ttl).unwrap_or_default(),
@@ -239,6 +300,7 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
         let strings: Vec<String> = match &value {
             toml::Value::String(s) => vec![s.clone()],
             toml::Value::Integer(n) => vec![n.to_string()],
+            toml::Value::Boolean(b) => vec![b.to_string()],
             toml::Value::Array(items) => items
                 .iter()
                 .map(|item| item.as_str().map(str::to_owned))
@@ -258,6 +320,12 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
                 cli.consul_addr = parse_each(&strings, parse_consul_addr).map_err(bad)?;
             }
             "token" => cli.token = Some(single()?.to_owned()),
+            "http-ssl" => cli.http_ssl = Some(parse_bool(single()?).map_err(bad)?),
+            "http-ssl-verify" => cli.http_ssl_verify = Some(parse_bool(single()?).map_err(bad)?),
+            "ca-file" => cli.ca_file = Some(single()?.into()),
+            "ca-path" => cli.ca_path = Some(single()?.into()),
+            "client-cert" => cli.client_cert = Some(single()?.into()),
+            "client-key" => cli.client_key = Some(single()?.into()),
             "domain" => cli.domain = Some(parse_domain(single()?).map_err(bad)?),
             "datacenter" => cli.datacenter = Some(parse_datacenter(single()?).map_err(bad)?),
             "service-ttl" => cli.service_ttl = Some(parse_duration(single()?).map_err(bad)?),
@@ -308,6 +376,15 @@ fn parse_consul_addr(text: &str) -> Result<Url, String> {
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
         _ => Err(format!("expected http://HOST:PORT, got '{text}'")),
+    }
+}
+
+/// Go's `strconv.ParseBool`, which Consul uses for its boolean variables.
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("expected true or false, got '{text}'")),
     }
 }
 

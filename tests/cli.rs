@@ -47,3 +47,36 @@ fn help_exits_zero() {
     let (code, _) = run(&["--help"]);
     assert_eq!(code, 0);
 }
+
+#[test]
+fn tls_files_that_cannot_be_used_name_the_option() {
+    let junk = std::env::temp_dir().join(format!("cdb-cli-junk-{}.pem", std::process::id()));
+    std::fs::write(&junk, "not a certificate\n").expect("write junk");
+    let junk = junk.to_str().expect("utf-8 path");
+    for (args, expect) in [
+        (
+            &["--ca-file", "/nonexistent/ca.pem"][..],
+            "--ca-file (CONSUL_CACERT) /nonexistent/ca.pem: cannot read",
+        ),
+        (&["--ca-file", junk][..], "no PEM certificate in it"),
+        (
+            &["--ca-path", "/nonexistent"][..],
+            "--ca-path (CONSUL_CAPATH)",
+        ),
+        (
+            &["--client-cert", junk, "--client-key", junk][..],
+            "not a PEM certificate and key",
+        ),
+        (&["--client-cert", junk][..], "'--client-key'"),
+        (&["--http-ssl-verify", "maybe"][..], "--http-ssl-verify"),
+    ] {
+        let (code, stderr) = run(args);
+        assert_ne!(code, 0, "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert!(
+            stderr.trim().lines().count() <= 2,
+            "{args:?}: one error (and its log line): {stderr}"
+        );
+    }
+    let _ = std::fs::remove_file(junk);
+}

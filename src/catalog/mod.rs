@@ -29,7 +29,7 @@ use hickory_proto::rr::Name;
 use moka::sync::Cache;
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use entry::{
     EntryContext, InstanceAddress, InstanceRecords, ServiceAnswers, hex_address, ip_rdata,
@@ -272,6 +272,7 @@ async fn bootstrap(
     publish: watch::Sender<Option<Arc<LocalDatacenter>>>,
 ) {
     let mut retry = shared.policy.retry_base;
+    let mut failures: u32 = 0;
     let name = loop {
         let found = match &configured {
             Some(dc) => Ok(dc.clone()),
@@ -279,7 +280,15 @@ async fn bootstrap(
         };
         match found {
             Ok(dc) => break dc.to_ascii_lowercase(),
-            Err(error) => warn!(%error, "cannot learn the agent's datacenter; retrying"),
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                // The first failure and every tenth: an agent down for hours must not flood the log.
+                if failures % 10 == 1 {
+                    warn!(failures, %error, "cannot learn the agent's datacenter; retrying");
+                } else {
+                    debug!(failures, %error, "cannot learn the agent's datacenter; retrying");
+                }
+            }
         }
         tokio::select! {
             _ = shared.stop.cancelled() => return,

@@ -25,7 +25,7 @@ use super::{
     WatchIndex,
     types::{AgentSelf, HealthEntry, ServiceNames},
 };
-use crate::config::Token;
+use crate::config::{ConsulTls, Token};
 
 /// Consul adds up to `wait / 16` of its own jitter before answering a blocking query; the HTTP
 /// timeout is that plus this margin for a slow network. A request still open after it is a hung
@@ -76,6 +76,9 @@ pub struct Blocking<T> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsulError {
+    /// The client cannot be built from the options given.
+    #[error("{0}")]
+    Setup(String),
     #[error("{path}: request failed: {reason}")]
     Transport { path: String, reason: String },
     #[error("{path}: HTTP {status}{}{reason}", if reason.is_empty() { "" } else { ": " })]
@@ -109,7 +112,11 @@ struct Inner {
 }
 
 impl ConsulClient {
-    pub fn new(agents: Vec<Url>, token: Option<&Token>) -> Result<Self, ConsulError> {
+    pub fn new(
+        agents: Vec<Url>,
+        token: Option<&Token>,
+        tls: &ConsulTls,
+    ) -> Result<Self, ConsulError> {
         let transport = |reason: String| ConsulError::Transport {
             path: "consul client".into(),
             reason,
@@ -125,8 +132,9 @@ impl ConsulClient {
                 Ok::<_, ConsulError>(value)
             })
             .transpose()?;
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
+        let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(90));
+        let http = super::tls::configure(builder, tls)
+            .map_err(ConsulError::Setup)?
             .build()
             .map_err(|e| transport(e.to_string()))?;
         Ok(Self {

@@ -27,6 +27,13 @@ impl BridgeBinary {
         env: &[(&str, &str)],
         ready_name: &str,
     ) -> Self {
+        let bridge = Self::spawn(consul_addr, extra, env);
+        bridge.wait_for_data(ready_name).await;
+        bridge
+    }
+
+    /// Starts the binary as `start` does, without waiting for anything.
+    pub fn spawn(consul_addr: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log_path = std::env::temp_dir().join(format!(
             "consul-dns-bridge-test-{}-{}.log",
@@ -42,26 +49,38 @@ impl BridgeBinary {
             .stderr(log)
             .spawn()
             .expect("start the binary");
-        let bridge = Self {
+        Self {
             child,
             log_path,
             dns: DnsClient::new(addr),
-        };
+        }
+    }
+
+    /// Waits (up to 5 s) until the binary accepts TCP connections on its DNS address.
+    pub async fn wait_listening(&self) {
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(self.dns.addr).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the binary did not listen within 5 s; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (up to 15 s) until `name` (A) gets addresses.
+    pub async fn wait_for_data(&self, name: &str) {
         let started = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if !bridge
-                .dns
-                .addresses(ready_name, RecordType::A)
-                .await
-                .is_empty()
-            {
-                return bridge;
+            if !self.dns.addresses(name, RecordType::A).await.is_empty() {
+                return;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(15),
-                "the binary did not answer {ready_name} within 15 s; log:\n{}",
-                bridge.log()
+                "the binary did not answer {name} within 15 s; log:\n{}",
+                self.log()
             );
         }
     }

@@ -84,7 +84,10 @@ impl ConsulAgent {
             http: ([127, 0, 0, 1], ports[0]).into(),
             dns: ([127, 0, 0, 1], ports[1]).into(),
             dir,
-            http_client: reqwest::Client::new(),
+            http_client: {
+                consul_dns_bridge::consul::tls::install_crypto_provider();
+                reqwest::Client::new()
+            },
         };
         agent.spawn().await;
         agent

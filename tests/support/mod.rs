@@ -9,6 +9,7 @@ pub mod binary;
 pub mod consul;
 pub mod dns;
 pub mod fake_consul;
+pub mod pki;
 
 use consul_dns_bridge::{
     bridge::Bridge,
