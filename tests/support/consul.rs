@@ -30,7 +30,7 @@ pub fn free_port() -> u16 {
     }
 }
 
-fn consul_binary() -> PathBuf {
+pub fn consul_binary() -> PathBuf {
     if let Ok(path) = std::env::var("CONSUL_BIN") {
         return PathBuf::from(path);
     }
@@ -57,7 +57,7 @@ pub struct ConsulAgent {
     pub http: SocketAddr,
     pub dns: SocketAddr,
     dir: PathBuf,
-    http_client: reqwest::Client,
+    api: ConsulApi,
 }
 
 impl ConsulAgent {
@@ -84,10 +84,7 @@ impl ConsulAgent {
             http: ([127, 0, 0, 1], ports[0]).into(),
             dns: ([127, 0, 0, 1], ports[1]).into(),
             dir,
-            http_client: {
-                consul_dns_bridge::consul::tls::install_crypto_provider();
-                reqwest::Client::new()
-            },
+            api: ConsulApi::new(format!("http://127.0.0.1:{}", ports[0])),
         };
         agent.spawn().await;
         agent
@@ -164,10 +161,36 @@ impl ConsulAgent {
         let log = std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default();
         panic!("Consul did not become ready within 30 s; its log:\n{log}");
     }
+}
+
+impl std::ops::Deref for ConsulAgent {
+    type Target = ConsulApi;
+
+    fn deref(&self) -> &ConsulApi {
+        &self.api
+    }
+}
+
+/// Consul's HTTP API at one address, for fixtures: registration, health flips, reads.
+#[derive(Clone)]
+pub struct ConsulApi {
+    /// `http://host:port`
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl ConsulApi {
+    pub fn new(url: String) -> Self {
+        consul_dns_bridge::consul::tls::install_crypto_provider();
+        Self {
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
 
     pub async fn get(&self, path: &str) -> Result<Value, reqwest::Error> {
-        self.http_client
-            .get(format!("{}{path}", self.http_url()))
+        self.http
+            .get(format!("{}{path}", self.url))
             .send()
             .await?
             .error_for_status()?
@@ -177,8 +200,8 @@ impl ConsulAgent {
 
     pub async fn put(&self, path: &str, body: Value) {
         let response = self
-            .http_client
-            .put(format!("{}{path}", self.http_url()))
+            .http
+            .put(format!("{}{path}", self.url))
             .json(&body)
             .send()
             .await
@@ -238,10 +261,10 @@ impl ConsulAgent {
     /// Sets the TTL check of an agent-registered service: `pass`, `warn` or `fail`.
     pub async fn set_check(&self, service_id: &str, verb: &str) {
         let response = self
-            .http_client
+            .http
             .put(format!(
                 "{}/v1/agent/check/{verb}/service:{service_id}",
-                self.http_url()
+                self.url
             ))
             .send()
             .await
@@ -302,7 +325,7 @@ impl ServiceFixture {
         self
     }
 
-    fn agent_json(&self) -> Value {
+    pub fn agent_json(&self) -> Value {
         serde_json::json!({
             "Name": self.name, "ID": self.id, "Address": self.address, "Port": self.port,
             "Tags": self.tags,

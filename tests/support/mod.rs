@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod cluster;
 pub mod consul;
 pub mod dns;
 pub mod fake_consul;
