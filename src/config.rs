@@ -16,6 +16,8 @@ use reqwest::Url;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8653";
 /// BIND's `tcp-clients` default.
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 150;
+/// Served when present and no `--zones-dir` is given.
+pub const DEFAULT_ZONES_DIR: &str = "zones";
 /// Consul's own default HTTP address.
 pub const DEFAULT_CONSUL_ADDR: &str = "http://127.0.0.1:8500";
 
@@ -35,6 +37,25 @@ impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token(<redacted>)")
     }
+}
+
+/// Consul's `recursor_strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecursorStrategy {
+    /// Always in the order given; the next only when one fails.
+    #[default]
+    Sequential,
+    /// Spread over all of them (hickory rotates them round-robin).
+    Random,
+}
+
+/// The upstream resolvers and how to ask them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recursors {
+    pub addrs: Vec<SocketAddr>,
+    pub strategy: RecursorStrategy,
+    /// Consul's `recursor_timeout`: how long one upstream gets before the next is tried.
+    pub timeout: Duration,
 }
 
 /// How to speak HTTPS to Consul, by the names of Consul's own `CONSUL_*` variables. The files are
@@ -77,6 +98,10 @@ pub struct Config {
     pub tcp_max_connections: usize,
     /// A TCP connection silent for this long is closed.
     pub tcp_idle_timeout: Duration,
+    /// Upstream resolvers for names outside the domain and the zone files.
+    pub recursors: Recursors,
+    /// Zone files served beside the Consul domain; `None`: none.
+    pub zones_dir: Option<PathBuf>,
 }
 
 /// The command line. Every field is optional so that the file and the defaults can fill in
@@ -150,6 +175,18 @@ struct Cli {
     /// Close a TCP connection that sends nothing for this long [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     tcp_idle_timeout: Option<Duration>,
+    /// Upstream resolver (IP or IP:PORT) for names outside the domain (repeatable) [default: none, REFUSED]
+    #[arg(long, value_name = "ADDR", value_parser = parse_recursor)]
+    recursor: Vec<SocketAddr>,
+    /// sequential (in the order given) or random [default: sequential]
+    #[arg(long, value_name = "STRATEGY", value_parser = parse_recursor_strategy)]
+    recursor_strategy: Option<RecursorStrategy>,
+    /// How long one recursor gets before the next is tried [default: 2s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    recursor_timeout: Option<Duration>,
+    /// Directory of <origin>.zone files served authoritatively [default: zones/ when present]
+    #[arg(long, value_name = "DIR")]
+    zones_dir: Option<PathBuf>,
 }
 
 /// Why the options could not be turned into a [`Config`]; `Display` is the one line to print.
@@ -271,6 +308,25 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
             .tcp_idle_timeout
             .or(file.tcp_idle_timeout)
             .unwrap_or(Duration::from_secs(10)),
+        recursors: Recursors {
+            addrs: if cli.recursor.is_empty() {
+                file.recursor
+            } else {
+                cli.recursor
+            },
+            strategy: cli
+                .recursor_strategy
+                .or(file.recursor_strategy)
+                .unwrap_or_default(),
+            timeout: cli
+                .recursor_timeout
+                .or(file.recursor_timeout)
+                .unwrap_or(Duration::from_secs(2)),
+        },
+        zones_dir: cli.zones_dir.or(file.zones_dir).or_else(|| {
+            let default = PathBuf::from(DEFAULT_ZONES_DIR);
+            default.is_dir().then_some(default)
+        }),
     })
 }
 
@@ -338,6 +394,17 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
             "tcp-max-connections" => {
                 cli.tcp_max_connections = Some(parse_connection_cap(single()?).map_err(bad)?)
             }
+            // Consul's own spelling is `recursors`.
+            "recursor" | "recursors" => {
+                cli.recursor = parse_each(&strings, parse_recursor).map_err(bad)?;
+            }
+            "recursor-strategy" => {
+                cli.recursor_strategy = Some(parse_recursor_strategy(single()?).map_err(bad)?)
+            }
+            "recursor-timeout" => {
+                cli.recursor_timeout = Some(parse_timeout(single()?).map_err(bad)?)
+            }
+            "zones-dir" => cli.zones_dir = Some(single()?.into()),
             "tcp-idle-timeout" => {
                 cli.tcp_idle_timeout = Some(parse_timeout(single()?).map_err(bad)?)
             }
@@ -376,6 +443,23 @@ fn parse_consul_addr(text: &str) -> Result<Url, String> {
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
         _ => Err(format!("expected http://HOST:PORT, got '{text}'")),
+    }
+}
+
+/// An upstream resolver as Consul's `recursors` takes it: an IP, with an optional port.
+fn parse_recursor(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    SocketAddr::from_str(text)
+        .map_err(|_| format!("expected an IP or IP:PORT such as 127.0.0.1:53, got '{text}'"))
+}
+
+fn parse_recursor_strategy(text: &str) -> Result<RecursorStrategy, String> {
+    match text {
+        "sequential" => Ok(RecursorStrategy::Sequential),
+        "random" => Ok(RecursorStrategy::Random),
+        _ => Err(format!("expected sequential or random, got '{text}'")),
     }
 }
 

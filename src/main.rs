@@ -52,22 +52,30 @@ async fn run(config: &Config) -> ExitCode {
         }
     };
     info!(listen = ?bridge.dns_addrs(), consul = ?config.consul_addrs.iter().map(|u| u.as_str()).collect::<Vec<_>>(), domain = %config.domain, "serving DNS");
-    wait_for_signal().await;
+    wait_for_stop(&bridge).await;
     info!("shutting down");
     bridge.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+/// Waits for SIGTERM or SIGINT; reloads the zone files on each SIGHUP meanwhile.
+async fn wait_for_stop(bridge: &Bridge) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => match bridge.reload_zones().await {
+                Ok(zones) => info!(zones, "SIGHUP: zone files reloaded"),
+                Err(error) => error!(%error, "SIGHUP: zone files not reloaded; the previous ones stay"),
+            },
+        }
     }
 }

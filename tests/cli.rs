@@ -6,6 +6,8 @@ fn run(args: &[&str]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_consul-dns-bridge"))
         .args(args)
         .env_remove("CONSUL_HTTP_ADDR")
+        // Away from the checkout, whose zones/ would be served (and logged) by default.
+        .current_dir(std::env::temp_dir())
         .output()
         .expect("run the binary");
     (

@@ -1,6 +1,8 @@
 //! The DNS side: reads questions, answers them from the catalog. It never talks to Consul.
 
 pub mod answer;
+pub mod fallback;
 pub mod name;
+pub mod recursors;
 pub mod server;
 pub mod tcp;

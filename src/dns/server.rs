@@ -25,6 +25,7 @@ use tracing::warn;
 
 use super::{
     answer::{self, Answer},
+    fallback::Fallback,
     name::{self, QueryName},
     tcp::{self, TcpLimits},
 };
@@ -33,16 +34,30 @@ use crate::catalog::{CONSUL_SERVICE, Catalog, ServiceLookup};
 /// The largest UDP answer we send, whatever the client advertises (the DNS flag day value).
 const MAX_UDP_PAYLOAD: u16 = 1232;
 
-/// Answers queries for the Consul domain from the catalog.
+/// Answers queries for the Consul domain from the catalog, and hands other names to the zone
+/// files and recursors when there are any.
 #[derive(Clone)]
 pub struct ConsulHandler {
     catalog: Catalog,
     node_ttl: u32,
+    fallback: Option<Arc<Fallback>>,
 }
 
 impl ConsulHandler {
-    pub fn new(catalog: Catalog, node_ttl: u32) -> Self {
-        Self { catalog, node_ttl }
+    pub fn new(catalog: Catalog, node_ttl: u32, fallback: Option<Arc<Fallback>>) -> Self {
+        Self {
+            catalog,
+            node_ttl,
+            fallback,
+        }
+    }
+
+    /// Whether `request` is a well-formed query for a name outside the Consul domain.
+    fn is_outside(&self, request: &Request) -> bool {
+        request.metadata.op_code == OpCode::Query
+            && request
+                .request_info()
+                .is_ok_and(|info| !self.catalog.domain().zone_of(info.query.original().name()))
     }
 
     async fn answer(&self, request: &Request) -> Answer {
@@ -103,6 +118,11 @@ impl RequestHandler for ConsulHandler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        if let Some(fallback) = &self.fallback
+            && self.is_outside(request)
+        {
+            return fallback.handle::<R, T>(request, response_handle).await;
+        }
         let answer = self.answer(request).await;
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = answer.authoritative;

@@ -45,6 +45,8 @@ impl BridgeBinary {
             .args(["--listen", &addr.to_string(), "--consul-addr", consul_addr])
             .args(extra)
             .envs(env.iter().copied())
+            // Away from the checkout, whose zones/ would be served by default.
+            .current_dir(std::env::temp_dir())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -88,6 +90,15 @@ impl BridgeBinary {
     /// Everything the binary has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name}");
     }
 
     /// Whether the process is still running.

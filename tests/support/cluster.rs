@@ -11,9 +11,14 @@ use std::{
 use super::consul::{ConsulApi, consul_binary, free_port};
 
 /// Flags every server gets, beside addresses, ports, name and data directory.
-pub const SERVER_FLAGS: &[&str] = &["agent", "-server", "-bootstrap-expect=3"];
+pub const SERVER_FLAGS: &[&str] = &[
+    "agent",
+    "-server",
+    "-bootstrap-expect=3",
+    "-retry-interval=1s",
+];
 /// Flags the client agent gets, beside addresses, ports, name and data directory.
-pub const CLIENT_FLAGS: &[&str] = &["agent"];
+pub const CLIENT_FLAGS: &[&str] = &["agent", "-retry-interval=1s"];
 /// Config every agent gets: fast Raft timing (Consul's recommendation for production servers).
 pub const AGENT_HCL: &str = "performance { raft_multiplier = 1 }\n\
                              dns_config { only_passing = true }\n";

@@ -11,6 +11,7 @@ pub mod consul;
 pub mod dns;
 pub mod fake_consul;
 pub mod pki;
+pub mod zones;
 
 use consul_dns_bridge::{
     bridge::Bridge,
@@ -34,6 +35,13 @@ pub async fn start_bridge_at(url: &str, extra: &[&str]) -> (Bridge, DnsClient) {
         "--consul-addr",
         url,
     ];
+    // The checkout's zones/ would be served by default (tests run in it); tests that want zones
+    // say so.
+    let no_zones = std::env::temp_dir().join(format!("cdb-no-zones-{}", std::process::id()));
+    std::fs::create_dir_all(&no_zones).expect("empty zones dir");
+    if !extra.contains(&"--zones-dir") {
+        args.extend(["--zones-dir", no_zones.to_str().expect("utf-8 temp path")]);
+    }
     args.extend_from_slice(extra);
     let config = match Config::parse(args) {
         Ok(Parsed::Run(config)) => config,
