@@ -9,6 +9,7 @@ pub mod binary;
 pub mod cluster;
 pub mod consul;
 pub mod dns;
+pub mod dnsmasq;
 pub mod fake_consul;
 pub mod pki;
 pub mod zones;
