@@ -3,6 +3,8 @@
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
     catalog::Catalog,
     config::Config,
@@ -12,6 +14,8 @@ use crate::{
         server::{ConsulHandler, DnsServer, serve},
         tcp::TcpLimits,
     },
+    http,
+    metrics::{DnsMetrics, Metrics},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,8 @@ pub struct Bridge {
     server: DnsServer,
     dns_addrs: Vec<SocketAddr>,
     fallback: Option<Arc<Fallback>>,
+    http_addr: Option<SocketAddr>,
+    stop_http: CancellationToken,
 }
 
 impl Bridge {
@@ -48,7 +54,28 @@ impl Bridge {
         )?;
         let catalog = Catalog::start(config, client);
         let node_ttl = u32::try_from(config.node_ttl.as_secs()).unwrap_or(u32::MAX);
-        let handler = ConsulHandler::new(catalog.clone(), node_ttl, fallback.clone());
+        let dns_metrics = Arc::new(DnsMetrics::default());
+        let handler = ConsulHandler::new(
+            catalog.clone(),
+            node_ttl,
+            fallback.clone(),
+            dns_metrics.clone(),
+        );
+        // HTTP before DNS: a taken metrics port stops the start before DNS is served.
+        let stop_http = CancellationToken::new();
+        let http_addr = match config.http_listen {
+            Some(addr) => {
+                let metrics = Metrics::new(catalog.clone(), dns_metrics);
+                match http::serve(addr, metrics, catalog.clone(), stop_http.clone()).await {
+                    Ok((bound, _task)) => Some(bound),
+                    Err(error) => {
+                        catalog.shutdown();
+                        return Err(error.into());
+                    }
+                }
+            }
+            None => None,
+        };
         let tcp_limits = TcpLimits {
             max_connections: config.tcp_max_connections,
             idle_timeout: config.tcp_idle_timeout,
@@ -57,6 +84,7 @@ impl Bridge {
             Ok(served) => served,
             Err(error) => {
                 catalog.shutdown();
+                stop_http.cancel();
                 return Err(error.into());
             }
         };
@@ -65,12 +93,19 @@ impl Bridge {
             server,
             dns_addrs,
             fallback,
+            http_addr,
+            stop_http,
         })
     }
 
     /// The DNS addresses served on (UDP and TCP), with ports resolved.
     pub fn dns_addrs(&self) -> &[SocketAddr] {
         &self.dns_addrs
+    }
+
+    /// The address of `/metrics`, `/health` and `/ready`, with the port resolved.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -89,6 +124,7 @@ impl Bridge {
     /// Stops taking queries, lets those in flight finish (bounded), stops every watch.
     pub async fn shutdown(self) {
         self.server.shutdown(Duration::from_secs(5)).await;
+        self.stop_http.cancel();
         self.catalog.shutdown();
     }
 }

@@ -16,6 +16,8 @@ use reqwest::Url;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8653";
 /// BIND's `tcp-clients` default.
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 150;
+/// Where `/metrics`, `/health` and `/ready` are served by default.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8654";
 /// Served when present and no `--zones-dir` is given.
 pub const DEFAULT_ZONES_DIR: &str = "zones";
 /// Consul's own default HTTP address.
@@ -102,6 +104,21 @@ pub struct Config {
     pub recursors: Recursors,
     /// Zone files served beside the Consul domain; `None`: none.
     pub zones_dir: Option<PathBuf>,
+    /// Where `/metrics`, `/health` and `/ready` are served; `None`: not at all.
+    pub http_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    /// `--log-level`, an `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub log_level: Option<String>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// The command line. Every field is optional so that the file and the defaults can fill in
@@ -187,7 +204,20 @@ struct Cli {
     /// Directory of <origin>.zone files served authoritatively [default: zones/ when present]
     #[arg(long, value_name = "DIR")]
     zones_dir: Option<PathBuf>,
+    /// Address of /metrics, /health and /ready; "off" disables [default: 127.0.0.1:8654]
+    #[arg(long, value_name = "ADDR", value_parser = parse_http_listen)]
+    http_listen: Option<HttpListen>,
+    /// text or json [default: text]
+    #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+    /// error, warn, info, debug or trace, or a filter like info,consul_dns_bridge=debug; RUST_LOG wins [default: info]
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
+    log_level: Option<String>,
 }
+
+/// `--http-listen`: an address, or off.
+#[derive(Debug, Clone, Copy)]
+struct HttpListen(Option<SocketAddr>);
 
 /// Why the options could not be turned into a [`Config`]; `Display` is the one line to print.
 #[derive(Debug, thiserror::Error)]
@@ -323,6 +353,12 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
                 .or(file.recursor_timeout)
                 .unwrap_or(Duration::from_secs(2)),
         },
+        http_listen: match cli.http_listen.or(file.http_listen) {
+            Some(HttpListen(addr)) => addr,
+            None => Some(parse_listen(DEFAULT_HTTP_LISTEN).map_err(ConfigError::CommandLine)?),
+        },
+        log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+        log_level: cli.log_level.or(file.log_level),
         zones_dir: cli.zones_dir.or(file.zones_dir).or_else(|| {
             let default = PathBuf::from(DEFAULT_ZONES_DIR);
             default.is_dir().then_some(default)
@@ -405,6 +441,9 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
                 cli.recursor_timeout = Some(parse_timeout(single()?).map_err(bad)?)
             }
             "zones-dir" => cli.zones_dir = Some(single()?.into()),
+            "http-listen" => cli.http_listen = Some(parse_http_listen(single()?).map_err(bad)?),
+            "log-format" => cli.log_format = Some(parse_log_format(single()?).map_err(bad)?),
+            "log-level" => cli.log_level = Some(parse_log_level(single()?).map_err(bad)?),
             "tcp-idle-timeout" => {
                 cli.tcp_idle_timeout = Some(parse_timeout(single()?).map_err(bad)?)
             }
@@ -444,6 +483,32 @@ fn parse_consul_addr(text: &str) -> Result<Url, String> {
         "http" | "https" if url.host().is_some() => Ok(url),
         _ => Err(format!("expected http://HOST:PORT, got '{text}'")),
     }
+}
+
+fn parse_http_listen(text: &str) -> Result<HttpListen, String> {
+    match text {
+        "off" | "" => Ok(HttpListen(None)),
+        _ => SocketAddr::from_str(text)
+            .map(|addr| HttpListen(Some(addr)))
+            .map_err(|_| {
+                format!("expected IP:PORT such as {DEFAULT_HTTP_LISTEN}, or off, got '{text}'")
+            }),
+    }
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("expected text or json, got '{text}'")),
+    }
+}
+
+fn parse_log_level(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("not a log level or filter ({e})"))
 }
 
 /// An upstream resolver as Consul's `recursors` takes it: an IP, with an optional port.

@@ -1,12 +1,13 @@
-//! The `consul-dns-bridge` binary: parse options, start the bridge, run until SIGINT/SIGTERM.
-//! Logs go to stderr at `info` (hickory-server at `warn`: it logs every query at `info`), or as
-//! `RUST_LOG` says.
+//! The `consul-dns-bridge` binary: parse options, start the bridge, run until SIGINT/SIGTERM,
+//! reload the zone files on SIGHUP. Logs go to stderr at `--log-level` (hickory-server only at
+//! `error`: it logs queries at `info` and every malformed packet at `warn`), or as `RUST_LOG`
+//! says.
 
 use std::process::ExitCode;
 
 use consul_dns_bridge::{
     bridge::Bridge,
-    config::{Config, Parsed},
+    config::{Config, LogFormat, Parsed},
 };
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
@@ -23,15 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal: journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn")),
-        )
-        .init();
+    init_logging(&config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -56,6 +49,25 @@ async fn run(config: &Config) -> ExitCode {
     info!("shutting down");
     bridge.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Logs to stderr: text (coloured only on a terminal) or JSON lines; the level from `RUST_LOG`,
+/// else `--log-level`, else info.
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = config.log_level.as_deref().unwrap_or("info");
+        // hickory-server logs every malformed packet at warn: a flood would flood the log.
+        EnvFilter::new(format!("hickory_server=error,{level}"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// Waits for SIGTERM or SIGINT; reloads the zone files on each SIGHUP meanwhile.

@@ -161,6 +161,8 @@ async fn a_flood_of_junk_leaves_the_binary_answering() {
                 &addr.to_string(),
                 "--consul-addr",
                 &consul.http_url(),
+                "--http-listen",
+                "127.0.0.1:0",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

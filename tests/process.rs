@@ -24,6 +24,7 @@ async fn run_binary(
     let addr: SocketAddr = ([127, 0, 0, 1], support::consul::free_port()).into();
     let child = Command::new(env!("CARGO_BIN_EXE_consul-dns-bridge"))
         .args(["--listen", &addr.to_string(), "--consul-addr", consul_addr])
+        .args(["--http-listen", "127.0.0.1:0"])
         .args(extra)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())

@@ -20,7 +20,7 @@ use std::{
     collections::HashSet,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -40,7 +40,7 @@ use crate::{
     config::Config,
     consul::{
         ConsulClient, WatchPolicy,
-        watch::{Freshness, run as run_watch},
+        watch::{Freshness, WatchStats, run as run_watch},
     },
 };
 
@@ -77,7 +77,10 @@ struct Shared {
     domain: Name,
     service_ttl: u32,
     max_stale: Duration,
-    stale_watches: Arc<AtomicUsize>,
+    watch_stats: Arc<WatchStats>,
+    /// Lookups answered from a value already cached / that had to wait for Consul.
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
     stop: CancellationToken,
     local: watch::Receiver<Option<Arc<LocalDatacenter>>>,
     remote_names: Cache<String, Arc<WatchedSlot<ServiceNameSet>>>,
@@ -103,7 +106,9 @@ impl Catalog {
             domain: config.domain.clone(),
             service_ttl: ttl_seconds(config.service_ttl),
             max_stale: config.max_stale,
-            stale_watches: Arc::default(),
+            watch_stats: Arc::default(),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
             stop: CancellationToken::new(),
             local,
             remote_names: Cache::builder().time_to_idle(idle).build(),
@@ -142,7 +147,38 @@ impl Catalog {
 
     /// Number of watches whose last request to Consul failed.
     pub fn stale_watches(&self) -> usize {
-        self.shared.stale_watches.load(Ordering::Relaxed)
+        self.shared.watch_stats.stale.load(Ordering::Relaxed)
+    }
+
+    /// Counts shared by all watches.
+    pub fn watch_stats(&self) -> &WatchStats {
+        &self.shared.watch_stats
+    }
+
+    /// Service lookups answered from the cache, and those that had to wait for Consul.
+    pub fn cache_hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.shared.cache_hits.load(Ordering::Relaxed),
+            self.shared.cache_misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Every watch with the time since its last successful answer.
+    pub fn watch_ages(&self) -> Vec<(String, Duration)> {
+        let mut ages = Vec::new();
+        let mut add = |freshness: &Freshness| {
+            ages.push((freshness.what().to_owned(), freshness.since_last_answer()))
+        };
+        if let Some(local) = self.shared.local.borrow().as_ref() {
+            add(local.names.freshness());
+        }
+        for (_, slot) in self.shared.remote_names.iter() {
+            add(slot.freshness());
+        }
+        for (_, slot) in self.shared.services.iter() {
+            add(slot.freshness());
+        }
+        ages
     }
 
     /// Number of services being watched now.
@@ -193,6 +229,11 @@ impl Catalog {
         if !slot.servable(max_stale) {
             return ServiceLookup::NotReady;
         }
+        let counter = match slot.current().is_some() {
+            true => &self.shared.cache_hits,
+            false => &self.shared.cache_misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         match slot.first(remaining(deadline)).await {
             Some(answers) => ServiceLookup::Found(answers),
             None => ServiceLookup::NotReady,
@@ -222,7 +263,7 @@ impl Catalog {
         };
         let (client, policy, service) = (shared.client.clone(), shared.policy, service.to_owned());
         let what = format!("service {service} in {dc}");
-        let freshness = Freshness::new(what, shared.stale_watches.clone());
+        let freshness = Freshness::new(what, shared.watch_stats.clone());
         WatchedSlot::start(
             &shared.stop,
             freshness,
@@ -243,10 +284,7 @@ impl Catalog {
 
 fn watch_service_names(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<ServiceNameSet> {
     let (client, policy, dc) = (shared.client.clone(), shared.policy, dc.to_owned());
-    let freshness = Freshness::new(
-        format!("service list of {dc}"),
-        shared.stale_watches.clone(),
-    );
+    let freshness = Freshness::new(format!("service list of {dc}"), shared.watch_stats.clone());
     WatchedSlot::start(
         &shared.stop,
         freshness,

@@ -45,6 +45,10 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
             .is_none_or(|stale| stale <= max_stale)
     }
 
+    pub fn freshness(&self) -> &Freshness {
+        &self.freshness
+    }
+
     /// The latest value, if the first one has arrived.
     pub fn current(&self) -> Option<Arc<T>> {
         self.current.borrow().clone()

@@ -109,6 +109,7 @@ struct Inner {
     current: AtomicUsize,
     token: Option<HeaderValue>,
     requests: [AtomicU64; Endpoint::ALL.len()],
+    errors: [AtomicU64; Endpoint::ALL.len()],
 }
 
 impl ConsulClient {
@@ -144,6 +145,7 @@ impl ConsulClient {
                 current: AtomicUsize::new(0),
                 token,
                 requests: Default::default(),
+                errors: Default::default(),
             }),
         })
     }
@@ -178,6 +180,11 @@ impl ConsulClient {
     /// How many requests went to `endpoint` since start.
     pub fn request_count(&self, endpoint: Endpoint) -> u64 {
         self.inner.requests[endpoint as usize].load(Ordering::Relaxed)
+    }
+
+    /// How many requests to `endpoint` failed since start (any error: transport, status, body).
+    pub fn error_count(&self, endpoint: Endpoint) -> u64 {
+        self.inner.errors[endpoint as usize].load(Ordering::Relaxed)
     }
 
     /// The datacenter of the agent we talk to.
@@ -251,6 +258,20 @@ impl ConsulClient {
     }
 
     async fn get<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<(T, Option<WatchIndex>), ConsulError> {
+        let result = self.request(endpoint, segments, query, timeout).await;
+        if result.is_err() {
+            self.inner.errors[endpoint as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn request<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         segments: &[&str],

@@ -101,6 +101,17 @@ pub fn step(sent: WatchIndex, received: WatchIndex, early: bool) -> Step {
     }
 }
 
+/// Counts shared by every watch, read by the metrics.
+#[derive(Debug, Default)]
+pub struct WatchStats {
+    /// Watches whose last request failed.
+    pub stale: AtomicUsize,
+    /// Blocking queries that returned with new data.
+    pub wakeups_changed: AtomicU64,
+    /// Blocking queries that returned without a change (the wait ran out).
+    pub wakeups_unchanged: AtomicU64,
+}
+
 /// Whether a watch's value still reflects Consul: fresh while its requests succeed, stale from
 /// the first failure until the next success. Watches share one count of stale watches, so the
 /// operator gets one log line when Consul goes away and one when it is back, not one per watch.
@@ -109,17 +120,37 @@ pub struct Freshness {
     epoch: Instant,
     /// 0 while fresh; else milliseconds since `epoch` at the first failure, plus one.
     stale_since: AtomicU64,
-    stale_watches: Arc<AtomicUsize>,
+    /// Milliseconds since `epoch` of the last successful answer, plus one; 0: none yet.
+    last_ok: AtomicU64,
+    stats: Arc<WatchStats>,
 }
 
 impl Freshness {
-    pub fn new(what: String, stale_watches: Arc<AtomicUsize>) -> Self {
+    pub fn new(what: String, stats: Arc<WatchStats>) -> Self {
         Self {
             what,
             epoch: Instant::now(),
             stale_since: AtomicU64::new(0),
-            stale_watches,
+            last_ok: AtomicU64::new(0),
+            stats,
         }
+    }
+
+    /// What is watched, e.g. `service web in dc1`.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// Time since the last successful answer; since the start while there has been none.
+    pub fn since_last_answer(&self) -> Duration {
+        let last = self.last_ok.load(Ordering::Relaxed).saturating_sub(1);
+        self.epoch
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+
+    fn now_millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
     }
 
     /// How long the value has been stale, or `None` while fresh.
@@ -135,23 +166,24 @@ impl Freshness {
     }
 
     fn contact_ok(&self) {
+        self.last_ok.store(self.now_millis(), Ordering::Relaxed);
         if self.stale_since.swap(0, Ordering::Relaxed) != 0 {
             debug!(what = %self.what, "fresh again");
-            if self.stale_watches.fetch_sub(1, Ordering::Relaxed) == 1 {
+            if self.stats.stale.fetch_sub(1, Ordering::Relaxed) == 1 {
                 info!("Consul answers again: every answer is fresh");
             }
         }
     }
 
     fn contact_failed(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
+        let now = self.now_millis();
         let became_stale = self
             .stale_since
             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok();
         if became_stale {
             debug!(what = %self.what, "stale");
-            if self.stale_watches.fetch_add(1, Ordering::Relaxed) == 0 {
+            if self.stats.stale.fetch_add(1, Ordering::Relaxed) == 0 {
                 warn!("Consul does not answer: serving the last known answers (stale)");
             }
         }
@@ -199,6 +231,11 @@ pub async fn run<T, F, Fut, D>(
                 failures = 0;
                 let early = started.elapsed() < wait / 2;
                 let step = step(index, received, early);
+                let wakeups = match step.changed {
+                    true => &freshness.stats.wakeups_changed,
+                    false => &freshness.stats.wakeups_unchanged,
+                };
+                wakeups.fetch_add(1, Ordering::Relaxed);
                 if received < index && received.is_set() {
                     warn!(
                         what,

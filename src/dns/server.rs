@@ -4,7 +4,12 @@
 //! the UDP transport (and truncation with TC to the client's UDP size), [`super::tcp`] the capped
 //! TCP side. A request error becomes a response code here and nowhere else.
 
-use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    io,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
@@ -29,7 +34,10 @@ use super::{
     name::{self, QueryName},
     tcp::{self, TcpLimits},
 };
-use crate::catalog::{CONSUL_SERVICE, Catalog, ServiceLookup};
+use crate::{
+    catalog::{CONSUL_SERVICE, Catalog, ServiceLookup},
+    metrics::DnsMetrics,
+};
 
 /// The largest UDP answer we send, whatever the client advertises (the DNS flag day value).
 const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -41,14 +49,21 @@ pub struct ConsulHandler {
     catalog: Catalog,
     node_ttl: u32,
     fallback: Option<Arc<Fallback>>,
+    metrics: Arc<DnsMetrics>,
 }
 
 impl ConsulHandler {
-    pub fn new(catalog: Catalog, node_ttl: u32, fallback: Option<Arc<Fallback>>) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        node_ttl: u32,
+        fallback: Option<Arc<Fallback>>,
+        metrics: Arc<DnsMetrics>,
+    ) -> Self {
         Self {
             catalog,
             node_ttl,
             fallback,
+            metrics,
         }
     }
 
@@ -114,6 +129,24 @@ impl ConsulHandler {
 #[async_trait::async_trait]
 impl RequestHandler for ConsulHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let started = Instant::now();
+        let info = self.respond::<R, T>(request, response_handle).await;
+        let qtype = request
+            .request_info()
+            .ok()
+            .map(|info| info.query.query_type());
+        self.metrics
+            .observe(qtype, info.response_code, started.elapsed());
+        info
+    }
+}
+
+impl ConsulHandler {
+    async fn respond<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
         mut response_handle: R,

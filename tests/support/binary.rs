@@ -43,6 +43,7 @@ impl BridgeBinary {
         let log = std::fs::File::create(&log_path).expect("create log file");
         let child = Command::new(env!("CARGO_BIN_EXE_consul-dns-bridge"))
             .args(["--listen", &addr.to_string(), "--consul-addr", consul_addr])
+            .args(["--http-listen", "127.0.0.1:0"])
             .args(extra)
             .envs(env.iter().copied())
             // Away from the checkout, whose zones/ would be served by default.

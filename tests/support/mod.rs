@@ -43,6 +43,10 @@ pub async fn start_bridge_at(url: &str, extra: &[&str]) -> (Bridge, DnsClient) {
     if !extra.contains(&"--zones-dir") {
         args.extend(["--zones-dir", no_zones.to_str().expect("utf-8 temp path")]);
     }
+    // Tests run in parallel: each bridge gets its own metrics port.
+    if !extra.contains(&"--http-listen") {
+        args.extend(["--http-listen", "127.0.0.1:0"]);
+    }
     args.extend_from_slice(extra);
     let config = match Config::parse(args) {
         Ok(Parsed::Run(config)) => config,
