@@ -135,3 +135,33 @@ async fn the_token_never_appears_in_output() {
         assert!(!text.contains(TOKEN), "token leaked:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let consul = ConsulAgent::start().await;
+    consul.register(service("web", "web1", "10.1.0.1")).await;
+    let (output, _) = run_binary(
+        &consul.http_url(),
+        &["--log-format", "json", "--log-level", "debug"],
+        &[],
+        async |dns| {
+            dns.query("web.service.consul.", RecordType::A).await;
+        },
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 3, "some log lines: {stderr}");
+    for line in &lines {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            object["level"].is_string() && object["fields"].is_object(),
+            "{line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"DEBUG\"")),
+        "--log-level debug took effect: {stderr}"
+    );
+}

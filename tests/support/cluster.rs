@@ -10,18 +10,24 @@ use std::{
 
 use super::consul::{ConsulApi, consul_binary, free_port};
 
-/// Flags every server gets, beside addresses, ports, name and data directory.
+/// Flags every server gets, beside addresses, ports, node name, data directory and joins.
+/// `docker/docker-compose.yml` gives its servers the same (tests/docker.rs checks).
 pub const SERVER_FLAGS: &[&str] = &[
     "agent",
     "-server",
     "-bootstrap-expect=3",
     "-retry-interval=1s",
+    // Consul's recommended Raft timing for production servers (the default 5 is for dev boxes).
+    "-hcl=performance { raft_multiplier = 1 }",
+    "-hcl=dns_config { only_passing = true }",
 ];
-/// Flags the client agent gets, beside addresses, ports, name and data directory.
-pub const CLIENT_FLAGS: &[&str] = &["agent", "-retry-interval=1s"];
-/// Config every agent gets: fast Raft timing (Consul's recommendation for production servers).
-pub const AGENT_HCL: &str = "performance { raft_multiplier = 1 }\n\
-                             dns_config { only_passing = true }\n";
+/// Flags the client agent gets, likewise.
+pub const CLIENT_FLAGS: &[&str] = &[
+    "agent",
+    "-ui",
+    "-retry-interval=1s",
+    "-hcl=dns_config { only_passing = true }",
+];
 
 const SERVER_IPS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 const CLIENT_IP: &str = "127.0.0.5";
@@ -66,7 +72,6 @@ impl ConsulCluster {
         let dir =
             std::env::temp_dir().join(format!("cdb-cluster-{}-{}", std::process::id(), ports.http));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        std::fs::write(dir.join("agent.hcl"), AGENT_HCL).expect("agent config");
         let mut cluster = Self {
             servers: SERVER_IPS
                 .iter()
@@ -116,8 +121,6 @@ impl ConsulCluster {
             .args(["-serf-wan-port", &port(self.ports.serf_wan)])
             .args(["-server-port", &port(self.ports.server), "-grpc-port", "-1"])
             .args(&join)
-            .arg("-config-file")
-            .arg(self.dir.join("agent.hcl"))
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
             .spawn()
