@@ -57,6 +57,10 @@ async fn outside_names_are_forwarded_to_the_recursor() {
     );
     let missing = dns.query("nope.example.test.", RecordType::A).await;
     assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+    // With recursors, recursion is available on every answer, Consul's own names too.
+    assert!(missing.metadata.recursion_available);
+    let consul_name = dns.query("web.service.consul.", RecordType::A).await;
+    assert!(consul_name.metadata.recursion_available);
 
     // 100 A records (about 1,700 bytes) do not fit the 1,232 bytes the forwarder asks for over
     // UDP: the upstream sets TC, the forwarder retries over TCP, and a client asking us over TCP
@@ -122,9 +126,56 @@ async fn a_dead_recursor_gives_servfail_quickly_and_the_next_one_is_tried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_recursors_outside_names_are_refused() {
     let (bridge, dns): (Bridge, DnsClient) = start_bridge_at(&no_consul(), &[]).await;
-    assert_eq!(
-        dns.rcode("www.example.test.", RecordType::A).await,
-        ResponseCode::Refused
-    );
+    let refused = dns.query("www.example.test.", RecordType::A).await;
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    assert!(!refused.metadata.recursion_available);
     bridge.shutdown().await;
+}
+
+/// An upstream whose `example.test.` answers `www` with `address`.
+async fn upstream_answering(tag: &str, address: &str) -> (Bridge, ZoneDir) {
+    let zones = ZoneDir::new(tag);
+    zones.write("example.test", &format!("www IN A {address}\n"));
+    let (bridge, _) = start_bridge_at(&no_consul(), &["--zones-dir", zones.as_str()]).await;
+    (bridge, zones)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_asks_the_first_recursor_and_random_spreads_over_all() {
+    let (first, _z1) = upstream_answering("seq1", "10.8.1.1").await;
+    let (second, _z2) = upstream_answering("seq2", "10.8.1.2").await;
+    let recursors = [
+        first.dns_addrs()[0].to_string(),
+        second.dns_addrs()[0].to_string(),
+    ];
+    let seen = async |strategy: &str| {
+        let (bridge, dns) = start_bridge_at(
+            &no_consul(),
+            &[
+                "--recursor",
+                &recursors[0],
+                "--recursor",
+                &recursors[1],
+                "--recursor-strategy",
+                strategy,
+            ],
+        )
+        .await;
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            seen.extend(dns.addresses("www.example.test.", RecordType::A).await);
+        }
+        bridge.shutdown().await;
+        seen
+    };
+    let sequential = seen("sequential").await;
+    assert_eq!(sequential.into_iter().collect::<Vec<_>>(), [ip("10.8.1.1")]);
+    let random = seen("random").await;
+    assert_eq!(
+        random.into_iter().collect::<Vec<_>>(),
+        [ip("10.8.1.1"), ip("10.8.1.2")],
+        "random reaches both recursors"
+    );
+    first.shutdown().await;
+    second.shutdown().await;
 }

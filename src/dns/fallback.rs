@@ -58,6 +58,11 @@ impl Fallback {
         }))
     }
 
+    /// Whether outside names are forwarded (so recursion is available, as DNS clients see it).
+    pub fn forwards(&self) -> bool {
+        self.forwarder.is_some()
+    }
+
     /// Reads the zone files again and serves them from now on; on an error the zones in use stay.
     /// Returns how many zones are served.
     pub async fn reload(&self) -> Result<usize, String> {

@@ -159,6 +159,8 @@ impl ConsulHandler {
         let answer = self.answer(request).await;
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = answer.authoritative;
+        // As Consul: recursion is available exactly when recursors are configured.
+        metadata.recursion_available = self.fallback.as_ref().is_some_and(|f| f.forwards());
         metadata.response_code = answer.rcode;
         // hickory caps a UDP answer at the response's advertised payload, so the client's own
         // size (bounded) goes there: the answer never exceeds what the client can take.
