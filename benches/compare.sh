@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Side by side on one machine: Consul's own DNS (tuned as its docs advise: allow_stale, use_cache),
+# NSD serving a static zone with the very same answers (the machine's practical ceiling, RRL off),
+# and the bridge (release build), each hit by the same dnsperf run, several rounds in one go.
+# Prints per run: QPS, lost queries, average latency, server CPU seconds per 100k queries; then the
+# medians and the median ratios bridge/Consul and bridge/NSD.
+# Installs dnsperf and nsd (Debian) and Consul (scripts/install-consul.sh) if missing.
+# Usage: benches/compare.sh [rounds] [seconds]   (default 3 rounds of 5 s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3} seconds=${2:-5}
+DNSPERF_FLAGS=(-c 4 -T 1 -q 200 -l "$seconds")
+need_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+missing=()
+command -v dnsperf >/dev/null || missing+=(dnsperf)
+command -v nsd >/dev/null || missing+=(nsd)
+command -v dig >/dev/null || missing+=(bind9-dnsutils)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]})); then
+  need_root apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
+    { need_root apt-get update -qq >/dev/null && need_root apt-get install -y -qq "${missing[@]}" >/dev/null; }
+fi
+CONSUL=$(scripts/install-consul.sh)
+cargo build --release --quiet
+
+HTTP=19500 CONSUL_DNS=19600 BRIDGE=19653 NSD_PORT=19753
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+
+# Consul's DNS tuned as its documentation advises for performance.
+cat >"$work/consul.hcl" <<HCL
+dns_config {
+  only_passing = true
+  allow_stale  = true
+  max_stale    = "87600h"
+  use_cache    = true
+  cache_max_age = "10s"
+}
+HCL
+"$CONSUL" agent -dev -client 127.0.0.1 -bind 127.0.0.1 -http-port $HTTP -dns-port $CONSUL_DNS \
+  -serf-lan-port 19301 -serf-wan-port 19302 -server-port 19300 -grpc-port -1 \
+  -config-file "$work/consul.hcl" >"$work/consul.log" 2>&1 &
+pids+=($!); consul_pid=$!
+for _ in $(seq 150); do curl -sf "127.0.0.1:$HTTP/v1/catalog/services" | grep -q consul && break; sleep 0.2; done
+
+register() { curl -sf -X PUT "127.0.0.1:$HTTP/v1/agent/service/register" -d "$1" >/dev/null; }
+for i in 1 2 3; do register "{\"Name\":\"web\",\"ID\":\"web$i\",\"Address\":\"10.1.0.$i\",\"Port\":808$i,\"Check\":{\"TTL\":\"1h\",\"Status\":\"passing\"}}"; done
+register '{"Name":"web","ID":"web9","Address":"10.1.0.9","Port":8089,"Check":{"TTL":"1h","Status":"critical"}}'
+register '{"Name":"db","ID":"db1","Address":"10.2.0.1","Port":5432,"Tags":["primary"],"Check":{"TTL":"1h","Status":"passing"}}'
+register '{"Name":"db","ID":"db2","Address":"10.2.0.2","Port":5432,"Tags":["replica"],"Check":{"TTL":"1h","Status":"passing"}}'
+register '{"Name":"api","ID":"api1","Address":"10.3.0.1","Port":9000,"Check":{"TTL":"1h","Status":"passing"}}'
+register '{"Name":"api","ID":"api2","Address":"10.3.0.2","Port":9000,"Check":{"TTL":"1h","Status":"passing"}}'
+
+target/release/consul-dns-bridge --listen 127.0.0.1:$BRIDGE --http-listen off --zones-dir "$work" \
+  --consul-addr "http://127.0.0.1:$HTTP" --log-level warn >"$work/bridge.log" 2>&1 &
+pids+=($!); bridge_pid=$!
+
+# The query mix: A and SRV of a few services, a tag form, an RFC 2782 form, one NXDOMAIN.
+cat >"$work/queries.txt" <<Q
+web.service.consul A
+web.service.consul SRV
+db.service.consul A
+db.service.consul SRV
+api.service.consul A
+_api._tcp.service.consul SRV
+primary.db.service.consul A
+_db._primary.service.consul SRV
+_web._tcp.service.consul SRV
+nope.service.consul A
+Q
+for _ in $(seq 50); do dig +short @127.0.0.1 -p $BRIDGE web.service.consul A | grep -q 10.1.0 && break; sleep 0.1; done
+while read -r name type; do dig @127.0.0.1 -p $BRIDGE "$name" "$type" >/dev/null; done <"$work/queries.txt"
+
+# NSD's zone: exactly the records the bridge answers with (answer and additional sections).
+{
+  echo '$ORIGIN consul.'
+  echo '@ 0 IN SOA ns.consul. hostmaster.consul. 1 3600 600 86400 0'
+  echo '@ 0 IN NS ns.consul.'
+  echo 'ns 0 IN A 127.0.0.1'
+  while read -r name type; do
+    dig @127.0.0.1 -p $BRIDGE "$name" "$type" +noall +answer +additional | { grep -v -e '^;' -e OPT || true; }
+  done <"$work/queries.txt" | sort -u
+} >"$work/consul.zone"
+cat >"$work/nsd.conf" <<CONF
+server:
+  ip-address: 127.0.0.1
+  port: $NSD_PORT
+  username: ""
+  chroot: ""
+  zonesdir: "$work"
+  database: ""
+  pidfile: "$work/nsd.pid"
+  xfrdfile: "$work/xfrd.state"
+  zonelistfile: "$work/zone.list"
+  server-count: $(nproc)
+  reuseport: yes
+  rrl-ratelimit: 0
+  verbosity: 0
+remote-control:
+  control-enable: no
+zone:
+  name: consul
+  zonefile: consul.zone
+CONF
+nsd -d -c "$work/nsd.conf" >"$work/nsd.log" 2>&1 &
+pids+=($!); nsd_pid=$!
+sleep 1
+for _ in $(seq 50); do dig +short @127.0.0.1 -p $NSD_PORT web.service.consul A | grep -q 10.1.0 && break; sleep 0.1; done
+
+# The same answers from all three, or the comparison means nothing.
+for port in $CONSUL_DNS $NSD_PORT $BRIDGE; do
+  while read -r name type; do
+    dig @127.0.0.1 -p $port "$name" "$type" +noall +answer +comments | { grep -E 'status|IN' || true; } |
+      sed -E 's/id: [0-9]+//; s/[[:space:]]+/ /g' | sort
+  done <"$work/queries.txt" >"$work/answers.$port"
+done
+for port in $CONSUL_DNS $NSD_PORT; do
+  if ! diff -q "$work/answers.$port" "$work/answers.$BRIDGE" >/dev/null; then
+    echo "note: answers on port $port differ from the bridge's (record order or TTL may differ):"
+    diff "$work/answers.$port" "$work/answers.$BRIDGE" | head -10
+  fi
+done
+
+# utime+stime of a process and all its descendants (NSD serves from forked grandchildren).
+descendants() { local child; for child in $(pgrep -P "$1" || true); do echo "$child"; descendants "$child"; done; }
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$1" $(descendants "$1"); do
+    # Fields after the command name, which may hold spaces ("nsd: server 1"): utime, stime are 12, 13.
+    total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12+$13}' || echo 0)))
+  done
+  echo $total
+}
+tck=$(getconf CLK_TCK)
+run() { # name port pid -> "qps lost lat_ms cpu_s_per_100k"
+  local before after out
+  before=$(cpu_ticks "$3")
+  out=$(dnsperf -s 127.0.0.1 -p "$2" -d "$work/queries.txt" "${DNSPERF_FLAGS[@]}" 2>&1)
+  after=$(cpu_ticks "$3")
+  awk -v b="$before" -v a="$after" -v tck="$tck" '
+    /Queries completed:/ {done=$3} /Queries lost:/ {lost=$3}
+    /Queries per second:/ {qps=$4} /Average Latency/ {lat=$4*1000}
+    END {printf "%.0f %d %.3f %.3f\n", qps, lost, lat, (done>0 ? (a-b)/tck/(done/100000) : 0)}' <<<"$out"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "date: $(date -u +%F)  machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')"
+echo "dnsperf ${DNSPERF_FLAGS[*]}, $(wc -l <"$work/queries.txt") query names, $rounds rounds"
+printf '%-6s %-8s %10s %8s %10s %16s\n' round server qps lost avg_ms cpu_s/100k
+: >"$work/results"
+for r in $(seq 1 "$rounds"); do
+  for server in consul nsd bridge; do
+    case $server in
+      consul) port=$CONSUL_DNS pid=$consul_pid ;;
+      nsd) port=$NSD_PORT pid=$nsd_pid ;;
+      bridge) port=$BRIDGE pid=$bridge_pid ;;
+    esac
+    read -r qps lost lat cpu < <(run $server $port $pid)
+    printf '%-6s %-8s %10s %8s %10s %16s\n' "$r" "$server" "$qps" "$lost" "$lat" "$cpu"
+    echo "$server $qps $lost $lat $cpu" >>"$work/results"
+  done
+done
+declare -A med
+for server in consul nsd bridge; do
+  for col in 2 3 4 5; do
+    med[$server,$col]=$(awk -v s=$server -v c=$col '$1==s {print $c}' "$work/results" | median)
+  done
+  printf 'median %-8s %10s %8s %10s %16s\n' "$server" "${med[$server,2]}" "${med[$server,3]}" "${med[$server,4]}" "${med[$server,5]}"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b>0 ? a/b : 0)}'; }
+echo "ratio bridge/consul: QPS $(ratio "${med[bridge,2]}" "${med[consul,2]}")×"
+echo "ratio bridge/nsd:    QPS $(ratio "${med[bridge,2]}" "${med[nsd,2]}")×, latency $(ratio "${med[bridge,4]}" "${med[nsd,4]}")×, CPU per query $(ratio "${med[bridge,5]}" "${med[nsd,5]}")×"
