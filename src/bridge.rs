@@ -37,6 +37,7 @@ pub struct Bridge {
     fallback: Option<Arc<Fallback>>,
     http_addr: Option<SocketAddr>,
     stop_http: CancellationToken,
+    dns_metrics: Arc<DnsMetrics>,
 }
 
 impl Bridge {
@@ -61,6 +62,7 @@ impl Bridge {
             fallback.clone(),
             dns_metrics.clone(),
         );
+        let metrics_handle = dns_metrics.clone();
         // HTTP before DNS: a taken metrics port stops the start before DNS is served.
         let stop_http = CancellationToken::new();
         let http_addr = match config.http_listen {
@@ -95,6 +97,7 @@ impl Bridge {
             fallback,
             http_addr,
             stop_http,
+            dns_metrics: metrics_handle,
         })
     }
 
@@ -106,6 +109,11 @@ impl Bridge {
     /// The address of `/metrics`, `/health` and `/ready`, with the port resolved.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// What the DNS side has counted (queries, fast-path answers).
+    pub fn dns_metrics(&self) -> &DnsMetrics {
+        &self.dns_metrics
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -46,6 +46,7 @@ struct WatchLabels {
 pub struct DnsMetrics {
     queries: Family<QueryLabels, Counter>,
     latency: Histogram,
+    fast_answers: Counter,
 }
 
 impl Default for DnsMetrics {
@@ -54,6 +55,7 @@ impl Default for DnsMetrics {
             queries: Family::default(),
             // 10 µs to about 2.6 s.
             latency: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
+            fast_answers: Counter::default(),
         }
     }
 }
@@ -67,6 +69,17 @@ impl DnsMetrics {
         };
         self.queries.get_or_create(&labels).inc();
         self.latency.observe(took.as_secs_f64());
+    }
+
+    /// One query answered by the UDP fast path.
+    pub fn observe_fast(&self, qtype: RecordType, rcode: ResponseCode, took: Duration) {
+        self.fast_answers.inc();
+        self.observe(Some(qtype), rcode, took);
+    }
+
+    /// Queries answered by the UDP fast path since start.
+    pub fn fast_answers(&self) -> u64 {
+        self.fast_answers.get()
     }
 }
 
@@ -116,6 +129,11 @@ impl Metrics {
             "answer_duration_seconds",
             "Time from a query's arrival to its answer being sent",
             dns.latency.clone(),
+        );
+        registry.register(
+            "fast_path_answers",
+            "UDP queries answered from pre-encoded records (also counted in queries)",
+            dns.fast_answers.clone(),
         );
         registry.register(
             "cache_hits",

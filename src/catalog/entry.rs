@@ -46,6 +46,21 @@ pub struct InstanceRecords {
     /// `<node>.node.<dc>.<domain>` and the node's own address, for NS answers.
     pub node_name: Name,
     pub node_address: Option<IpAddr>,
+    /// The same answers as wire bytes, for the UDP fast path; `None` when this instance needs the
+    /// general path (a host-name address, a TXT string over 255 bytes).
+    pub wire: Option<InstanceWire>,
+}
+
+/// An instance's record data encoded once, when Consul's data changed. Names are written whole
+/// (no compression pointers), so the bytes can be copied into any message at any offset.
+#[derive(Debug, Clone)]
+pub struct InstanceWire {
+    pub ip: IpAddr,
+    /// SRV record data: priority, weight, port, target.
+    pub srv_rdata: Vec<u8>,
+    /// The additional-section records of an SRV answer, whole, one after another.
+    pub additionals: Vec<u8>,
+    pub additional_count: u16,
 }
 
 /// All passing instances of one service in one datacenter.
@@ -129,6 +144,11 @@ fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<Instanc
         Record::from_rdata(node_name.clone(), ttl, RData::TXT(TXT::new(vec![text])))
     }));
     let weight = entry.service.weights.map_or(1, |w| w.passing);
+    let srv = SRV::new(1, weight, entry.service.port, target);
+    let wire = match &address {
+        InstanceAddress::Ip(ip) => instance_wire(*ip, &srv, &srv_additionals),
+        InstanceAddress::Host(_) => None,
+    };
     Some(InstanceRecords {
         tags: entry
             .service
@@ -137,11 +157,59 @@ fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<Instanc
             .map(|t| t.to_ascii_lowercase())
             .collect(),
         address,
-        srv: SRV::new(1, weight, entry.service.port, target),
+        srv,
         srv_additionals,
         node_name,
         node_address,
+        wire,
     })
+}
+
+fn instance_wire(ip: IpAddr, srv: &SRV, additionals: &[Record]) -> Option<InstanceWire> {
+    let mut srv_rdata = Vec::with_capacity(64);
+    srv_rdata.extend_from_slice(&srv.priority.to_be_bytes());
+    srv_rdata.extend_from_slice(&srv.weight.to_be_bytes());
+    srv_rdata.extend_from_slice(&srv.port.to_be_bytes());
+    write_name(&mut srv_rdata, &srv.target);
+    let mut wire = Vec::with_capacity(64 * additionals.len());
+    for record in additionals {
+        write_name(&mut wire, &record.name);
+        wire.extend_from_slice(&u16::from(record.record_type()).to_be_bytes());
+        wire.extend_from_slice(&1u16.to_be_bytes()); // class IN
+        wire.extend_from_slice(&record.ttl.to_be_bytes());
+        let rdata: Vec<u8> = match &record.data {
+            RData::A(a) => a.0.octets().to_vec(),
+            RData::AAAA(aaaa) => aaaa.0.octets().to_vec(),
+            RData::TXT(txt) => {
+                let mut bytes = Vec::new();
+                for text in txt.txt_data.iter() {
+                    // One character-string holds at most 255 bytes; longer goes the general way.
+                    bytes.push(u8::try_from(text.len()).ok()?);
+                    bytes.extend_from_slice(text);
+                }
+                bytes
+            }
+            _ => return None,
+        };
+        wire.extend_from_slice(&u16::try_from(rdata.len()).ok()?.to_be_bytes());
+        wire.extend_from_slice(&rdata);
+    }
+    Some(InstanceWire {
+        ip,
+        srv_rdata,
+        additionals: wire,
+        additional_count: u16::try_from(additionals.len()).ok()?,
+    })
+}
+
+/// A name in wire form without compression.
+pub fn write_name(out: &mut Vec<u8>, name: &Name) {
+    for label in name.iter() {
+        // Labels of a valid Name are at most 63 bytes.
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
 }
 
 /// `labels` followed by `domain`, or `None` (logged) when a label is not valid in DNS.

@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub use entry::{
-    EntryContext, InstanceAddress, InstanceRecords, ServiceAnswers, hex_address, ip_rdata,
+    EntryContext, InstanceAddress, InstanceRecords, InstanceWire, ServiceAnswers, hex_address,
+    ip_rdata, write_name,
 };
 use slot::WatchedSlot;
 
@@ -63,6 +64,22 @@ pub enum ServiceLookup {
     /// Consul has not answered in time, or the last answer is older than `max-stale`: SERVFAIL,
     /// never an NXDOMAIN a resolver would keep.
     NotReady,
+}
+
+/// What the cache can say about a local service without waiting or starting a watch: the UDP
+/// fast path answers from this and leaves everything else to the general path.
+pub enum CachedLookup {
+    Found(Arc<ServiceAnswers>),
+    /// Not in the local service list: NXDOMAIN.
+    Unknown,
+    /// Not watched yet, not loaded, or too stale: ask [`Catalog::service`].
+    NotCached,
+}
+
+thread_local! {
+    /// The key of a cache lookup, reused so that a lookup on the query path does not allocate.
+    static LOOKUP_KEY: std::cell::RefCell<(String, String)> =
+        const { std::cell::RefCell::new((String::new(), String::new())) };
 }
 
 /// A cheap-to-clone handle on the cache.
@@ -237,6 +254,42 @@ impl Catalog {
         match slot.first(remaining(deadline)).await {
             Some(answers) => ServiceLookup::Found(answers),
             None => ServiceLookup::NotReady,
+        }
+    }
+
+    /// The passing instances of a local `service` (lower-case) if they are cached and may be
+    /// served, without waiting. Counts a cache hit when found.
+    pub fn cached_local(&self, service: &str) -> CachedLookup {
+        let Some(local) = self.shared.local.borrow().clone() else {
+            return CachedLookup::NotCached;
+        };
+        let max_stale = self.shared.max_stale;
+        if !local.names.servable(max_stale) {
+            return CachedLookup::NotCached;
+        }
+        let Some(names) = local.names.current() else {
+            return CachedLookup::NotCached;
+        };
+        if !names.contains(service) {
+            return CachedLookup::Unknown;
+        }
+        let slot = LOOKUP_KEY.with(|key| {
+            let mut key = key.borrow_mut();
+            key.0.clear();
+            key.0.push_str(&local.name);
+            key.1.clear();
+            key.1.push_str(service);
+            self.shared.services.get(&*key)
+        });
+        let Some(slot) = slot else {
+            return CachedLookup::NotCached;
+        };
+        match slot.current() {
+            Some(answers) if slot.servable(max_stale) => {
+                self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
+                CachedLookup::Found(answers)
+            }
+            _ => CachedLookup::NotCached,
         }
     }
 

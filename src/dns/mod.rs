@@ -2,7 +2,9 @@
 
 pub mod answer;
 pub mod fallback;
+pub mod fast;
 pub mod name;
 pub mod recursors;
 pub mod server;
 pub mod tcp;
+pub mod udp;

@@ -1,8 +1,9 @@
 //! The hickory-server request handler and the sockets it serves on.
 //!
-//! The handler checks the request, asks the catalog, and writes the answer; hickory-server does
-//! the UDP transport (and truncation with TC to the client's UDP size), [`super::tcp`] the capped
-//! TCP side. A request error becomes a response code here and nowhere else.
+//! The handler checks the request, asks the catalog, and writes the answer, through
+//! hickory-server's request and response types (which truncate with TC to the client's UDP
+//! size). [`super::udp`] serves UDP (the fast path first), [`super::tcp`] the capped TCP side. A
+//! request error becomes a response code here and nowhere else.
 
 use std::{
     io,
@@ -16,23 +17,21 @@ use hickory_proto::{
     rr::RecordType,
 };
 use hickory_server::{
-    Server,
     net::runtime::Time,
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
 };
-use tokio::{
-    net::{TcpListener, UdpSocket},
-    task::JoinSet,
-};
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{
     answer::{self, Answer},
     fallback::Fallback,
+    fast::FastPath,
     name::{self, QueryName},
     tcp::{self, TcpLimits},
+    udp,
 };
 use crate::{
     catalog::{CONSUL_SERVICE, Catalog, ServiceLookup},
@@ -65,6 +64,15 @@ impl ConsulHandler {
             fallback,
             metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &DnsMetrics {
+        &self.metrics
+    }
+
+    /// Whether answers carry RA: exactly when outside names are forwarded, as Consul.
+    pub fn recursion_available(&self) -> bool {
+        self.fallback.as_ref().is_some_and(|f| f.forwards())
     }
 
     /// Whether `request` is a well-formed query for a name outside the Consul domain.
@@ -160,7 +168,7 @@ impl ConsulHandler {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = answer.authoritative;
         // As Consul: recursion is available exactly when recursors are configured.
-        metadata.recursion_available = self.fallback.as_ref().is_some_and(|f| f.forwards());
+        metadata.recursion_available = self.recursion_available();
         metadata.response_code = answer.rcode;
         // hickory caps a UDP answer at the response's advertised payload, so the client's own
         // size (bounded) goes there: the answer never exceeds what the client can take.
@@ -199,62 +207,73 @@ impl ConsulHandler {
     }
 }
 
-/// The DNS listeners: UDP through hickory-server, TCP through the capped loop.
+/// The DNS listeners: UDP through [`super::udp`] (fast path, then hickory-server's request path),
+/// TCP through the capped loop.
 pub struct DnsServer {
-    udp: Server<ConsulHandler>,
-    tcp: JoinSet<()>,
-    stop_tcp: CancellationToken,
+    tasks: JoinSet<()>,
+    stop: CancellationToken,
 }
 
 impl DnsServer {
     /// Stops accepting, lets the queries in flight finish (bounded by `within`).
     pub async fn shutdown(mut self, within: Duration) {
-        self.stop_tcp.cancel();
+        self.stop.cancel();
         let drained = tokio::time::timeout(within, async {
-            let udp = self.udp.shutdown_gracefully().await;
-            while self.tcp.join_next().await.is_some() {}
-            udp
+            while self.tasks.join_next().await.is_some() {}
         })
         .await;
-        if let Ok(Err(error)) = drained {
-            warn!(%error, "DNS server stopped with an error");
+        if drained.is_err() {
+            warn!("DNS queries still in flight at shutdown were dropped");
         }
     }
 }
 
-/// Binds UDP and TCP on each address (the same port for both, also when the port is 0) and
-/// starts serving. Returns the addresses actually bound.
+/// Binds UDP (one socket per core) and TCP on each address, the same port for both, also when
+/// the port is 0, and starts serving. Returns the addresses actually bound.
 pub async fn serve(
     handler: ConsulHandler,
     listen: &[SocketAddr],
     tcp_limits: TcpLimits,
 ) -> io::Result<(DnsServer, Vec<SocketAddr>)> {
+    let sockets_per_address = std::thread::available_parallelism().map_or(1, usize::from);
     let mut bound = Vec::new();
-    let mut pairs = Vec::new();
+    let mut listeners = Vec::new();
     for addr in listen {
-        let (udp, tcp) = bind_pair(*addr).await?;
-        bound.push(udp.local_addr()?);
-        pairs.push((udp, tcp));
+        let (udp, tcp) = bind_pair(*addr, sockets_per_address).await?;
+        bound.push(tcp.local_addr()?);
+        listeners.push((udp, tcp));
     }
-    let shared = Arc::new(handler.clone());
+    let fast = Arc::new(FastPath::new(
+        handler.catalog.clone(),
+        handler.recursion_available(),
+    ));
+    let shared = Arc::new(handler);
     let mut server = DnsServer {
-        udp: Server::new(handler),
-        tcp: JoinSet::new(),
-        stop_tcp: CancellationToken::new(),
+        tasks: JoinSet::new(),
+        stop: CancellationToken::new(),
     };
-    for (udp, tcp) in pairs {
-        server.udp.register_socket(udp);
-        server.tcp.spawn(tcp::serve(
+    for (udp, tcp) in listeners {
+        udp::serve(
+            udp,
+            shared.clone(),
+            fast.clone(),
+            server.stop.clone(),
+            &mut server.tasks,
+        )?;
+        server.tasks.spawn(tcp::serve(
             tcp,
             shared.clone(),
             tcp_limits,
-            server.stop_tcp.clone(),
+            server.stop.clone(),
         ));
     }
     Ok((server, bound))
 }
 
-async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+async fn bind_pair(
+    addr: SocketAddr,
+    udp_sockets: usize,
+) -> io::Result<(Vec<std::net::UdpSocket>, TcpListener)> {
     let with_context = |e: io::Error, proto: &str, at: SocketAddr| {
         io::Error::new(e.kind(), format!("cannot listen on {proto} {at}: {e}"))
     };
@@ -262,10 +281,8 @@ async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(|e| with_context(e, "UDP", addr))?;
-        let at = udp.local_addr()?;
+        let udp = udp::bind(addr, udp_sockets).map_err(|e| with_context(e, "UDP", addr))?;
+        let at = udp[0].local_addr()?;
         match TcpListener::bind(at).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) => last = Some(with_context(e, "TCP", at)),

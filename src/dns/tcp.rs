@@ -124,7 +124,14 @@ async fn connection<H: RequestHandler>(
         match next {
             Some(Ok(message)) => {
                 let (bytes, _) = message.into_parts();
-                answer(handler.as_ref(), bytes, peer, replies.clone()).await;
+                answer(
+                    handler.as_ref(),
+                    bytes,
+                    peer,
+                    replies.clone(),
+                    Protocol::Tcp,
+                )
+                .await;
             }
             Some(Err(error)) => {
                 debug!(%peer, %error, "TCP connection closed");
@@ -136,26 +143,28 @@ async fn connection<H: RequestHandler>(
 }
 
 /// One message, as hickory-server's own loop treats it: no header, no answer; a header but an
-/// unreadable rest, FORMERR; a response, ignored (no reflection); else the handler.
-async fn answer<H: RequestHandler>(
+/// unreadable rest, FORMERR; a response, ignored (no reflection); else the handler. UDP's general
+/// path uses it too.
+pub async fn answer<H: RequestHandler>(
     handler: &H,
     bytes: Vec<u8>,
     peer: SocketAddr,
     mut replies: BufDnsStreamHandle,
+    protocol: Protocol,
 ) {
     let Ok(header) = Header::read(&mut BinDecoder::new(&bytes)) else {
         return;
     };
-    match Request::from_bytes(bytes, peer, Protocol::Tcp) {
+    match Request::from_bytes(bytes, peer, protocol) {
         Ok(request) if request.metadata.message_type == MessageType::Response => {}
         Ok(request) => {
-            let response = ResponseHandle::new(peer, replies, Protocol::Tcp);
+            let response = ResponseHandle::new(peer, replies, protocol);
             handler
                 .handle_request::<_, TokioTime>(&request, response)
                 .await;
         }
         Err(error) => {
-            debug!(%peer, %error, "undecodable TCP query");
+            debug!(%peer, %error, ?protocol, "undecodable query");
             let mut reply = Message::error_msg(
                 header.metadata.id,
                 header.metadata.op_code,

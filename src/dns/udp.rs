@@ -1,0 +1,137 @@
+//! DNS over UDP: one socket per core on the same address (`SO_REUSEPORT`, so the kernel spreads
+//! clients over them), each a loop that answers from the fast path when it can and hands every
+//! other message to the hickory-server request path, exactly as TCP does.
+
+use std::{
+    io,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use hickory_server::net::{BufDnsStreamHandle, xfer::Protocol};
+use socket2::{Domain, Socket, Type};
+use tokio::{net::UdpSocket, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{fast::FastPath, server::ConsulHandler, tcp};
+
+/// Larger than any query we answer; longer datagrams are cut (and then malformed).
+const RECEIVE_BUFFER: usize = 4096;
+/// Kernel receive buffer asked for per socket, so bursts queue instead of being dropped. The
+/// kernel caps it at `net.core.rmem_max`.
+const SOCKET_RECEIVE_BUFFER: usize = 4 << 20;
+
+/// Binds `count` sockets on `addr` with `SO_REUSEPORT`; with port 0 the first one picks the port
+/// and the others join it.
+pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let first = bind_one(addr)?;
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..count.max(1) {
+        sockets.push(bind_one(bound)?);
+    }
+    Ok(sockets)
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Best effort: a smaller buffer only means earlier drops under a burst.
+    let _ = socket.set_recv_buffer_size(SOCKET_RECEIVE_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Serves every socket until `stop` fires; each task ends once its general-path queries are done.
+pub fn serve(
+    sockets: Vec<std::net::UdpSocket>,
+    handler: Arc<ConsulHandler>,
+    fast: Arc<FastPath>,
+    stop: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> io::Result<()> {
+    for socket in sockets {
+        let socket = Arc::new(UdpSocket::from_std(socket)?);
+        tasks.spawn(socket_loop(
+            socket,
+            handler.clone(),
+            fast.clone(),
+            stop.clone(),
+        ));
+    }
+    Ok(())
+}
+
+async fn socket_loop(
+    socket: Arc<UdpSocket>,
+    handler: Arc<ConsulHandler>,
+    fast: Arc<FastPath>,
+    stop: CancellationToken,
+) {
+    let local = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    // Answers of the general path come back through hickory's stream handle; one task sends them.
+    let (replies, mut outgoing) = BufDnsStreamHandle::new(local);
+    let sender = {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            while let Some(message) = outgoing.next().await {
+                if let Err(error) = socket.send_to(message.bytes(), message.addr()).await {
+                    debug!(%error, peer = %message.addr(), "cannot send a UDP answer");
+                }
+            }
+        })
+    };
+    let mut general = JoinSet::new();
+    let mut buf = vec![0u8; RECEIVE_BUFFER];
+    let (mut out, mut scratch) = (Vec::with_capacity(1232), Vec::with_capacity(1232));
+    loop {
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buf) => received,
+            () = stop.cancelled() => break,
+        };
+        let (len, peer) = match received {
+            Ok(received) => received,
+            Err(error) => {
+                // ICMP errors from earlier sends surface here; the socket itself is fine.
+                debug!(%error, "UDP receive error");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+        };
+        // No answer to a source that cannot take one (as hickory-server's own UDP loop).
+        if peer.port() == 0 || peer.ip().is_unspecified() {
+            continue;
+        }
+        let started = Instant::now();
+        let request = &buf[..len];
+        if let Some((qtype, rcode)) = fast.answer(request, &mut out, &mut scratch) {
+            if let Err(error) = socket.send_to(&out, peer).await {
+                debug!(%error, %peer, "cannot send a UDP answer");
+            }
+            handler
+                .metrics()
+                .observe_fast(qtype, rcode, started.elapsed());
+            continue;
+        }
+        let (handler, replies) = (handler.clone(), replies.with_remote_addr(peer));
+        let bytes = request.to_vec();
+        general.spawn(async move {
+            tcp::answer(handler.as_ref(), bytes, peer, replies, Protocol::Udp).await;
+        });
+        while general.try_join_next().is_some() {}
+    }
+    while general.join_next().await.is_some() {}
+    drop(replies);
+    if sender.await.is_err() {
+        warn!("the UDP answer sender stopped abnormally");
+    }
+}
