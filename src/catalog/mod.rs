@@ -41,6 +41,7 @@ use crate::{
     config::Config,
     consul::{
         ConsulClient, WatchPolicy,
+        types::HealthEntry,
         watch::{Freshness, WatchStats, run as run_watch},
     },
 };
@@ -137,6 +138,52 @@ impl Catalog {
             publish_local,
         ));
         tokio::spawn(housekeeping(shared.clone()));
+        Self { shared }
+    }
+
+    /// A catalog of fixed data with no watches and no requests to Consul: the local datacenter
+    /// `datacenter` holding `services` (name, health entries). For benchmarks of the answer path.
+    pub fn preloaded(
+        config: &Config,
+        client: ConsulClient,
+        datacenter: &str,
+        services: Vec<(String, Vec<HealthEntry>)>,
+    ) -> Self {
+        let stats: Arc<WatchStats> = Arc::default();
+        let fixed_freshness = |what: &str| Freshness::new(what.to_owned(), stats.clone());
+        let names: ServiceNameSet = services.iter().map(|(name, _)| name.clone()).collect();
+        let local = Arc::new(LocalDatacenter {
+            name: datacenter.to_owned(),
+            names: WatchedSlot::fixed(names, fixed_freshness("service list")),
+            datacenters: RwLock::new(Arc::new(HashSet::from([datacenter.to_owned()]))),
+        });
+        let (_, receiver) = watch::channel(Some(local));
+        let shared = Arc::new(Shared {
+            client,
+            policy: WatchPolicy::with_wait(config.watch_wait),
+            domain: config.domain.clone(),
+            service_ttl: ttl_seconds(config.service_ttl),
+            max_stale: config.max_stale,
+            watch_stats: stats.clone(),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            stop: CancellationToken::new(),
+            local: receiver,
+            remote_names: Cache::builder().build(),
+            services: Cache::builder().build(),
+        });
+        let context = EntryContext {
+            datacenter: datacenter.to_owned(),
+            domain: config.domain.clone(),
+            ttl: shared.service_ttl,
+        };
+        for (name, entries) in services {
+            let answers = ServiceAnswers::build(&entries, &context);
+            let slot = WatchedSlot::fixed(answers, fixed_freshness(&name));
+            shared
+                .services
+                .insert((datacenter.to_owned(), name), Arc::new(slot));
+        }
         Self { shared }
     }
 

@@ -38,6 +38,16 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
         }
     }
 
+    /// A slot holding `value` with no watch behind it (a preloaded catalog).
+    pub fn fixed(value: T, freshness: Freshness) -> Self {
+        let (_, current) = watch::channel(Some(Arc::new(value)));
+        Self {
+            current,
+            freshness: Arc::new(freshness),
+            _stop: CancellationToken::new().drop_guard(),
+        }
+    }
+
     /// Whether the value may still be served: fresh, or stale for no longer than `max_stale`.
     pub fn servable(&self, max_stale: Duration) -> bool {
         self.freshness
