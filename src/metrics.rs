@@ -1,21 +1,21 @@
-//! The Prometheus metrics. The DNS side counts queries and times answers as they happen; the rest
-//! (cache, watches, Consul requests, staleness) is read from the catalog and the Consul client
-//! when `/metrics` is scraped, so those parts carry no metrics code of their own.
+//! The Prometheus metrics. The DNS side counts queries and times answers in plain atomics as they
+//! happen; everything (those counts, cache, watches, Consul requests, staleness) is read when
+//! `/metrics` is scraped, so the query path pays a few atomic adds and the other parts carry no
+//! metrics code of their own.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{
-        counter::Counter,
-        family::Family,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
-    },
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet, text::encode},
+    metrics::{MetricType, counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 
@@ -42,20 +42,54 @@ struct WatchLabels {
     watch: String,
 }
 
-/// What the DNS side records per query.
+/// The question types counted by name; others count as `OTHER`.
+const QTYPES: [RecordType; 10] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::SRV,
+    RecordType::TXT,
+    RecordType::ANY,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::PTR,
+    RecordType::CNAME,
+    RecordType::MX,
+];
+/// Row of `QTYPES.len()`: other types; the next: no readable question.
+const QTYPE_ROWS: usize = QTYPES.len() + 2;
+const RCODES: [ResponseCode; 6] = [
+    ResponseCode::NoError,
+    ResponseCode::FormErr,
+    ResponseCode::ServFail,
+    ResponseCode::NXDomain,
+    ResponseCode::NotImp,
+    ResponseCode::Refused,
+];
+const RCODE_COLUMNS: usize = RCODES.len() + 1;
+/// Upper bounds of the latency buckets, in seconds: 10 µs to about 2.6 s.
+const LATENCY_BOUNDS: [f64; 10] = [
+    0.000_01, 0.000_04, 0.000_16, 0.000_64, 0.002_56, 0.010_24, 0.040_96, 0.163_84, 0.655_36,
+    2.621_44,
+];
+
+/// What the DNS side records per query: plain atomics, so that counting costs the query path a
+/// few uncontended adds; `/metrics` turns them into Prometheus families when scraped.
+#[derive(Debug)]
 pub struct DnsMetrics {
-    queries: Family<QueryLabels, Counter>,
-    latency: Histogram,
-    fast_answers: Counter,
+    queries: [[AtomicU64; RCODE_COLUMNS]; QTYPE_ROWS],
+    /// Per bucket (not cumulative); the last is `+Inf`.
+    latency_buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    latency_sum_nanos: AtomicU64,
+    fast_answers: AtomicU64,
 }
 
 impl Default for DnsMetrics {
     fn default() -> Self {
         Self {
-            queries: Family::default(),
-            // 10 µs to about 2.6 s.
-            latency: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
-            fast_answers: Counter::default(),
+            queries: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            latency_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency_sum_nanos: AtomicU64::new(0),
+            fast_answers: AtomicU64::new(0),
         }
     }
 }
@@ -63,41 +97,95 @@ impl Default for DnsMetrics {
 impl DnsMetrics {
     /// One answered query. `qtype` is `None` when the question could not be read.
     pub fn observe(&self, qtype: Option<RecordType>, rcode: ResponseCode, took: Duration) {
-        let labels = QueryLabels {
-            qtype: qtype.map_or("none", <&'static str>::from),
-            rcode: rcode_name(rcode),
+        let row = match qtype {
+            Some(qtype) => QTYPES
+                .iter()
+                .position(|t| *t == qtype)
+                .unwrap_or(QTYPES.len()),
+            None => QTYPES.len() + 1,
         };
-        self.queries.get_or_create(&labels).inc();
-        self.latency.observe(took.as_secs_f64());
+        let column = RCODES
+            .iter()
+            .position(|r| *r == rcode)
+            .unwrap_or(RCODES.len());
+        self.queries[row][column].fetch_add(1, Ordering::Relaxed);
+        let seconds = took.as_secs_f64();
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// One query answered by the UDP fast path.
     pub fn observe_fast(&self, qtype: RecordType, rcode: ResponseCode, took: Duration) {
-        self.fast_answers.inc();
+        self.fast_answers.fetch_add(1, Ordering::Relaxed);
         self.observe(Some(qtype), rcode, took);
     }
 
     /// Queries answered by the UDP fast path since start.
     pub fn fast_answers(&self) -> u64 {
-        self.fast_answers.get()
+        self.fast_answers.load(Ordering::Relaxed)
     }
 }
 
-fn rcode_name(rcode: ResponseCode) -> &'static str {
-    match rcode {
-        ResponseCode::NoError => "NOERROR",
-        ResponseCode::FormErr => "FORMERR",
-        ResponseCode::ServFail => "SERVFAIL",
-        ResponseCode::NXDomain => "NXDOMAIN",
-        ResponseCode::NotImp => "NOTIMP",
-        ResponseCode::Refused => "REFUSED",
+/// `answer_duration_seconds`, read from the atomics at each scrape.
+#[derive(Debug)]
+struct LatencyCollector(Arc<DnsMetrics>);
+
+impl Collector for LatencyCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let metrics = &self.0;
+        let counts: Vec<u64> = metrics
+            .latency_buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .zip(counts.iter().copied())
+            .collect();
+        let sum = metrics.latency_sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder
+            .encode_descriptor(
+                "answer_duration_seconds",
+                "Time from a query's arrival to its answer being sent",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(sum, counts.iter().sum(), &buckets, None)
+    }
+}
+
+fn qtype_name(row: usize) -> &'static str {
+    match QTYPES.get(row) {
+        Some(qtype) => <&'static str>::from(*qtype),
+        None if row == QTYPES.len() => "OTHER",
+        None => "none",
+    }
+}
+
+fn rcode_name(column: usize) -> &'static str {
+    match RCODES.get(column) {
+        Some(ResponseCode::NoError) => "NOERROR",
+        Some(ResponseCode::FormErr) => "FORMERR",
+        Some(ResponseCode::ServFail) => "SERVFAIL",
+        Some(ResponseCode::NXDomain) => "NXDOMAIN",
+        Some(ResponseCode::NotImp) => "NOTIMP",
+        Some(ResponseCode::Refused) => "REFUSED",
         _ => "OTHER",
     }
 }
 
-/// Values copied from the catalog and the Consul client at each scrape.
+/// Values copied from the DNS side, the catalog and the Consul client at each scrape.
 #[derive(Default)]
 struct Pulled {
+    queries: Family<QueryLabels, Counter>,
+    fast_answers: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
     watched_services: Gauge,
@@ -113,6 +201,7 @@ struct Pulled {
 pub struct Metrics {
     registry: Registry,
     catalog: Catalog,
+    dns: Arc<DnsMetrics>,
     pulled: Pulled,
 }
 
@@ -123,17 +212,13 @@ impl Metrics {
         registry.register(
             "queries",
             "DNS queries answered, by question type and response code",
-            dns.queries.clone(),
+            pulled.queries.clone(),
         );
-        registry.register(
-            "answer_duration_seconds",
-            "Time from a query's arrival to its answer being sent",
-            dns.latency.clone(),
-        );
+        registry.register_collector(Box::new(LatencyCollector(dns.clone())));
         registry.register(
             "fast_path_answers",
             "UDP queries answered from pre-encoded records (also counted in queries)",
-            dns.fast_answers.clone(),
+            pulled.fast_answers.clone(),
         );
         registry.register(
             "cache_hits",
@@ -183,6 +268,7 @@ impl Metrics {
         Self {
             registry,
             catalog,
+            dns,
             pulled,
         }
     }
@@ -198,6 +284,23 @@ impl Metrics {
 
     fn pull(&self) {
         let (catalog, pulled) = (&self.catalog, &self.pulled);
+        for (row, counts) in self.dns.queries.iter().enumerate() {
+            for (column, count) in counts.iter().enumerate() {
+                let count = count.load(Ordering::Relaxed);
+                if count > 0 {
+                    let labels = QueryLabels {
+                        qtype: qtype_name(row),
+                        rcode: rcode_name(column),
+                    };
+                    let counter = pulled.queries.get_or_create(&labels);
+                    counter.inner().store(count, Ordering::Relaxed);
+                }
+            }
+        }
+        pulled
+            .fast_answers
+            .inner()
+            .store(self.dns.fast_answers(), Ordering::Relaxed);
         let (hits, misses) = catalog.cache_hits_and_misses();
         pulled.cache_hits.inner().store(hits, Ordering::Relaxed);
         pulled.cache_misses.inner().store(misses, Ordering::Relaxed);
