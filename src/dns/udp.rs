@@ -1,6 +1,7 @@
 //! DNS over UDP: one socket per core on the same address (`SO_REUSEPORT`, so the kernel spreads
-//! clients over them), each a loop that answers from the fast path when it can and hands every
-//! other message to the hickory-server request path, exactly as TCP does.
+//! clients over them), each served by a thread that answers from the fast path when it can and
+//! hands every other message to the hickory-server request path on the async runtime, exactly as
+//! TCP does.
 
 use std::{
     io,
@@ -12,7 +13,7 @@ use std::{
 use futures_util::StreamExt;
 use hickory_server::net::{BufDnsStreamHandle, xfer::Protocol};
 use socket2::{Domain, Socket, Type};
-use tokio::{net::UdpSocket, task::JoinSet};
+use tokio::{runtime::Handle, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -20,6 +21,8 @@ use super::{fast::FastPath, server::ConsulHandler, tcp};
 
 /// Larger than any query we answer; longer datagrams are cut (and then malformed).
 const RECEIVE_BUFFER: usize = 4096;
+/// How often a socket loop looks whether the server is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(100);
 /// Kernel receive buffer asked for per socket, so bursts queue instead of being dropped. The
 /// kernel caps it at `net.core.rmem_max`.
 const SOCKET_RECEIVE_BUFFER: usize = 4 << 20;
@@ -49,7 +52,7 @@ fn bind_one(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-/// Serves every socket until `stop` fires; each task ends once its general-path queries are done.
+/// Serves every socket until `stop` fires; each loop ends once its general-path queries are done.
 pub fn serve(
     sockets: Vec<std::net::UdpSocket>,
     handler: Arc<ConsulHandler>,
@@ -57,53 +60,65 @@ pub fn serve(
     stop: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> io::Result<()> {
+    let runtime = Handle::current();
     for socket in sockets {
-        let socket = Arc::new(UdpSocket::from_std(socket)?);
-        tasks.spawn(socket_loop(
-            socket,
-            handler.clone(),
-            fast.clone(),
-            stop.clone(),
-        ));
+        socket.set_nonblocking(false)?;
+        // Wakes the loop to notice shutdown.
+        socket.set_read_timeout(Some(STOP_CHECK))?;
+        let (handler, fast, stop, runtime) =
+            (handler.clone(), fast.clone(), stop.clone(), runtime.clone());
+        tasks.spawn_blocking(move || socket_loop(socket, handler, fast, stop, runtime));
     }
     Ok(())
 }
 
-async fn socket_loop(
-    socket: Arc<UdpSocket>,
+/// One socket's loop, on a thread of its own: a blocking receive wakes it straight from the
+/// kernel, and a fast answer goes out before the next receive, as in a classic DNS server.
+fn socket_loop(
+    socket: std::net::UdpSocket,
     handler: Arc<ConsulHandler>,
     fast: Arc<FastPath>,
     stop: CancellationToken,
+    runtime: Handle,
 ) {
     let local = socket
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    // Answers of the general path come back through hickory's stream handle; one task sends them.
+    // Answers of the general path come back through hickory's stream handle; a task sends them.
     let (replies, mut outgoing) = BufDnsStreamHandle::new(local);
-    let sender = {
-        let socket = socket.clone();
-        tokio::spawn(async move {
+    let sender = match socket.try_clone() {
+        Ok(sending) => runtime.spawn(async move {
             while let Some(message) = outgoing.next().await {
-                if let Err(error) = socket.send_to(message.bytes(), message.addr()).await {
+                // A UDP send on a blocking socket returns at once unless the kernel's send
+                // buffer is full, which a DNS server's answers do not fill.
+                if let Err(error) = sending.send_to(message.bytes(), message.addr()) {
                     debug!(%error, peer = %message.addr(), "cannot send a UDP answer");
                 }
             }
-        })
+        }),
+        Err(error) => {
+            warn!(%error, "cannot clone the UDP socket; not serving on it");
+            return;
+        }
     };
     let mut general = JoinSet::new();
     let mut buf = vec![0u8; RECEIVE_BUFFER];
     let (mut out, mut scratch) = (Vec::with_capacity(1232), Vec::with_capacity(1232));
-    loop {
-        let received = tokio::select! {
-            received = socket.recv_from(&mut buf) => received,
-            () = stop.cancelled() => break,
-        };
-        let (len, peer) = match received {
+    while !stop.is_cancelled() {
+        let (len, peer) = match socket.recv_from(&mut buf) {
             Ok(received) => received,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                while general.try_join_next().is_some() {}
+                continue;
+            }
             Err(error) => {
                 // ICMP errors from earlier sends surface here; the socket itself is fine.
                 debug!(%error, "UDP receive error");
-                tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }
         };
@@ -114,7 +129,7 @@ async fn socket_loop(
         let started = Instant::now();
         let request = &buf[..len];
         if let Some((qtype, rcode)) = fast.answer(request, &mut out, &mut scratch) {
-            if let Err(error) = socket.send_to(&out, peer).await {
+            if let Err(error) = socket.send_to(&out, peer) {
                 debug!(%error, %peer, "cannot send a UDP answer");
             }
             handler
@@ -124,14 +139,19 @@ async fn socket_loop(
         }
         let (handler, replies) = (handler.clone(), replies.with_remote_addr(peer));
         let bytes = request.to_vec();
-        general.spawn(async move {
-            tcp::answer(handler.as_ref(), bytes, peer, replies, Protocol::Udp).await;
-        });
+        general.spawn_on(
+            async move {
+                tcp::answer(handler.as_ref(), bytes, peer, replies, Protocol::Udp).await;
+            },
+            &runtime,
+        );
         while general.try_join_next().is_some() {}
     }
-    while general.join_next().await.is_some() {}
-    drop(replies);
-    if sender.await.is_err() {
-        warn!("the UDP answer sender stopped abnormally");
-    }
+    runtime.block_on(async move {
+        while general.join_next().await.is_some() {}
+        drop(replies);
+        if sender.await.is_err() {
+            warn!("the UDP answer sender stopped abnormally");
+        }
+    });
 }
