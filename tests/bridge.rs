@@ -300,6 +300,11 @@ async fn random_names_cause_no_consul_requests() {
         dns.addresses("web.service.consul.", RecordType::A).await,
         [ip("10.1.0.1")]
     );
+    // A node question starts the node-list watch; random node names are answered from it.
+    assert_eq!(
+        dns.rcode("node1.node.consul.", RecordType::A).await,
+        ResponseCode::NoError
+    );
     let client = bridge.catalog().consul().clone();
     let before: Vec<u64> = Endpoint::ALL
         .iter()
@@ -307,7 +312,8 @@ async fn random_names_cause_no_consul_requests() {
         .collect();
 
     for i in 0..1000 {
-        let name = format!("r{:x}{i}.service.consul.", rand::random::<u64>());
+        let kind = if i % 2 == 0 { "service" } else { "node" };
+        let name = format!("r{:x}{i}.{kind}.consul.", rand::random::<u64>());
         let response = dns.query(&name, RecordType::A).await;
         assert_eq!(
             response.metadata.response_code,
@@ -325,6 +331,11 @@ async fn random_names_cause_no_consul_requests() {
     }
     let health = Endpoint::HealthService as usize;
     let services = Endpoint::CatalogServices as usize;
+    let nodes = Endpoint::CatalogNodes as usize;
+    assert!(
+        after[nodes] - before[nodes] <= 1,
+        "only the parked node-list watch"
+    );
     assert_eq!(
         after[health], before[health],
         "no health request for random names"

@@ -78,6 +78,15 @@ async fn fixture(consul: &ConsulAgent) {
             service("ext6", "ext3", "").port(9002),
         )
         .await;
+    // A node whose address is a host name: Consul answers its A question with a CNAME.
+    consul
+        .register_external(
+            "exth",
+            "db.example.com",
+            None,
+            service("exths", "exth1", "10.8.8.8").port(9003),
+        )
+        .await;
 }
 
 const NAMES: &[&str] = &[
@@ -103,6 +112,27 @@ const NAMES: &[&str] = &[
     "dead.service.consul.",
     "warned.service.consul.",
     "nope.service.consul.",
+    // The SRV targets handed out for service addresses, and broken variants of them.
+    "0a010001.addr.dc1.consul.",
+    "0A010001.ADDR.dc1.consul.",
+    "0a010001.addr.consul.",
+    "0a010001.addr.dc9.consul.",
+    "fd000000000000000000000000000001.addr.dc1.consul.",
+    "0a0100.addr.dc1.consul.",
+    "0a01000.addr.dc1.consul.",
+    "0a0100011.addr.dc1.consul.",
+    "zz010001.addr.dc1.consul.",
+    "x.0a010001.addr.dc1.consul.",
+    // Nodes: the harness agent's own (with Consul's segment meta), external ones with meta, an
+    // IPv6 one, a host-name one, unknown ones.
+    "node1.node.consul.",
+    "NODE1.node.dc1.consul.",
+    "ext1.node.consul.",
+    "ext3.node.consul.",
+    "exth.node.consul.",
+    "nope.node.consul.",
+    "x.ext1.node.consul.",
+    "ext1.node.dc9.consul.",
     "service.consul.",
     "foo.consul.",
     "consul.",

@@ -135,14 +135,11 @@ fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<Instanc
         host.set_fqdn(true);
         (InstanceAddress::Host(host.clone()), host)
     };
-    srv_additionals.extend(entry.node.meta.iter().map(|(key, value)| {
-        let text = if key.to_ascii_lowercase().starts_with("rfc1035-") {
-            value.clone()
-        } else {
-            format!("{key}={value}")
-        };
-        Record::from_rdata(node_name.clone(), ttl, RData::TXT(TXT::new(vec![text])))
-    }));
+    srv_additionals.extend(
+        meta_txt(&entry.node.meta).into_iter().map(|text| {
+            Record::from_rdata(node_name.clone(), ttl, RData::TXT(TXT::new(vec![text])))
+        }),
+    );
     let weight = entry.service.weights.map_or(1, |w| w.passing);
     let srv = SRV::new(1, weight, entry.service.port, target);
     let wire = match &address {
@@ -210,6 +207,20 @@ pub fn write_name(out: &mut Vec<u8>, name: &Name) {
         out.extend_from_slice(label);
     }
     out.push(0);
+}
+
+/// A node's metadata as Consul writes it into TXT records: `key=value`, or just the value for
+/// keys starting with `rfc1035-`.
+pub fn meta_txt(meta: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    meta.iter()
+        .map(|(key, value)| {
+            if key.to_ascii_lowercase().starts_with("rfc1035-") {
+                value.clone()
+            } else {
+                format!("{key}={value}")
+            }
+        })
+        .collect()
 }
 
 /// `labels` followed by `domain`, or `None` (logged) when a label is not valid in DNS.

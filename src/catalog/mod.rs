@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 
 pub use entry::{
     EntryContext, InstanceAddress, InstanceRecords, InstanceWire, ServiceAnswers, hex_address,
-    ip_rdata, write_name,
+    ip_rdata, meta_txt, write_name,
 };
 use slot::WatchedSlot;
 
@@ -64,6 +64,26 @@ pub enum ServiceLookup {
     Unknown,
     /// Consul has not answered in time, or the last answer is older than `max-stale`: SERVFAIL,
     /// never an NXDOMAIN a resolver would keep.
+    NotReady,
+}
+
+/// A node as `.node.` answers need it.
+#[derive(Debug, Clone)]
+pub struct NodeRecord {
+    pub address: InstanceAddress,
+    /// The node's metadata as TXT strings (`key=value`, or the bare value for `rfc1035-` keys).
+    pub meta_txt: Vec<String>,
+}
+
+/// The nodes of one datacenter by lower-case name (Consul matches node names in any case).
+type NodeMap = std::collections::HashMap<String, NodeRecord>;
+
+/// What the cache knows of a node asked for.
+pub enum NodeLookup {
+    Found(NodeRecord),
+    /// No such datacenter or node: NXDOMAIN.
+    Unknown,
+    /// Consul has not answered in time, or too long ago: SERVFAIL.
     NotReady,
 }
 
@@ -102,6 +122,8 @@ struct Shared {
     stop: CancellationToken,
     local: watch::Receiver<Option<Arc<LocalDatacenter>>>,
     remote_names: Cache<String, Arc<WatchedSlot<ServiceNameSet>>>,
+    /// Per datacenter, watched from the first `.node.` question on.
+    nodes: Cache<String, Arc<WatchedSlot<NodeMap>>>,
     services: Cache<(String, String), Arc<WatchedSlot<ServiceAnswers>>>,
 }
 
@@ -130,6 +152,7 @@ impl Catalog {
             stop: CancellationToken::new(),
             local,
             remote_names: Cache::builder().time_to_idle(idle).build(),
+            nodes: Cache::builder().time_to_idle(idle).build(),
             services: Cache::builder().time_to_idle(idle).build(),
         });
         tokio::spawn(bootstrap(
@@ -170,6 +193,7 @@ impl Catalog {
             stop: CancellationToken::new(),
             local: receiver,
             remote_names: Cache::builder().build(),
+            nodes: Cache::builder().build(),
             services: Cache::builder().build(),
         });
         let context = EntryContext {
@@ -239,6 +263,9 @@ impl Catalog {
         for (_, slot) in self.shared.remote_names.iter() {
             add(slot.freshness());
         }
+        for (_, slot) in self.shared.nodes.iter() {
+            add(slot.freshness());
+        }
         for (_, slot) in self.shared.services.iter() {
             add(slot.freshness());
         }
@@ -301,6 +328,39 @@ impl Catalog {
         match slot.first(remaining(deadline)).await {
             Some(answers) => ServiceLookup::Found(answers),
             None => ServiceLookup::NotReady,
+        }
+    }
+
+    /// The node `name` (any case) of `datacenter` (the local one when `None`). The first
+    /// question for a datacenter starts a watch on its node list; later ones are answered from it.
+    pub async fn node(&self, datacenter: Option<&str>, name: &str) -> NodeLookup {
+        let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
+        let Some(local) = self.local(deadline).await else {
+            return NodeLookup::NotReady;
+        };
+        let dc = datacenter.unwrap_or(&local.name);
+        let known = dc == local.name
+            || local
+                .datacenters
+                .read()
+                .map(|dcs| dcs.contains(dc))
+                .unwrap_or(false);
+        if !known {
+            return NodeLookup::Unknown;
+        }
+        let slot = self
+            .shared
+            .nodes
+            .get_with_by_ref(dc, || Arc::new(watch_nodes(&self.shared, dc)));
+        if !slot.servable(self.shared.max_stale) {
+            return NodeLookup::NotReady;
+        }
+        match slot.first(remaining(deadline)).await {
+            Some(nodes) => match nodes.get(&name.to_ascii_lowercase()) {
+                Some(node) => NodeLookup::Found(node.clone()),
+                None => NodeLookup::Unknown,
+            },
+            None => NodeLookup::NotReady,
         }
     }
 
@@ -379,6 +439,47 @@ impl Catalog {
                 run_watch(&freshness, policy, stop, fetch, deliver).await;
             },
         )
+    }
+}
+
+fn watch_nodes(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<NodeMap> {
+    let (client, policy, dc) = (shared.client.clone(), shared.policy, dc.to_owned());
+    let freshness = Freshness::new(format!("nodes of {dc}"), shared.watch_stats.clone());
+    WatchedSlot::start(
+        &shared.stop,
+        freshness,
+        move |publish, stop, freshness| async move {
+            let fetch = |index, wait| {
+                let (client, dc) = (client.clone(), dc.clone());
+                async move { client.nodes(&dc, index, wait).await }
+            };
+            let deliver = |nodes: Vec<crate::consul::types::Node>| {
+                let map: NodeMap = nodes
+                    .into_iter()
+                    .map(|node| {
+                        let record = NodeRecord {
+                            address: node_address(&node.address),
+                            meta_txt: meta_txt(&node.meta),
+                        };
+                        (node.node.to_ascii_lowercase(), record)
+                    })
+                    .collect();
+                publish.send_replace(Some(Arc::new(map)));
+            };
+            run_watch(&freshness, policy, stop, fetch, deliver).await;
+        },
+    )
+}
+
+/// A node's address: an IP, or a host name (answered with a CNAME).
+fn node_address(address: &str) -> InstanceAddress {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(ip) => InstanceAddress::Ip(ip),
+        Err(_) => {
+            let mut host = Name::from_ascii(address).unwrap_or_else(|_| Name::root());
+            host.set_fqdn(true);
+            InstanceAddress::Host(host)
+        }
     }
 }
 
@@ -470,6 +571,7 @@ async fn housekeeping(shared: Arc<Shared>) {
             _ = tick.tick() => {
                 shared.services.run_pending_tasks();
                 shared.remote_names.run_pending_tasks();
+                shared.nodes.run_pending_tasks();
             }
         }
     }

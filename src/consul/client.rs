@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     WatchIndex,
-    types::{AgentSelf, HealthEntry, ServiceNames},
+    types::{AgentSelf, HealthEntry, Node, ServiceNames},
 };
 use crate::config::{ConsulTls, Token};
 
@@ -46,14 +46,16 @@ pub enum Endpoint {
     AgentSelf,
     Datacenters,
     CatalogServices,
+    CatalogNodes,
     HealthService,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 5] = [
         Endpoint::AgentSelf,
         Endpoint::Datacenters,
         Endpoint::CatalogServices,
+        Endpoint::CatalogNodes,
         Endpoint::HealthService,
     ];
 
@@ -62,6 +64,7 @@ impl Endpoint {
             Endpoint::AgentSelf => "/v1/agent/self",
             Endpoint::Datacenters => "/v1/catalog/datacenters",
             Endpoint::CatalogServices => "/v1/catalog/services",
+            Endpoint::CatalogNodes => "/v1/catalog/nodes",
             Endpoint::HealthService => "/v1/health/service",
         }
     }
@@ -212,6 +215,17 @@ impl ConsulClient {
         wait: Duration,
     ) -> Result<Blocking<ServiceNames>, ConsulError> {
         self.blocking(Endpoint::CatalogServices, &[], dc, index, wait)
+            .await
+    }
+
+    /// Blocking query on every node of `dc`, with its address and metadata.
+    pub async fn nodes(
+        &self,
+        dc: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<Vec<Node>>, ConsulError> {
+        self.blocking(Endpoint::CatalogNodes, &[], dc, index, wait)
             .await
     }
 

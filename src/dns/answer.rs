@@ -3,17 +3,20 @@
 //! Owner names of answers are the query name exactly as asked (Consul does the same), so the
 //! records are made per query from the ready record data of the cache entry.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use hickory_proto::{
     op::ResponseCode,
     rr::{
         Name, RData, Record, RecordType,
-        rdata::{NS, SOA},
+        rdata::{NS, SOA, TXT},
     },
 };
 
-use crate::catalog::{ServiceAnswers, ip_rdata};
+use crate::catalog::{NodeRecord, ServiceAnswers, ip_rdata};
 
 /// A response without its header and question: what the handler writes.
 #[derive(Debug)]
@@ -131,6 +134,88 @@ pub fn service(
         return Answer::nodata(domain);
     }
     Answer::positive(records, Vec::new())
+}
+
+/// NOERROR with nothing in any section, not even an SOA: what Consul gives for some questions it
+/// does not look up.
+pub fn empty() -> Answer {
+    Answer {
+        rcode: ResponseCode::NoError,
+        authoritative: true,
+        answers: Vec::new(),
+        authorities: Vec::new(),
+        additionals: Vec::new(),
+    }
+}
+
+/// `<hex>.addr.` names, as Consul answers them: whatever the question type, an A for 8 hex
+/// digits and an AAAA for 32, owned by the name in lower case; NXDOMAIN when the digits are not
+/// hex; an empty NOERROR (without SOA) for any other length.
+pub fn address(asked: &Name, hex: &str, domain: &Name, ttl: u32) -> Answer {
+    // Go's hex.DecodeString (Consul's) fails on an odd length as on a bad digit; the length is
+    // looked at as len / 2 bytes.
+    let wanted = hex.len() / 2;
+    if wanted != 4 && wanted != 16 {
+        return empty();
+    }
+    let bytes: Option<Vec<u8>> = hex
+        .len()
+        .is_multiple_of(2)
+        .then(|| {
+            (0..hex.len())
+                .step_by(2)
+                .map(|at| u8::from_str_radix(hex.get(at..at + 2)?, 16).ok())
+                .collect()
+        })
+        .flatten();
+    let ip = match bytes.as_deref() {
+        Some(&[a, b, c, d]) => IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+        Some(sixteen) => match <[u8; 16]>::try_from(sixteen) {
+            Ok(octets) => IpAddr::V6(Ipv6Addr::from(octets)),
+            Err(_) => return Answer::nxdomain(domain),
+        },
+        None => return Answer::nxdomain(domain),
+    };
+    let owner = asked.to_lowercase();
+    Answer::positive(
+        vec![Record::from_rdata(owner, ttl, ip_rdata(ip))],
+        Vec::new(),
+    )
+}
+
+/// `<node>.node.` names, as Consul answers them: A, AAAA (or a CNAME for a host-name address)
+/// for A, AAAA and ANY questions; the node's metadata as TXT in the answer for TXT and ANY, in
+/// the additional section for A and AAAA; other types, and no address of the asked family, an
+/// empty NOERROR without SOA.
+pub fn node(asked: &Name, qtype: RecordType, node: &NodeRecord, ttl: u32) -> Answer {
+    let mut answers = Vec::new();
+    let mut additionals = Vec::new();
+    let (v4, v6) = match qtype {
+        RecordType::A => (true, false),
+        RecordType::AAAA => (false, true),
+        RecordType::ANY => (true, true),
+        _ => (false, false),
+    };
+    if (v4 || v6)
+        && let Some(rdata) = node.address.rdata(v4, v6)
+    {
+        answers.push(Record::from_rdata(asked.clone(), ttl, rdata));
+    }
+    let txt = node.meta_txt.iter().map(|text| {
+        Record::from_rdata(asked.clone(), ttl, RData::TXT(TXT::new(vec![text.clone()])))
+    });
+    match qtype {
+        RecordType::TXT | RecordType::ANY => answers.extend(txt),
+        RecordType::A | RecordType::AAAA => additionals.extend(txt),
+        _ => {}
+    }
+    Answer {
+        rcode: ResponseCode::NoError,
+        authoritative: true,
+        answers,
+        authorities: Vec::new(),
+        additionals,
+    }
 }
 
 /// NS records of the domain naming the Consul servers, with their addresses as glue.

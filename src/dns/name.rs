@@ -16,6 +16,15 @@ pub enum QueryName {
         tag: Option<String>,
         datacenter: Option<String>,
     },
+    /// `<hex>.addr[.<dc>].<domain>`: an address spelled in hex (the SRV targets we hand out).
+    /// The hex is lower-case and not checked yet: Consul answers bad hex and bad lengths
+    /// differently.
+    Address { hex: String },
+    /// `<node>.node[.<dc>].<domain>`; a node name with dots is its labels joined.
+    Node {
+        node: String,
+        datacenter: Option<String>,
+    },
     /// Inside the domain but not a name we serve (the apex, a malformed or unsupported form).
     OtherInDomain,
     /// Not ours.
@@ -40,9 +49,24 @@ pub fn parse(name: &Name, domain: &Name) -> QueryName {
 }
 
 fn parse_labels(labels: &[String]) -> Option<QueryName> {
+    // `addr` must be the second label, with at most a datacenter after it (which Consul ignores).
+    if let [hex, kind, ..] = labels
+        && kind == "addr"
+        && labels.len() <= 3
+    {
+        return Some(QueryName::Address { hex: hex.clone() });
+    }
+    let node = |parts: &[String], datacenter: Option<&String>| {
+        (!parts.is_empty()).then(|| QueryName::Node {
+            node: parts.join("."),
+            datacenter: datacenter.cloned(),
+        })
+    };
     let (kind_at, datacenter) = match labels {
         [.., kind] if kind == "service" => (labels.len() - 1, None),
         [.., kind, dc] if kind == "service" => (labels.len() - 2, Some(dc.clone())),
+        [parts @ .., kind] if kind == "node" => return node(parts, None),
+        [parts @ .., kind, dc] if kind == "node" => return node(parts, Some(dc)),
         _ => return None,
     };
     let parts = &labels[..kind_at];
@@ -121,6 +145,32 @@ mod tests {
             parse_str("_web.v1.service.consul."),
             service("v1", Some("_web"), None)
         );
+    }
+
+    #[test]
+    fn address_forms() {
+        let address = |hex: &str| QueryName::Address { hex: hex.into() };
+        assert_eq!(parse_str("0a010001.addr.dc1.consul."), address("0a010001"));
+        assert_eq!(parse_str("0A010001.ADDR.consul."), address("0a010001"));
+        assert_eq!(
+            parse_str("x.0a010001.addr.consul."),
+            QueryName::OtherInDomain
+        );
+    }
+
+    #[test]
+    fn node_forms() {
+        let node = |name: &str, dc: Option<&str>| QueryName::Node {
+            node: name.into(),
+            datacenter: dc.map(Into::into),
+        };
+        assert_eq!(parse_str("ext1.node.consul."), node("ext1", None));
+        assert_eq!(
+            parse_str("EXT1.Node.dc2.consul."),
+            node("ext1", Some("dc2"))
+        );
+        assert_eq!(parse_str("x.ext1.node.consul."), node("x.ext1", None));
+        assert_eq!(parse_str("node.consul."), QueryName::OtherInDomain);
     }
 
     #[test]

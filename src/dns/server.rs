@@ -34,7 +34,7 @@ use super::{
     udp,
 };
 use crate::{
-    catalog::{CONSUL_SERVICE, Catalog, ServiceLookup},
+    catalog::{CONSUL_SERVICE, Catalog, NodeLookup, ServiceLookup},
     metrics::DnsMetrics,
 };
 
@@ -101,6 +101,24 @@ impl ConsulHandler {
             RecordType::AXFR | RecordType::IXFR => return Answer::error(ResponseCode::NotImp),
             RecordType::NS | RecordType::SOA => return self.zone_question(qtype).await,
             _ => {}
+        }
+        if let QueryName::Address { hex } = &parsed {
+            return answer::address(asked, hex, domain, self.node_ttl);
+        }
+        if let QueryName::Node { node, datacenter } = &parsed {
+            // Consul looks a node up only for these types; any other gets an empty NOERROR,
+            // even for a node that does not exist.
+            if !matches!(
+                qtype,
+                RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::TXT
+            ) {
+                return answer::empty();
+            }
+            return match self.catalog.node(datacenter.as_deref(), node).await {
+                NodeLookup::Found(record) => answer::node(asked, qtype, &record, self.node_ttl),
+                NodeLookup::Unknown => Answer::nxdomain(domain),
+                NodeLookup::NotReady => Answer::error(ResponseCode::ServFail),
+            };
         }
         let QueryName::Service {
             service,
