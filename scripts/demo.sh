@@ -47,6 +47,7 @@ show web.service.consul A
 show _web._tcp.service.consul SRV
 show v2.web.service.consul A
 show db.service.consul SRV
+show 0a010001.addr.dc1.consul A
 show nope.service.consul A
 echo; echo "== Consul's own DNS, same question:"
 echo "\$ dig @127.0.0.1 -p $CONSUL_DNS web.service.consul A +short"
