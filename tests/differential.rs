@@ -133,6 +133,13 @@ const NAMES: &[&str] = &[
     "nope.node.consul.",
     "x.ext1.node.consul.",
     "ext1.node.dc9.consul.",
+    // Reverse lookups: node addresses (IPv4 and IPv6), a service address, no match, partial.
+    "1.0.0.127.in-addr.arpa.",
+    "1.0.2.10.in-addr.arpa.",
+    "1.0.1.10.in-addr.arpa.",
+    "3.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.",
+    "9.9.9.10.in-addr.arpa.",
+    "0.2.10.in-addr.arpa.",
     "service.consul.",
     "foo.consul.",
     "consul.",

@@ -92,6 +92,11 @@ impl ServiceAnswers {
         self.ttl
     }
 
+    /// Every passing instance, in the order Consul gave them.
+    pub fn instances(&self) -> &[InstanceRecords] {
+        &self.instances
+    }
+
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()
     }

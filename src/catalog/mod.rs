@@ -70,6 +70,8 @@ pub enum ServiceLookup {
 /// A node as `.node.` answers need it.
 #[derive(Debug, Clone)]
 pub struct NodeRecord {
+    /// As registered (PTR answers keep its case, as Consul's do).
+    pub name: String,
     pub address: InstanceAddress,
     /// The node's metadata as TXT strings (`key=value`, or the bare value for `rfc1035-` keys).
     pub meta_txt: Vec<String>,
@@ -364,6 +366,56 @@ impl Catalog {
         }
     }
 
+    /// The name a reverse lookup of `ip` gives, as Consul's: the local node with that address
+    /// (`<node>.node.<dc>.<domain>`), else a service with that address
+    /// (`<service>.service.<dc>.<domain>`). Services are looked for among those the bridge
+    /// watches (Consul searches its whole catalog). `None`: no match, or no data yet.
+    pub async fn reverse(&self, ip: std::net::IpAddr) -> Option<Name> {
+        let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
+        let local = self.local(deadline).await?;
+        let dc = local.name.clone();
+        let slot = self
+            .shared
+            .nodes
+            .get_with_by_ref(&dc, || Arc::new(watch_nodes(&self.shared, &dc)));
+        let under = |labels: [&str; 3]| {
+            Name::from_labels(labels.iter().map(|l| l.as_bytes()))
+                .and_then(|name| name.append_domain(&self.shared.domain))
+                .ok()
+        };
+        if slot.servable(self.shared.max_stale)
+            && let Some(nodes) = slot.first(remaining(deadline)).await
+        {
+            let mut matching: Vec<&NodeRecord> = nodes
+                .values()
+                .filter(|node| matches!(node.address, InstanceAddress::Ip(a) if a == ip))
+                .collect();
+            // Several nodes on one address: answer the same one every time.
+            matching.sort_by(|a, b| a.name.cmp(&b.name));
+            if let Some(node) = matching.first() {
+                return under([node.name.as_str(), "node", dc.as_str()]);
+            }
+        }
+        let mut services: Vec<String> = self
+            .shared
+            .services
+            .iter()
+            .filter(|(key, slot)| {
+                key.0 == dc
+                    && slot.current().is_some_and(|answers| {
+                        answers
+                            .instances()
+                            .iter()
+                            .any(|i| matches!(i.address, InstanceAddress::Ip(a) if a == ip))
+                    })
+            })
+            .map(|(key, _)| key.1.clone())
+            .collect();
+        services.sort();
+        let service = services.first()?;
+        under([service.as_str(), "service", dc.as_str()])
+    }
+
     /// The passing instances of a local `service` (lower-case) if they are cached and may be
     /// served, without waiting. Counts a cache hit when found.
     pub fn cached_local(&self, service: &str) -> CachedLookup {
@@ -458,6 +510,7 @@ fn watch_nodes(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<NodeMap> {
                     .into_iter()
                     .map(|node| {
                         let record = NodeRecord {
+                            name: node.node.clone(),
                             address: node_address(&node.address),
                             meta_txt: meta_txt(&node.meta),
                         };

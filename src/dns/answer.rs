@@ -12,7 +12,7 @@ use hickory_proto::{
     op::ResponseCode,
     rr::{
         Name, RData, Record, RecordType,
-        rdata::{NS, SOA, TXT},
+        rdata::{NS, PTR, SOA, TXT},
     },
 };
 
@@ -134,6 +134,17 @@ pub fn service(
         return Answer::nodata(domain);
     }
     Answer::positive(records, Vec::new())
+}
+
+/// A reverse-lookup answer: one PTR to `target`, whatever the type asked, and for an SOA
+/// question the domain's SOA in the authority section too (as Consul).
+pub fn pointer(asked: &Name, qtype: RecordType, target: Name, domain: &Name, ttl: u32) -> Answer {
+    let record = Record::from_rdata(asked.clone(), ttl, RData::PTR(PTR(target)));
+    let mut answer = Answer::positive(vec![record], Vec::new());
+    if qtype == RecordType::SOA {
+        answer.authorities.push(soa(domain));
+    }
+    answer
 }
 
 /// NOERROR with nothing in any section, not even an SOA: what Consul gives for some questions it

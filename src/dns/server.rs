@@ -14,7 +14,7 @@ use std::{
 
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
-    rr::RecordType,
+    rr::{Name, RecordType},
 };
 use hickory_server::{
     net::runtime::Time,
@@ -73,6 +73,17 @@ impl ConsulHandler {
     /// Whether answers carry RA: exactly when outside names are forwarded, as Consul.
     pub fn recursion_available(&self) -> bool {
         self.fallback.as_ref().is_some_and(|f| f.forwards())
+    }
+
+    /// A well-formed query for a name in `in-addr.arpa.` / `ip6.arpa.`, with the address it
+    /// spells (`None` for a partial name, which Consul also finds nothing for).
+    fn reverse_question(&self, request: &Request) -> Option<(Name, Option<std::net::IpAddr>)> {
+        if request.metadata.op_code != OpCode::Query {
+            return None;
+        }
+        let info = request.request_info().ok()?;
+        let asked = info.query.original().name();
+        name::is_reverse(asked).then(|| (asked.clone(), name::reverse_address(asked)))
     }
 
     /// Whether `request` is a well-formed query for a name outside the Consul domain.
@@ -177,12 +188,29 @@ impl ConsulHandler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        if let Some(fallback) = &self.fallback
+        // Reverse names: the catalog first, as Consul, then the zones and recursors.
+        let reverse = self.reverse_question(request);
+        let pointer = match &reverse {
+            Some((_, Some(ip))) => self.catalog.reverse(*ip).await,
+            _ => None,
+        };
+        if pointer.is_none()
+            && let Some(fallback) = &self.fallback
             && self.is_outside(request)
         {
             return fallback.handle::<R, T>(request, response_handle).await;
         }
-        let answer = self.answer(request).await;
+        let answer = match (reverse, pointer) {
+            (Some((asked, _)), Some(target)) => {
+                let qtype = request
+                    .request_info()
+                    .map_or(RecordType::PTR, |info| info.query.query_type());
+                answer::pointer(&asked, qtype, target, self.catalog.domain(), self.node_ttl)
+            }
+            // Consul recurses when it has no name for the address; without recursors: SERVFAIL.
+            (Some(_), None) => Answer::error(ResponseCode::ServFail),
+            (None, _) => self.answer(request).await,
+        };
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = answer.authoritative;
         // As Consul: recursion is available exactly when recursors are configured.
