@@ -128,17 +128,18 @@ fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<Instanc
         let ip = node_address?;
         srv_additionals.push(Record::from_rdata(node_name.clone(), ttl, ip_rdata(ip)));
         (InstanceAddress::Ip(ip), node_name.clone())
-    } else if let Ok(ip) = entry.service.address.parse::<IpAddr>() {
-        let target = label_name(
-            &[&hex_address(ip), "addr", &context.datacenter],
-            &context.domain,
-        )?;
-        srv_additionals.push(Record::from_rdata(target.clone(), ttl, ip_rdata(ip)));
-        (InstanceAddress::Ip(ip), target)
     } else {
-        let mut host = Name::from_ascii(&entry.service.address).ok()?;
-        host.set_fqdn(true);
-        (InstanceAddress::Host(host.clone()), host)
+        match InstanceAddress::parse(&entry.service.address)? {
+            InstanceAddress::Ip(ip) => {
+                let target = label_name(
+                    &[&hex_address(ip), "addr", &context.datacenter],
+                    &context.domain,
+                )?;
+                srv_additionals.push(Record::from_rdata(target.clone(), ttl, ip_rdata(ip)));
+                (InstanceAddress::Ip(ip), target)
+            }
+            InstanceAddress::Host(host) => (InstanceAddress::Host(host.clone()), host),
+        }
     };
     srv_additionals.extend(
         meta_txt(&entry.node.meta).into_iter().map(|text| {
@@ -258,6 +259,17 @@ pub fn ip_rdata(ip: IpAddr) -> RData {
 }
 
 impl InstanceAddress {
+    /// An address as Consul stores it: an IP, else a host name (fully qualified); `None` when it
+    /// is neither.
+    pub fn parse(text: &str) -> Option<Self> {
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Some(InstanceAddress::Ip(ip));
+        }
+        let mut host = Name::from_ascii(text).ok()?;
+        host.set_fqdn(true);
+        Some(InstanceAddress::Host(host))
+    }
+
     /// The record data for an address question: `None` when this instance has no record of the
     /// asked family. `v4`/`v6` say which families the question takes.
     pub fn rdata(&self, v4: bool, v6: bool) -> Option<RData> {

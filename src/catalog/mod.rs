@@ -40,7 +40,7 @@ use slot::WatchedSlot;
 use crate::{
     config::Config,
     consul::{
-        ConsulClient, WatchPolicy,
+        Blocking, ConsulClient, ConsulError, WatchIndex, WatchPolicy,
         types::HealthEntry,
         watch::{Freshness, WatchStats, run as run_watch},
     },
@@ -494,66 +494,68 @@ impl Catalog {
     }
 }
 
-fn watch_nodes(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<NodeMap> {
+/// Starts the watch of one datacenter-wide list (its services, its nodes): `fetch` asks Consul
+/// with the index and wait it is given, `build` turns each new answer into the cached value.
+fn watch_list<R, T, F, Fut>(
+    shared: &Arc<Shared>,
+    dc: &str,
+    what: &str,
+    fetch: F,
+    build: fn(R) -> T,
+) -> WatchedSlot<T>
+where
+    R: Send + 'static,
+    T: Send + Sync + 'static,
+    F: Fn(ConsulClient, String, WatchIndex, Duration) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Blocking<R>, ConsulError>> + Send,
+{
     let (client, policy, dc) = (shared.client.clone(), shared.policy, dc.to_owned());
-    let freshness = Freshness::new(format!("nodes of {dc}"), shared.watch_stats.clone());
+    let freshness = Freshness::new(format!("{what} of {dc}"), shared.watch_stats.clone());
     WatchedSlot::start(
         &shared.stop,
         freshness,
         move |publish, stop, freshness| async move {
-            let fetch = |index, wait| {
-                let (client, dc) = (client.clone(), dc.clone());
-                async move { client.nodes(&dc, index, wait).await }
-            };
-            let deliver = |nodes: Vec<crate::consul::types::Node>| {
-                let map: NodeMap = nodes
-                    .into_iter()
-                    .map(|node| {
-                        let record = NodeRecord {
-                            name: node.node.clone(),
-                            address: node_address(&node.address),
-                            meta_txt: meta_txt(&node.meta),
-                        };
-                        (node.node.to_ascii_lowercase(), record)
-                    })
-                    .collect();
-                publish.send_replace(Some(Arc::new(map)));
+            let fetch = |index, wait| fetch(client.clone(), dc.clone(), index, wait);
+            let deliver = |answer: R| {
+                publish.send_replace(Some(Arc::new(build(answer))));
             };
             run_watch(&freshness, policy, stop, fetch, deliver).await;
         },
     )
 }
 
-/// A node's address: an IP, or a host name (answered with a CNAME).
-fn node_address(address: &str) -> InstanceAddress {
-    match address.parse::<std::net::IpAddr>() {
-        Ok(ip) => InstanceAddress::Ip(ip),
-        Err(_) => {
-            let mut host = Name::from_ascii(address).unwrap_or_else(|_| Name::root());
-            host.set_fqdn(true);
-            InstanceAddress::Host(host)
-        }
-    }
+fn watch_nodes(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<NodeMap> {
+    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
+        client.nodes(&dc, index, wait).await
+    };
+    watch_list(shared, dc, "nodes", fetch, node_map)
 }
 
 fn watch_service_names(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<ServiceNameSet> {
-    let (client, policy, dc) = (shared.client.clone(), shared.policy, dc.to_owned());
-    let freshness = Freshness::new(format!("service list of {dc}"), shared.watch_stats.clone());
-    WatchedSlot::start(
-        &shared.stop,
-        freshness,
-        move |publish, stop, freshness| async move {
-            let fetch = |index, wait| {
-                let (client, dc) = (client.clone(), dc.clone());
-                async move { client.service_names(&dc, index, wait).await }
+    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
+        client.service_names(&dc, index, wait).await
+    };
+    watch_list(shared, dc, "service list", fetch, service_name_set)
+}
+
+fn node_map(nodes: Vec<crate::consul::types::Node>) -> NodeMap {
+    nodes
+        .into_iter()
+        .map(|node| {
+            let record = NodeRecord {
+                name: node.node.clone(),
+                // A host name that is not a valid DNS name: CNAME to the root, as before.
+                address: InstanceAddress::parse(&node.address)
+                    .unwrap_or_else(|| InstanceAddress::Host(Name::root())),
+                meta_txt: meta_txt(&node.meta),
             };
-            let deliver = |names: crate::consul::types::ServiceNames| {
-                let set = names.into_keys().map(|n| n.to_ascii_lowercase()).collect();
-                publish.send_replace(Some(Arc::new(set)));
-            };
-            run_watch(&freshness, policy, stop, fetch, deliver).await;
-        },
-    )
+            (node.node.to_ascii_lowercase(), record)
+        })
+        .collect()
+}
+
+fn service_name_set(names: crate::consul::types::ServiceNames) -> ServiceNameSet {
+    names.into_keys().map(|n| n.to_ascii_lowercase()).collect()
 }
 
 /// Learns the local datacenter (from the agent unless configured) and the list of datacenters,
