@@ -5,11 +5,7 @@
 
 mod support;
 
-use std::{
-    net::SocketAddr,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
 
 use hickory_proto::{
     op::{Message, MessageType, OpCode, Query, ResponseCode},
@@ -17,7 +13,8 @@ use hickory_proto::{
 };
 use rand::Rng;
 use support::{
-    ConsulAgent, DnsClient,
+    ConsulAgent,
+    binary::BridgeBinary,
     consul::service,
     dns::{ip, query_bytes},
     start_bridge,
@@ -139,50 +136,12 @@ async fn udp_answers_never_exceed_the_advertised_size() {
 }
 
 /// Kills the child on drop, so a failing assertion leaves no bridge behind.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_junk_leaves_the_binary_answering() {
     let consul = ConsulAgent::start().await;
     consul.register(service("web", "web1", "10.1.0.1")).await;
-    let port = support::consul::free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut bridge = Child(
-        Command::new(env!("CARGO_BIN_EXE_consul-dns-bridge"))
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--consul-addr",
-                &consul.http_url(),
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the binary"),
-    );
-    let dns = DnsClient::new(addr);
-    let started = Instant::now();
-    while udp_exchange(
-        addr,
-        &query_bytes(1, "web.service.consul.", RecordType::A, None),
-    )
-    .await
-    .is_none()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "binary did not start answering"
-        );
-    }
+    let mut bridge = BridgeBinary::start(&consul.http_url(), &[], &[], "web.service.consul.").await;
+    let (dns, addr) = (bridge.dns, bridge.dns.addr);
 
     let valid = query_bytes(9, "web.service.consul.", RecordType::SRV, Some(1232));
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
@@ -231,10 +190,7 @@ async fn a_flood_of_junk_leaves_the_binary_answering() {
     println!("sent {sent} junk UDP packets and 200 junk TCP connections");
     assert!(sent > 90_000, "only {sent} packets sent");
 
-    assert!(
-        bridge.0.try_wait().expect("status").is_none(),
-        "the bridge exited"
-    );
+    assert!(bridge.is_running(), "the bridge exited");
     assert_eq!(
         dns.addresses("web.service.consul.", RecordType::A).await,
         [ip("10.1.0.1")]

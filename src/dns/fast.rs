@@ -145,11 +145,13 @@ impl FastPath {
         }
     }
 
+    /// Header (with the given answer and authority counts; the additional count covers the OPT
+    /// record) and the question as asked.
     fn header(
         &self,
         request: &[u8],
         rcode: ResponseCode,
-        counts: [u16; 4],
+        (answers, authorities): (u16, u16),
         question: &Question<'_>,
         out: &mut Vec<u8>,
     ) {
@@ -160,8 +162,8 @@ impl FastPath {
         let ra = if self.recursion_available { 0x80 } else { 0 };
         out.push(ra | (u16::from(rcode) as u8 & 0x0F));
         out.extend_from_slice(&1u16.to_be_bytes());
-        let additional = counts[3] + u16::from(question.edns_payload.is_some());
-        for count in [counts[1], counts[2], additional] {
+        let additional = u16::from(question.edns_payload.is_some());
+        for count in [answers, authorities, additional] {
             out.extend_from_slice(&count.to_be_bytes());
         }
         out.extend_from_slice(question.section);
@@ -174,7 +176,7 @@ impl FastPath {
         rcode: ResponseCode,
         out: &mut Vec<u8>,
     ) {
-        self.header(request, rcode, [1, 0, 1, 0], question, out);
+        self.header(request, rcode, (0, 1), question, out);
         out.extend_from_slice(&self.soa_head);
         let serial = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -198,7 +200,7 @@ impl FastPath {
     ) -> Option<ResponseCode> {
         let ttl = answers.ttl();
         // Header and question first; the counts are patched at the end.
-        self.header(request, ResponseCode::NoError, [1, 0, 0, 0], question, out);
+        self.header(request, ResponseCode::NoError, (0, 0), question, out);
         additionals.clear();
         let (mut answer_count, mut additional_count, mut selected) = (0u16, 0u16, 0usize);
         for instance in answers.select(tag) {

@@ -41,6 +41,14 @@ use crate::{
 /// The largest UDP answer we send, whatever the client advertises (the DNS flag day value).
 const MAX_UDP_PAYLOAD: u16 = 1232;
 
+/// A question for a reverse name, with the address it spells (`None` for a partial name, which
+/// Consul also finds nothing for).
+struct ReverseQuestion {
+    asked: Name,
+    qtype: RecordType,
+    address: Option<std::net::IpAddr>,
+}
+
 /// Answers queries for the Consul domain from the catalog, and hands other names to the zone
 /// files and recursors when there are any.
 #[derive(Clone)]
@@ -75,15 +83,18 @@ impl ConsulHandler {
         self.fallback.as_ref().is_some_and(|f| f.forwards())
     }
 
-    /// A well-formed query for a name in `in-addr.arpa.` / `ip6.arpa.`, with the address it
-    /// spells (`None` for a partial name, which Consul also finds nothing for).
-    fn reverse_question(&self, request: &Request) -> Option<(Name, Option<std::net::IpAddr>)> {
+    /// A well-formed query for a name in `in-addr.arpa.` / `ip6.arpa.`.
+    fn reverse_question(&self, request: &Request) -> Option<ReverseQuestion> {
         if request.metadata.op_code != OpCode::Query {
             return None;
         }
         let info = request.request_info().ok()?;
         let asked = info.query.original().name();
-        name::is_reverse(asked).then(|| (asked.clone(), name::reverse_address(asked)))
+        name::is_reverse(asked).then(|| ReverseQuestion {
+            asked: asked.clone(),
+            qtype: info.query.query_type(),
+            address: name::reverse_address(asked),
+        })
     }
 
     /// Whether `request` is a well-formed query for a name outside the Consul domain.
@@ -190,9 +201,9 @@ impl ConsulHandler {
     ) -> ResponseInfo {
         // Reverse names: the catalog first, as Consul, then the zones and recursors.
         let reverse = self.reverse_question(request);
-        let pointer = match &reverse {
-            Some((_, Some(ip))) => self.catalog.reverse(*ip).await,
-            _ => None,
+        let pointer = match reverse.as_ref().and_then(|r| r.address) {
+            Some(ip) => self.catalog.reverse(ip).await,
+            None => None,
         };
         if pointer.is_none()
             && let Some(fallback) = &self.fallback
@@ -201,12 +212,13 @@ impl ConsulHandler {
             return fallback.handle::<R, T>(request, response_handle).await;
         }
         let answer = match (reverse, pointer) {
-            (Some((asked, _)), Some(target)) => {
-                let qtype = request
-                    .request_info()
-                    .map_or(RecordType::PTR, |info| info.query.query_type());
-                answer::pointer(&asked, qtype, target, self.catalog.domain(), self.node_ttl)
-            }
+            (Some(r), Some(target)) => answer::pointer(
+                &r.asked,
+                r.qtype,
+                target,
+                self.catalog.domain(),
+                self.node_ttl,
+            ),
             // Consul recurses when it has no name for the address; without recursors: SERVFAIL.
             (Some(_), None) => Answer::error(ResponseCode::ServFail),
             (None, _) => self.answer(request).await,
