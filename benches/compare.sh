@@ -10,16 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} seconds=${2:-5}
 DNSPERF_FLAGS=(-c 4 -T 1 -q 200 -l "$seconds")
-need_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
-missing=()
-command -v dnsperf >/dev/null || missing+=(dnsperf)
-command -v nsd >/dev/null || missing+=(nsd)
-command -v dig >/dev/null || missing+=(bind9-dnsutils)
-command -v curl >/dev/null || missing+=(curl)
-if ((${#missing[@]})); then
-  need_root apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
-    { need_root apt-get update -qq >/dev/null && need_root apt-get install -y -qq "${missing[@]}" >/dev/null; }
-fi
+scripts/install-debian-tools.sh dnsperf:dnsperf nsd:nsd dig:bind9-dnsutils curl:curl
 CONSUL=$(scripts/install-consul.sh)
 cargo build --release --quiet
 

@@ -6,14 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
-need_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
-missing=()
-command -v dnsperf >/dev/null || missing+=(dnsperf)
-command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
-if ((${#missing[@]})); then
-  need_root apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
-    { need_root apt-get update -qq >/dev/null && need_root apt-get install -y -qq "${missing[@]}" >/dev/null; }
-fi
+scripts/install-debian-tools.sh dnsperf:dnsperf dnsmasq:dnsmasq-base
 cargo build --release --quiet
 
 UPSTREAM_PORT=18753 BRIDGE_PORT=18653 HTTP_PORT=18654

@@ -8,11 +8,7 @@ cd "$(dirname "$0")/.."
 keep=${1:-}
 HTTP=18500 CONSUL_DNS=18600 BRIDGE=127.0.0.1:8653
 
-need_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
-if ! command -v dig >/dev/null; then
-  echo "== installing dig (bind9-dnsutils)"
-  need_root apt-get update -qq && need_root apt-get install -y -qq bind9-dnsutils >/dev/null
-fi
+scripts/install-debian-tools.sh dig:bind9-dnsutils
 CONSUL=$(scripts/install-consul.sh)
 echo "== building the bridge (release)"
 cargo build --release --quiet

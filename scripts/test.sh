@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONSUL_BIN=${CONSUL_BIN:-$(scripts/install-consul.sh)}
-scripts/install-test-tools.sh
+scripts/install-debian-tools.sh dnsmasq:dnsmasq-base
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets

@@ -1,4 +1,4 @@
-//! Debian's dnsmasq (installed by `scripts/install-test-tools.sh`) on a free loopback port, with
+//! Debian's dnsmasq (installed by `scripts/install-debian-tools.sh`) on a free loopback port, with
 //! no system configuration: the resolver most operators put in front of the bridge.
 
 use std::{
@@ -35,7 +35,7 @@ impl Dnsmasq {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start dnsmasq (scripts/install-test-tools.sh installs it)");
+            .expect("start dnsmasq (scripts/install-debian-tools.sh installs it)");
         let started = Instant::now();
         while std::net::TcpStream::connect(addr).is_err() {
             assert!(
