@@ -96,6 +96,8 @@ pub struct Config {
     pub watch_wait: Duration,
     /// How long the last known answers are served while Consul does not answer (0: not at all).
     pub max_stale: Duration,
+    /// A prepared query asked for is executed again at least this often.
+    pub prepared_query_refresh: Duration,
     /// TCP connections open at once; more are closed on accept.
     pub tcp_max_connections: usize,
     /// A TCP connection silent for this long is closed.
@@ -186,6 +188,9 @@ struct Cli {
     /// Serve the last known answers this long while Consul does not answer; 0 disables [default: 72h]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     max_stale: Option<Duration>,
+    /// Execute a prepared query being asked for again at least this often (also at once when its service or the definitions change) [default: 3s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    prepared_query_refresh: Option<Duration>,
     /// TCP connections open at once; more are closed as soon as accepted [default: 150]
     #[arg(long, value_name = "N", value_parser = parse_connection_cap)]
     tcp_max_connections: Option<usize>,
@@ -330,6 +335,10 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
             .max_stale
             .or(file.max_stale)
             .unwrap_or(Duration::from_secs(72 * 3600)),
+        prepared_query_refresh: cli
+            .prepared_query_refresh
+            .or(file.prepared_query_refresh)
+            .unwrap_or(Duration::from_secs(3)),
         tcp_max_connections: cli
             .tcp_max_connections
             .or(file.tcp_max_connections)
@@ -427,6 +436,9 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
             }
             "watch-wait" => cli.watch_wait = Some(parse_watch_wait(single()?).map_err(bad)?),
             "max-stale" => cli.max_stale = Some(parse_duration(single()?).map_err(bad)?),
+            "prepared-query-refresh" => {
+                cli.prepared_query_refresh = Some(parse_timeout(single()?).map_err(bad)?)
+            }
             "tcp-max-connections" => {
                 cli.tcp_max_connections = Some(parse_connection_cap(single()?).map_err(bad)?)
             }

@@ -1,6 +1,10 @@
 //! The bridge must answer as Consul's own DNS does for the same catalog: the same RCODE and the
 //! same records in every section (order ignored; SRV compared by priority, weight, port and the
 //! address its target resolves to; the SOA by everything but its serial, which is the clock).
+//!
+//! Two datacenters: dc1 (the agent the bridge uses) and dc2, a second dev agent on 127.0.0.2
+//! with the same ports, joined over the WAN; prepared queries in both, one failing over from
+//! dc1 to dc2.
 
 mod support;
 
@@ -10,6 +14,7 @@ use hickory_proto::{
     op::Message,
     rr::{RData, Record, RecordType},
 };
+use serde_json::json;
 use support::{ConsulAgent, DnsClient, consul::service, dns::Transport, start_bridge};
 
 async fn fixture(consul: &ConsulAgent) {
@@ -89,6 +94,100 @@ async fn fixture(consul: &ConsulAgent) {
         .await;
 }
 
+/// dc2's catalog: some of dc1's names with other addresses, and the instance dc1's `failsvc`
+/// fails over to.
+async fn fixture_dc2(dc2: &ConsulAgent) {
+    dc2.register(service("web", "web9", "10.9.0.1").port(8090).tags(&["v1"]))
+        .await;
+    dc2.register(service("web", "web10", "10.9.0.2").port(8091))
+        .await;
+    dc2.register(service("failsvc", "fail2", "10.9.1.1").port(7000))
+        .await;
+    dc2.register(service("v6", "v69", "fd00::99").port(80))
+        .await;
+    dc2.register_external(
+        "ext9",
+        "10.9.2.1",
+        None,
+        service("ext", "ext9", "").port(9009),
+    )
+    .await;
+}
+
+/// Prepared queries of dc1 (and one of dc2); returns the ID of `webq`, asked for by ID too.
+async fn queries(dc1: &ConsulAgent, dc2: &ConsulAgent) -> String {
+    dc1.register(service("failsvc", "fail1", "10.1.9.1").critical())
+        .await;
+    let id = dc1
+        .create_query(json!({"Name": "webq", "Service": {"Service": "web"}}))
+        .await;
+    dc1.create_query(json!({"Name": "webp", "Service": {"Service": "web", "OnlyPassing": true}}))
+        .await;
+    dc1.create_query(json!({
+        "Name": "webtag", "Service": {"Service": "web", "Tags": ["v1"]}, "DNS": {"TTL": "7s"}
+    }))
+    .await;
+    dc1.create_query(json!({
+        "Name": "failq",
+        "Service": {"Service": "failsvc", "Failover": {"Datacenters": ["dc2"]}}
+    }))
+    .await;
+    dc1.create_query(json!({
+        "Name": "nearq", "Service": {"Service": "failsvc", "Failover": {"NearestN": 1}}
+    }))
+    .await;
+    dc1.create_query(json!({"Name": "v6q", "Service": {"Service": "v6"}}))
+        .await;
+    dc1.create_query(json!({
+        "Name": "tmpl-", "Template": {"Type": "name_prefix_match"},
+        "Service": {"Service": "${name.suffix}"}
+    }))
+    .await;
+    dc2.create_query(json!({"Name": "dc2q", "Service": {"Service": "web"}}))
+        .await;
+    id
+}
+
+/// Names of the second datacenter and of prepared queries.
+fn names_of_dc2_and_queries(query_id: &str) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "web.service.dc2.consul.",
+        "v1.web.service.dc2.consul.",
+        "_web._tcp.service.dc2.consul.",
+        "_web._tcp.consul.",
+        "_web._v1.dc2.consul.",
+        "failsvc.service.consul.",
+        "failsvc.service.dc2.consul.",
+        "v6.service.dc2.consul.",
+        "ext.service.dc2.consul.",
+        "node-dc2.node.dc2.consul.",
+        "ext9.node.dc2.consul.",
+        "ext1.node.dc2.consul.",
+        "0a090001.addr.dc2.consul.",
+        "fd000000000000000000000000000099.addr.dc2.consul.",
+        "webq.query.consul.",
+        "WebQ.Query.dc1.consul.",
+        "webp.query.consul.",
+        "webtag.query.consul.",
+        "failq.query.consul.",
+        "nearq.query.consul.",
+        "v6q.query.consul.",
+        "tmpl-web.query.consul.",
+        "tmpl-nope.query.consul.",
+        "nope.query.consul.",
+        "x.webq.query.consul.",
+        "webq.query.dc9.consul.",
+        "dc2q.query.dc2.consul.",
+        "webq.query.dc2.consul.",
+        "query.consul.",
+        "1.0.9.10.in-addr.arpa.",
+    ]
+    .map(String::from)
+    .to_vec();
+    names.push(format!("{query_id}.query.consul."));
+    names
+}
+
 const NAMES: &[&str] = &[
     "web.service.consul.",
     "WeB.SeRvIcE.CoNsUl.",
@@ -160,14 +259,36 @@ const TYPES: &[RecordType] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_answers_equal_consuls_own_dns() {
     let consul = ConsulAgent::start().await;
+    let dc2 = ConsulAgent::start_wan_peer(&consul, [127, 0, 0, 2], "dc2").await;
     fixture(&consul).await;
+    fixture_dc2(&dc2).await;
+    let query_id = queries(&consul, &dc2).await;
     let (bridge, ours) = start_bridge(&consul, &[]).await;
     let theirs = DnsClient::new(consul.dns);
+    let mut names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+    names.extend(names_of_dc2_and_queries(&query_id));
+
+    // The fixture must give Consul something to answer, or equal answers prove nothing.
+    for (name, expected) in [
+        ("web.service.dc2.consul.", "10.9.0."),
+        ("webq.query.consul.", "10.1.0.3"),
+        ("failq.query.consul.", "10.9.1.1"),
+        ("nearq.query.consul.", "10.9.1.1"),
+        ("dc2q.query.dc2.consul.", "10.9.0."),
+        ("tmpl-web.query.consul.", "10.1.0."),
+    ] {
+        let answer = theirs.query(name, RecordType::A).await;
+        let text: Vec<String> = answer.answers.iter().map(|r| r.data.to_string()).collect();
+        assert!(
+            text.iter().any(|a| a.starts_with(expected)),
+            "Consul's own answer for {name}: {text:?}, expected {expected}*"
+        );
+    }
 
     let mut compared = 0;
     let mut differences = Vec::new();
     for transport in [Transport::Udp, Transport::Tcp] {
-        for name in NAMES {
+        for name in &names {
             for qtype in TYPES {
                 let expected = theirs.query_over(name, *qtype, transport).await;
                 let got = ours.query_over(name, *qtype, transport).await;

@@ -76,9 +76,19 @@ impl ServiceAnswers {
     /// Builds the records of every passing instance in `entries`. Instances that are not passing
     /// are left out here too, even though the request asked Consul for passing ones only.
     pub fn build(entries: &[HealthEntry], context: &EntryContext) -> Self {
+        let passing: Vec<&HealthEntry> = entries.iter().filter(|e| e.is_passing()).collect();
+        Self::from_entries(passing, context)
+    }
+
+    /// Builds the records of every instance in `entries`, whatever its checks say (a prepared
+    /// query's result, already filtered by Consul as the query asks).
+    pub fn build_unfiltered(entries: &[HealthEntry], context: &EntryContext) -> Self {
+        Self::from_entries(entries.iter().collect(), context)
+    }
+
+    fn from_entries(entries: Vec<&HealthEntry>, context: &EntryContext) -> Self {
         let instances = entries
-            .iter()
-            .filter(|entry| entry.is_passing())
+            .into_iter()
             .filter_map(|entry| build_instance(entry, context))
             .collect();
         Self {

@@ -14,6 +14,7 @@
 //! are served for up to `max-stale` (RFC 8767's idea), then the answer is SERVFAIL.
 
 mod entry;
+mod queries;
 mod slot;
 
 use std::{
@@ -35,6 +36,8 @@ pub use entry::{
     EntryContext, InstanceAddress, InstanceRecords, InstanceWire, ServiceAnswers, hex_address,
     ip_rdata, meta_txt, write_name,
 };
+pub use queries::go_duration_seconds;
+use queries::{QueryNames, QueryResult};
 use slot::WatchedSlot;
 
 use crate::{
@@ -127,13 +130,34 @@ struct Shared {
     /// Per datacenter, watched from the first `.node.` question on.
     nodes: Cache<String, Arc<WatchedSlot<NodeMap>>>,
     services: Cache<(String, String), Arc<WatchedSlot<ServiceAnswers>>>,
+    /// Per datacenter, watched from the first `.query.` question on.
+    query_definitions: Cache<String, Arc<WatchedSlot<QueryNames>>>,
+    /// Per (datacenter, name asked), executed from the first question on.
+    query_results: Cache<(String, String), Arc<WatchedSlot<QueryResult>>>,
+    query_refresh: Duration,
 }
+
+/// The most prepared-query names kept executed at once: a catch-all template makes every name
+/// a query, and a flood of such names must not become a flood of executions.
+const MAX_EXECUTED_QUERIES: u64 = 10_000;
 
 /// Known once the agent has told us where we are.
 struct LocalDatacenter {
     name: String,
     names: WatchedSlot<ServiceNameSet>,
     datacenters: RwLock<Arc<HashSet<String>>>,
+}
+
+impl LocalDatacenter {
+    /// Whether `dc` (lower-case) is this datacenter or one Consul knows over the WAN.
+    fn knows(&self, dc: &str) -> bool {
+        dc == self.name
+            || self
+                .datacenters
+                .read()
+                .map(|dcs| dcs.contains(dc))
+                .unwrap_or(false)
+    }
 }
 
 impl Catalog {
@@ -156,6 +180,12 @@ impl Catalog {
             remote_names: Cache::builder().time_to_idle(idle).build(),
             nodes: Cache::builder().time_to_idle(idle).build(),
             services: Cache::builder().time_to_idle(idle).build(),
+            query_definitions: Cache::builder().time_to_idle(idle).build(),
+            query_results: Cache::builder()
+                .time_to_idle(idle)
+                .max_capacity(MAX_EXECUTED_QUERIES)
+                .build(),
+            query_refresh: config.prepared_query_refresh,
         });
         tokio::spawn(bootstrap(
             shared.clone(),
@@ -197,6 +227,9 @@ impl Catalog {
             remote_names: Cache::builder().build(),
             nodes: Cache::builder().build(),
             services: Cache::builder().build(),
+            query_definitions: Cache::builder().build(),
+            query_results: Cache::builder().build(),
+            query_refresh: config.prepared_query_refresh,
         });
         let context = EntryContext {
             datacenter: datacenter.to_owned(),
@@ -271,6 +304,12 @@ impl Catalog {
         for (_, slot) in self.shared.services.iter() {
             add(slot.freshness());
         }
+        for (_, slot) in self.shared.query_definitions.iter() {
+            add(slot.freshness());
+        }
+        for (_, slot) in self.shared.query_results.iter() {
+            add(slot.freshness());
+        }
         ages
     }
 
@@ -333,6 +372,49 @@ impl Catalog {
         }
     }
 
+    /// The result of the prepared query `name` (lower-case: a name, an ID, or a name a template
+    /// matches) in `datacenter` (the local one when `None`). Only a name the datacenter's
+    /// definitions can match is executed; the first question for it waits (bounded) for the
+    /// execution, later ones are answered from the result kept fresh in the background.
+    pub async fn prepared_query(&self, datacenter: Option<&str>, name: &str) -> ServiceLookup {
+        let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
+        let Some(local) = self.local(deadline).await else {
+            return ServiceLookup::NotReady;
+        };
+        let dc = datacenter.unwrap_or(&local.name);
+        if !local.knows(dc) {
+            return ServiceLookup::Unknown;
+        }
+        let max_stale = self.shared.max_stale;
+        let definitions = self
+            .shared
+            .query_definitions
+            .get_with_by_ref(dc, || Arc::new(watch_query_definitions(&self.shared, dc)));
+        if !definitions.servable(max_stale) {
+            return ServiceLookup::NotReady;
+        }
+        let Some(names) = definitions.first(remaining(deadline)).await else {
+            return ServiceLookup::NotReady;
+        };
+        if !names.may_match(name) {
+            return ServiceLookup::Unknown;
+        }
+        let key = (dc.to_owned(), name.to_owned());
+        let slot = self.shared.query_results.get_with_by_ref(&key, || {
+            Arc::new(self.execute_query(dc, name, definitions.subscribe()))
+        });
+        if !slot.servable(max_stale) {
+            return ServiceLookup::NotReady;
+        }
+        match slot.first(remaining(deadline)).await {
+            Some(result) => match &result.answers {
+                Some(answers) => ServiceLookup::Found(answers.clone()),
+                None => ServiceLookup::Unknown,
+            },
+            None => ServiceLookup::NotReady,
+        }
+    }
+
     /// The node `name` (any case) of `datacenter` (the local one when `None`). The first
     /// question for a datacenter starts a watch on its node list; later ones are answered from it.
     pub async fn node(&self, datacenter: Option<&str>, name: &str) -> NodeLookup {
@@ -341,13 +423,7 @@ impl Catalog {
             return NodeLookup::NotReady;
         };
         let dc = datacenter.unwrap_or(&local.name);
-        let known = dc == local.name
-            || local
-                .datacenters
-                .read()
-                .map(|dcs| dcs.contains(dc))
-                .unwrap_or(false);
-        if !known {
+        if !local.knows(dc) {
             return NodeLookup::Unknown;
         }
         let slot = self
@@ -466,6 +542,45 @@ impl Catalog {
         }
     }
 
+    /// The TTL of `service`'s answers.
+    pub fn service_ttl(&self, _service: &str) -> u32 {
+        self.shared.service_ttl
+    }
+
+    /// Whether the local service list (once read) holds `service` (lower-case).
+    fn local_service_exists(&self, service: &str) -> bool {
+        let local = self.shared.local.borrow().clone();
+        local
+            .and_then(|l| l.names.current())
+            .is_some_and(|names| names.contains(service))
+    }
+
+    /// The watched slot of (`dc`, `service`), started if it is not watched yet.
+    fn service_slot(&self, dc: &str, service: &str) -> Arc<WatchedSlot<ServiceAnswers>> {
+        let key = (dc.to_owned(), service.to_owned());
+        self.shared
+            .services
+            .get_with_by_ref(&key, || Arc::new(self.watch_service(dc, service)))
+    }
+
+    fn execute_query(
+        &self,
+        dc: &str,
+        name: &str,
+        definitions: watch::Receiver<Option<Arc<QueryNames>>>,
+    ) -> WatchedSlot<QueryResult> {
+        let what = format!("prepared query {name} in {dc}");
+        let freshness = Freshness::new(what, self.shared.watch_stats.clone());
+        let (catalog, dc, name) = (self.clone(), dc.to_owned(), name.to_owned());
+        WatchedSlot::start(
+            &self.shared.stop,
+            freshness,
+            move |publish, stop, freshness| {
+                queries::keep_fresh(catalog, dc, name, definitions, publish, stop, freshness)
+            },
+        )
+    }
+
     fn watch_service(&self, dc: &str, service: &str) -> WatchedSlot<ServiceAnswers> {
         let shared = &self.shared;
         let context = EntryContext {
@@ -529,6 +644,13 @@ fn watch_nodes(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<NodeMap> {
         client.nodes(&dc, index, wait).await
     };
     watch_list(shared, dc, "nodes", fetch, node_map)
+}
+
+fn watch_query_definitions(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<QueryNames> {
+    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
+        client.prepared_queries(&dc, index, wait).await
+    };
+    watch_list(shared, dc, "prepared queries", fetch, QueryNames::build)
 }
 
 fn watch_service_names(shared: &Arc<Shared>, dc: &str) -> WatchedSlot<ServiceNameSet> {
@@ -627,6 +749,8 @@ async fn housekeeping(shared: Arc<Shared>) {
                 shared.services.run_pending_tasks();
                 shared.remote_names.run_pending_tasks();
                 shared.nodes.run_pending_tasks();
+                shared.query_definitions.run_pending_tasks();
+                shared.query_results.run_pending_tasks();
             }
         }
     }

@@ -64,6 +64,11 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
         self.current.borrow().clone()
     }
 
+    /// A receiver that sees every new value.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<T>>> {
+        self.current.clone()
+    }
+
     /// The latest value, waiting up to `timeout` for the first one.
     pub async fn first(&self, timeout: Duration) -> Option<Arc<T>> {
         if let Some(value) = self.current() {

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     WatchIndex,
-    types::{AgentSelf, HealthEntry, Node, ServiceNames},
+    types::{AgentSelf, HealthEntry, Node, PreparedQuery, QueryExecution, ServiceNames},
 };
 use crate::config::{ConsulTls, Token};
 
@@ -48,24 +48,46 @@ pub enum Endpoint {
     CatalogServices,
     CatalogNodes,
     HealthService,
+    PreparedQueries,
+    QueryExecute,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::AgentSelf,
         Endpoint::Datacenters,
         Endpoint::CatalogServices,
         Endpoint::CatalogNodes,
         Endpoint::HealthService,
+        Endpoint::PreparedQueries,
+        Endpoint::QueryExecute,
     ];
 
+    /// The endpoint as logs and metrics name it.
     pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::QueryExecute => "/v1/query/<name>/execute",
+            other => other.base(),
+        }
+    }
+
+    /// The URL path before the per-request segments (a service or query name).
+    fn base(self) -> &'static str {
         match self {
             Endpoint::AgentSelf => "/v1/agent/self",
             Endpoint::Datacenters => "/v1/catalog/datacenters",
             Endpoint::CatalogServices => "/v1/catalog/services",
             Endpoint::CatalogNodes => "/v1/catalog/nodes",
             Endpoint::HealthService => "/v1/health/service",
+            Endpoint::PreparedQueries | Endpoint::QueryExecute => "/v1/query",
+        }
+    }
+
+    /// The URL path after the per-request segments.
+    fn suffix(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::QueryExecute => &["execute"],
+            _ => &[],
         }
     }
 }
@@ -242,6 +264,35 @@ impl ConsulClient {
             .await
     }
 
+    /// Blocking query on the prepared query definitions of `dc`.
+    pub async fn prepared_queries(
+        &self,
+        dc: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<Vec<PreparedQuery>>, ConsulError> {
+        self.blocking(Endpoint::PreparedQueries, &[], dc, index, wait)
+            .await
+    }
+
+    /// Executes the prepared query `name` (a name, an ID, or a name a template matches) in
+    /// `dc`, as Consul's DNS does; `None` when Consul has no such query.
+    pub async fn execute_query(
+        &self,
+        dc: &str,
+        name: &str,
+    ) -> Result<Option<QueryExecution>, ConsulError> {
+        let query = [("dc", dc.to_owned())];
+        match self
+            .get(Endpoint::QueryExecute, &[name], &query, PLAIN_TIMEOUT)
+            .await
+        {
+            Ok((execution, _)) => Ok(Some(execution)),
+            Err(ConsulError::Status { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     async fn blocking<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
@@ -293,6 +344,7 @@ impl ConsulClient {
         timeout: Duration,
     ) -> Result<(T, Option<WatchIndex>), ConsulError> {
         let path = endpoint.path();
+        let base = endpoint.base();
         let agent = self.inner.current.load(Ordering::Relaxed) % self.inner.agents.len();
         let mut url = self.inner.agents[agent].clone();
         {
@@ -303,8 +355,9 @@ impl ConsulClient {
                     reason: "the Consul address cannot take a path".into(),
                 })?;
             parts.pop_if_empty();
-            parts.extend(path.trim_start_matches('/').split('/'));
+            parts.extend(base.trim_start_matches('/').split('/'));
             parts.extend(segments);
+            parts.extend(endpoint.suffix());
         }
         let mut request = self.inner.http.get(url).query(query).timeout(timeout);
         if let Some(token) = &self.inner.token {

@@ -67,6 +67,48 @@ impl HealthEntry {
     }
 }
 
+/// One element of `/v1/query`: what decides whether a DNS name can match the query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PreparedQuery {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub template: QueryTemplate,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct QueryTemplate {
+    /// `name_prefix_match` for a template, empty for a plain query.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+}
+
+/// `/v1/query/<name>/execute`: the instances chosen, where they live, and the DNS TTL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct QueryExecution {
+    #[serde(default)]
+    pub service: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub nodes: Vec<HealthEntry>,
+    #[serde(rename = "DNS", default)]
+    pub dns: QueryDns,
+    /// The datacenter that answered (another one after a failover).
+    pub datacenter: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct QueryDns {
+    /// A Go duration (`10s`, `1m30s`), empty when the query sets none.
+    #[serde(rename = "TTL", default)]
+    pub ttl: String,
+}
+
 /// `/v1/agent/self`, only the datacenter.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -165,7 +165,7 @@ impl Freshness {
         }
     }
 
-    fn contact_ok(&self) {
+    pub(crate) fn contact_ok(&self) {
         self.last_ok.store(self.now_millis(), Ordering::Relaxed);
         if self.stale_since.swap(0, Ordering::Relaxed) != 0 {
             debug!(what = %self.what, "fresh again");
@@ -175,7 +175,7 @@ impl Freshness {
         }
     }
 
-    fn contact_failed(&self) {
+    pub(crate) fn contact_failed(&self) {
         let now = self.now_millis();
         let became_stale = self
             .stale_since

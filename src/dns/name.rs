@@ -5,7 +5,7 @@
 //! (`a.b.<service>`), and RFC 2782's `_<service>._<tag>` (where only `_tcp` means "any tag":
 //! Consul treats `_udp` as a tag like any other) are the service forms.
 
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{Name, RecordType};
 
 /// What a query name inside or outside our domain means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,11 @@ pub enum QueryName {
     /// `<node>.node[.<dc>].<domain>`; a node name with dots is its labels joined.
     Node {
         node: String,
+        datacenter: Option<String>,
+    },
+    /// `<name or id>.query[.<dc>].<domain>`; a query name with dots is its labels joined.
+    PreparedQuery {
+        query: String,
         datacenter: Option<String>,
     },
     /// Inside the domain but not a name we serve (the apex, a malformed or unsupported form).
@@ -75,8 +80,8 @@ pub fn reverse_address(name: &Name) -> Option<std::net::IpAddr> {
     }
 }
 
-/// Parses `name` (any case) against `domain` (lower-case, fully qualified).
-pub fn parse(name: &Name, domain: &Name) -> QueryName {
+/// Parses `name` (any case), asked with `qtype`, against `domain` (lower-case, fully qualified).
+pub fn parse(name: &Name, domain: &Name, qtype: RecordType) -> QueryName {
     if !domain.zone_of(name) {
         return QueryName::OutOfDomain;
     }
@@ -89,31 +94,46 @@ pub fn parse(name: &Name, domain: &Name) -> QueryName {
     let Some(labels) = labels else {
         return QueryName::OtherInDomain;
     };
-    parse_labels(&labels).unwrap_or(QueryName::OtherInDomain)
+    parse_labels(&labels, qtype == RecordType::SRV).unwrap_or(QueryName::OtherInDomain)
 }
 
-fn parse_labels(labels: &[String]) -> Option<QueryName> {
-    // `addr` must be the second label, with at most a datacenter after it (which Consul ignores).
-    if let [hex, kind, ..] = labels
-        && kind == "addr"
-        && labels.len() <= 3
-    {
-        return Some(QueryName::Address { hex: hex.clone() });
-    }
-    let node = |parts: &[String], datacenter: Option<&String>| {
-        (!parts.is_empty()).then(|| QueryName::Node {
-            node: parts.join("."),
-            datacenter: datacenter.cloned(),
-        })
-    };
+/// `srv`: the question is for SRV records, where Consul also takes `_<svc>._<tag>` without the
+/// `service` label (RFC 2782's own form).
+fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
+    // As Consul: the last label is the kind, or else it is a datacenter and the one before it is
+    // the kind; a kind's parts that do not fit make the whole name invalid (no second reading).
+    const KINDS: [&str; 4] = ["service", "node", "query", "addr"];
+    let is_kind = |label: &String| KINDS.contains(&label.as_str());
+    let is_srv_shorthand = |label: &String| srv && label.starts_with('_');
     let (kind_at, datacenter) = match labels {
-        [.., kind] if kind == "service" => (labels.len() - 1, None),
-        [.., kind, dc] if kind == "service" => (labels.len() - 2, Some(dc.clone())),
-        [parts @ .., kind] if kind == "node" => return node(parts, None),
-        [parts @ .., kind, dc] if kind == "node" => return node(parts, Some(dc)),
+        [.., kind] if is_kind(kind) => (labels.len() - 1, None),
+        [.., last] if is_srv_shorthand(last) => return service_name(labels, None),
+        [.., kind, dc] if is_kind(kind) => (labels.len() - 2, Some(dc)),
+        [parts @ .., last, dc] if is_srv_shorthand(last) => {
+            return service_name(&labels[..parts.len() + 1], Some(dc));
+        }
         _ => return None,
     };
     let parts = &labels[..kind_at];
+    match labels[kind_at].as_str() {
+        // Consul ignores the datacenter of an address: the name holds all there is to answer.
+        "addr" => match parts {
+            [hex] => Some(QueryName::Address { hex: hex.clone() }),
+            _ => None,
+        },
+        "node" => (!parts.is_empty()).then(|| QueryName::Node {
+            node: parts.join("."),
+            datacenter: datacenter.cloned(),
+        }),
+        "query" => (!parts.is_empty()).then(|| QueryName::PreparedQuery {
+            query: parts.join("."),
+            datacenter: datacenter.cloned(),
+        }),
+        _ => service_name(parts, datacenter),
+    }
+}
+
+fn service_name(parts: &[String], datacenter: Option<&String>) -> Option<QueryName> {
     let (service, tag) = match parts {
         [] => return None,
         [service, tag] if service.starts_with('_') && tag.starts_with('_') => {
@@ -134,7 +154,7 @@ fn parse_labels(labels: &[String]) -> Option<QueryName> {
     Some(QueryName::Service {
         service,
         tag,
-        datacenter,
+        datacenter: datacenter.cloned(),
     })
 }
 
@@ -143,9 +163,14 @@ mod tests {
     use super::*;
 
     fn parse_str(name: &str) -> QueryName {
+        parse_as(name, RecordType::A)
+    }
+
+    fn parse_as(name: &str, qtype: RecordType) -> QueryName {
         parse(
             &Name::from_ascii(name).unwrap(),
             &Name::from_ascii("consul.").unwrap(),
+            qtype,
         )
     }
 
@@ -192,6 +217,19 @@ mod tests {
     }
 
     #[test]
+    fn rfc2782_form_without_the_service_label_only_for_srv() {
+        assert_eq!(
+            parse_as("_web._tcp.consul.", RecordType::SRV),
+            service("web", None, None)
+        );
+        assert_eq!(
+            parse_as("_web._v1.dc2.consul.", RecordType::SRV),
+            service("web", Some("v1"), Some("dc2"))
+        );
+        assert_eq!(parse_str("_web._tcp.consul."), QueryName::OtherInDomain);
+    }
+
+    #[test]
     fn address_forms() {
         let address = |hex: &str| QueryName::Address { hex: hex.into() };
         assert_eq!(parse_str("0a010001.addr.dc1.consul."), address("0a010001"));
@@ -215,6 +253,41 @@ mod tests {
         );
         assert_eq!(parse_str("x.ext1.node.consul."), node("x.ext1", None));
         assert_eq!(parse_str("node.consul."), QueryName::OtherInDomain);
+    }
+
+    #[test]
+    fn prepared_query_forms() {
+        let query = |name: &str, dc: Option<&str>| QueryName::PreparedQuery {
+            query: name.into(),
+            datacenter: dc.map(Into::into),
+        };
+        assert_eq!(parse_str("WebQ.query.consul."), query("webq", None));
+        assert_eq!(
+            parse_str("webq.query.dc2.consul."),
+            query("webq", Some("dc2"))
+        );
+        assert_eq!(parse_str("x.webq.query.consul."), query("x.webq", None));
+        assert_eq!(parse_str("query.consul."), QueryName::OtherInDomain);
+    }
+
+    #[test]
+    fn the_last_label_is_read_as_a_kind_before_a_datacenter() {
+        // As Consul: `service` ends the name, so `addr` here is a service and `x` its tag.
+        assert_eq!(
+            parse_str("x.addr.service.consul."),
+            service("addr", Some("x"), None)
+        );
+        assert_eq!(
+            parse_str("web.service.query.consul."),
+            QueryName::PreparedQuery {
+                query: "web.service".into(),
+                datacenter: None
+            }
+        );
+        assert_eq!(
+            parse_str("0a010001.addr.x.y.consul."),
+            QueryName::OtherInDomain
+        );
     }
 
     #[test]

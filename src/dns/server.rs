@@ -115,7 +115,7 @@ impl ConsulHandler {
         let asked = info.query.original().name();
         let qtype = info.query.query_type();
         let domain = self.catalog.domain();
-        let parsed = name::parse(asked, domain);
+        let parsed = name::parse(asked, domain, qtype);
         if parsed == QueryName::OutOfDomain {
             return Answer::error(ResponseCode::Refused);
         }
@@ -142,15 +142,24 @@ impl ConsulHandler {
                 NodeLookup::NotReady => Answer::error(ResponseCode::ServFail),
             };
         }
-        let QueryName::Service {
-            service,
-            tag,
-            datacenter,
-        } = parsed
-        else {
-            return Answer::nxdomain(domain);
+        let (lookup, tag) = match parsed {
+            QueryName::Service {
+                service,
+                tag,
+                datacenter,
+            } => (
+                self.catalog.service(datacenter.as_deref(), &service).await,
+                tag,
+            ),
+            QueryName::PreparedQuery { query, datacenter } => (
+                self.catalog
+                    .prepared_query(datacenter.as_deref(), &query)
+                    .await,
+                None,
+            ),
+            _ => return Answer::nxdomain(domain),
         };
-        match self.catalog.service(datacenter.as_deref(), &service).await {
+        match lookup {
             ServiceLookup::Found(answers) => {
                 answer::service(asked, qtype, &answers, tag.as_deref(), domain)
             }

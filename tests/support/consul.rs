@@ -54,6 +54,10 @@ pub fn consul_binary() -> PathBuf {
 pub struct ConsulAgent {
     child: Option<Child>,
     ports: [u16; 5],
+    /// Loopback address it binds and serves on.
+    ip: std::net::Ipv4Addr,
+    datacenter: String,
+    node: String,
     pub http: SocketAddr,
     pub dns: SocketAddr,
     dir: PathBuf,
@@ -74,17 +78,63 @@ impl ConsulAgent {
             free_port(),
             free_port(),
         ];
-        let dir =
-            std::env::temp_dir().join(format!("cdb-consul-{}-{}", std::process::id(), ports[0]));
+        Self::start_at([127, 0, 0, 1].into(), ports, "dc1", "node1", hcl).await
+    }
+
+    /// A dev agent of another datacenter, `datacenter`, on loopback address `ip` with the same
+    /// ports as `first` (as a real WAN peer would have), joined to `first` over the WAN.
+    pub async fn start_wan_peer(first: &ConsulAgent, ip: [u8; 4], datacenter: &str) -> Self {
+        let hcl = std::fs::read_to_string(first.dir.join("extra.hcl")).expect("first agent config");
+        let node = format!("node-{datacenter}");
+        let peer = Self::start_at(ip.into(), first.ports, datacenter, &node, &hcl).await;
+        let wan = format!("{}:{}", first.ip, first.ports[3]);
+        peer.put(&format!("/v1/agent/join/{wan}?wan=1"), Value::Null)
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let both = |body: Result<Value, reqwest::Error>| {
+                body.ok()
+                    .and_then(|v| v.as_array().map(|dcs| dcs.len()))
+                    .unwrap_or(0)
+                    >= 2
+            };
+            if both(first.get("/v1/catalog/datacenters").await)
+                && both(peer.get("/v1/catalog/datacenters").await)
+            {
+                return peer;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the {datacenter} agent did not join {} over the WAN",
+            first.datacenter
+        );
+    }
+
+    async fn start_at(
+        ip: std::net::Ipv4Addr,
+        ports: [u16; 5],
+        datacenter: &str,
+        node: &str,
+        hcl: &str,
+    ) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "cdb-consul-{}-{}-{datacenter}",
+            std::process::id(),
+            ports[0]
+        ));
         std::fs::create_dir_all(&dir).expect("agent dir");
         std::fs::write(dir.join("extra.hcl"), hcl).expect("agent config");
         let mut agent = Self {
             child: None,
             ports,
-            http: ([127, 0, 0, 1], ports[0]).into(),
-            dns: ([127, 0, 0, 1], ports[1]).into(),
+            ip,
+            datacenter: datacenter.into(),
+            node: node.into(),
+            http: (ip, ports[0]).into(),
+            dns: (ip, ports[1]).into(),
             dir,
-            api: ConsulApi::new(format!("http://127.0.0.1:{}", ports[0])),
+            api: ConsulApi::new(format!("http://{ip}:{}", ports[0])),
         };
         agent.spawn().await;
         agent
@@ -94,6 +144,7 @@ impl ConsulAgent {
     /// catalog and a low index.
     pub async fn spawn(&mut self) {
         let [http, dns, lan, wan, server] = self.ports.map(|p| p.to_string());
+        let ip = self.ip.to_string();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -104,9 +155,11 @@ impl ConsulAgent {
                 "agent",
                 "-dev",
                 "-client",
-                "127.0.0.1",
+                &ip,
                 "-bind",
-                "127.0.0.1",
+                &ip,
+                "-datacenter",
+                &self.datacenter,
                 "-grpc-port",
                 "-1",
             ])
@@ -124,7 +177,7 @@ impl ConsulAgent {
                 "-server-port",
                 &server,
                 "-node",
-                "node1",
+                &self.node,
                 "-config-file",
             ])
             .arg(self.dir.join("extra.hcl"))
@@ -209,6 +262,32 @@ impl ConsulApi {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         assert!(status.is_success(), "PUT {path} -> {status}: {text}");
+    }
+
+    /// Creates a prepared query; returns its ID.
+    pub async fn create_query(&self, definition: Value) -> String {
+        let response = self
+            .http
+            .post(format!("{}/v1/query", self.url))
+            .json(&definition)
+            .send()
+            .await
+            .expect("POST /v1/query");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "POST /v1/query -> {status}: {body}");
+        body["ID"].as_str().expect("query ID").to_owned()
+    }
+
+    /// Deletes a prepared query.
+    pub async fn delete_query(&self, id: &str) {
+        let response = self
+            .http
+            .delete(format!("{}/v1/query/{id}", self.url))
+            .send()
+            .await
+            .expect("DELETE /v1/query");
+        assert!(response.status().is_success(), "DELETE /v1/query/{id}");
     }
 
     /// Registers a service on the agent's own node with a TTL check in `status`.

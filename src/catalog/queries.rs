@@ -1,0 +1,261 @@
+//! Prepared queries (`<name>.query[.<dc>].<domain>`): which names may be executed, and the
+//! cached result of each one asked for, kept fresh in the background.
+//!
+//! Consul executes a prepared query per request (`/v1/query/<name>/execute`), and a query can
+//! fail over to other datacenters, so its result cannot be watched with one blocking query. The
+//! bridge instead:
+//! - watches the definitions of each datacenter asked for (`/v1/query`, blocking), so a name that
+//!   no query ID, query name or template prefix can match is NXDOMAIN without asking Consul;
+//! - executes a name the first time it is asked for and keeps the result in a slot whose task
+//!   executes it again when the definitions change, when the query's service changes in the
+//!   local datacenter or in the one that answered (the catalog's own service watches, so a
+//!   health flip shows within one round trip), and at least every `refresh` otherwise (for
+//!   what it cannot see: round-trip times, other failover datacenters);
+//! - drops the slot, and its task, when the name is not asked for during the idle timeout.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{Catalog, EntryContext, ServiceAnswers, slot::Publisher};
+use crate::consul::{
+    types::{PreparedQuery, QueryExecution},
+    watch::Freshness,
+};
+
+/// What the definitions of one datacenter allow a DNS name to match, all lower-case (Consul
+/// matches query names and DNS names without regard to case).
+#[derive(Debug, Default)]
+pub struct QueryNames {
+    ids: HashSet<String>,
+    names: HashSet<String>,
+    /// Names of `name_prefix_match` templates; the empty name matches every name.
+    template_prefixes: Vec<String>,
+}
+
+impl QueryNames {
+    pub fn build(queries: Vec<PreparedQuery>) -> Self {
+        let mut found = Self::default();
+        for query in queries {
+            found.ids.insert(query.id.to_ascii_lowercase());
+            let name = query.name.to_ascii_lowercase();
+            if query.template.kind == "name_prefix_match" {
+                found.template_prefixes.push(name);
+            } else if !name.is_empty() {
+                found.names.insert(name);
+            }
+        }
+        found
+    }
+
+    /// Whether Consul could find a query for `asked` (lower-case): an ID, a name, or a name a
+    /// template's prefix matches. A superset of Consul's own resolution, which decides the rest.
+    pub fn may_match(&self, asked: &str) -> bool {
+        self.ids.contains(asked)
+            || self.names.contains(asked)
+            || self.template_prefixes.iter().any(|p| asked.starts_with(p))
+    }
+}
+
+/// The last execution of one prepared query.
+#[derive(Debug)]
+pub struct QueryResult {
+    /// `None`: Consul has no such query (NXDOMAIN).
+    pub answers: Option<Arc<ServiceAnswers>>,
+}
+
+/// A wait for the next change of one watched value.
+type ChangeFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), watch::error::RecvError>> + Send + 'a>,
+>;
+
+/// The key of a watched service whose changes make a query execute again.
+type ServiceKey = (String, String);
+
+/// Executes `name` in `dc` now and again whenever its result may have changed, publishing each
+/// result, until `stop` fires.
+pub(super) async fn keep_fresh(
+    catalog: Catalog,
+    dc: String,
+    name: String,
+    mut definitions: watch::Receiver<Option<Arc<QueryNames>>>,
+    publish: Publisher<QueryResult>,
+    stop: CancellationToken,
+    freshness: Arc<Freshness>,
+) {
+    let shared = catalog.shared.clone();
+    let policy = shared.policy;
+    // Only definitions published from now on are news; the current ones are about to be used.
+    definitions.mark_unchanged();
+    let mut failures: u32 = 0;
+    // The service watches whose changes trigger a new execution, with the receivers that see them.
+    let mut triggers: Vec<(ServiceKey, watch::Receiver<Option<Arc<ServiceAnswers>>>)> = Vec::new();
+    loop {
+        let pause = match shared.client.execute_query(&dc, &name).await {
+            Ok(execution) => {
+                freshness.contact_ok();
+                failures = 0;
+                let keys = execution
+                    .as_ref()
+                    .map(|e| trigger_keys(&catalog, e))
+                    .unwrap_or_default();
+                if triggers.iter().map(|(k, _)| k).ne(keys.iter()) {
+                    triggers = keys
+                        .into_iter()
+                        .map(|key| {
+                            let slot = catalog.service_slot(&key.0, &key.1);
+                            let mut receiver = slot.subscribe();
+                            receiver.mark_unchanged();
+                            (key, receiver)
+                        })
+                        .collect();
+                }
+                let answers = execution.map(|e| Arc::new(answers(&catalog, e)));
+                publish.send_replace(Some(Arc::new(QueryResult { answers })));
+                shared.query_refresh
+            }
+            Err(error) => {
+                freshness.contact_failed();
+                failures = failures.saturating_add(1);
+                if failures % 10 == 1 {
+                    warn!(query = %name, %dc, failures, %error, "cannot execute a prepared query; retrying");
+                } else {
+                    debug!(query = %name, %dc, failures, %error, "cannot execute a prepared query; retrying");
+                }
+                policy
+                    .retry_base
+                    .saturating_mul(1 << failures.min(16).saturating_sub(1))
+                    .min(policy.retry_cap)
+            }
+        };
+        let mut changes: Vec<ChangeFuture<'_>> = triggers
+            .iter_mut()
+            .map(|(_, receiver)| Box::pin(receiver.changed()) as ChangeFuture<'_>)
+            .collect();
+        changes.push(Box::pin(definitions.changed()));
+        let trigger_changed = futures_util::future::select_all(changes);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+            (changed, _, _) = trigger_changed => {
+                // A closed channel (a definitions watch gone) must not spin: wait out the pause.
+                if changed.is_err() {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The service in the local datacenter (when it exists there) and in the one that answered.
+fn trigger_keys(catalog: &Catalog, execution: &QueryExecution) -> Vec<ServiceKey> {
+    let service = execution.service.to_ascii_lowercase();
+    let answered = execution.datacenter.to_ascii_lowercase();
+    let mut keys = Vec::new();
+    if let Some(local) = catalog.local_datacenter()
+        && catalog.local_service_exists(&service)
+    {
+        keys.push((local, service.clone()));
+    }
+    if !execution.nodes.is_empty() && !keys.iter().any(|(dc, _)| *dc == answered) {
+        keys.push((answered, service));
+    }
+    keys
+}
+
+/// The records of an execution: every instance Consul chose (it has applied the query's own
+/// health filter), named in the datacenter that answered, with the query's TTL if it sets one.
+fn answers(catalog: &Catalog, execution: QueryExecution) -> ServiceAnswers {
+    let ttl = go_duration_seconds(&execution.dns.ttl)
+        .unwrap_or_else(|| catalog.service_ttl(&execution.service));
+    let context = EntryContext {
+        datacenter: execution.datacenter.to_ascii_lowercase(),
+        domain: catalog.domain().clone(),
+        ttl,
+    };
+    ServiceAnswers::build_unfiltered(&execution.nodes, &context)
+}
+
+/// Whole seconds of a Go duration (`30s`, `1m30s`, `1.5h`, `500ms`); `None` when empty or bad.
+pub fn go_duration_seconds(text: &str) -> Option<u32> {
+    if text.is_empty() {
+        return None;
+    }
+    let mut rest = text;
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total = total.checked_add(Duration::try_from_secs_f64(number * seconds_per_unit).ok()?)?;
+    }
+    Some(u32::try_from(total.as_secs()).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consul::types::QueryTemplate;
+
+    fn query(id: &str, name: &str, template: bool) -> PreparedQuery {
+        PreparedQuery {
+            id: id.into(),
+            name: name.into(),
+            template: QueryTemplate {
+                kind: if template { "name_prefix_match" } else { "" }.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn names_ids_and_template_prefixes_may_match() {
+        let names = QueryNames::build(vec![
+            query("B29C-1", "WebQ", false),
+            query("c2", "tmpl-", true),
+        ]);
+        assert!(names.may_match("webq"));
+        assert!(names.may_match("b29c-1"));
+        assert!(names.may_match("tmpl-web"));
+        assert!(!names.may_match("x.webq"));
+        assert!(!names.may_match("nope"));
+    }
+
+    #[test]
+    fn a_catch_all_template_matches_everything() {
+        let names = QueryNames::build(vec![query("c3", "", true)]);
+        assert!(names.may_match("anything"));
+        let names = QueryNames::build(vec![query("c4", "", false)]);
+        assert!(!names.may_match("anything"));
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration_seconds("7s"), Some(7));
+        assert_eq!(go_duration_seconds("1m30s"), Some(90));
+        assert_eq!(go_duration_seconds("1.5h"), Some(5400));
+        assert_eq!(go_duration_seconds("500ms"), Some(0));
+        assert_eq!(go_duration_seconds(""), None);
+        assert_eq!(go_duration_seconds("10"), None);
+        assert_eq!(go_duration_seconds("5x"), None);
+    }
+}
