@@ -13,7 +13,7 @@ use consul_dns_bridge::{
     catalog::Catalog,
     config::{Config, Parsed},
     consul::{ConsulClient, types::HealthEntry},
-    dns::fast::FastPath,
+    dns::{answer::Zone, fast::FastPath},
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::{
@@ -92,7 +92,7 @@ fn fast_path() -> FastPath {
         "dc1",
         vec![("web".into(), web), ("db".into(), db)],
     );
-    FastPath::new(catalog, false)
+    FastPath::new(catalog, &Zone::from_config(&config), &config.dns, false)
 }
 
 fn request(name: &str, qtype: RecordType) -> Vec<u8> {

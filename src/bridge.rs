@@ -54,11 +54,10 @@ impl Bridge {
             &config.tls,
         )?;
         let catalog = Catalog::start(config, client);
-        let node_ttl = u32::try_from(config.node_ttl.as_secs()).unwrap_or(u32::MAX);
         let dns_metrics = Arc::new(DnsMetrics::default());
         let handler = ConsulHandler::new(
             catalog.clone(),
-            node_ttl,
+            config,
             fallback.clone(),
             dns_metrics.clone(),
         );

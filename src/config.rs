@@ -88,8 +88,11 @@ pub struct Config {
     pub domain: Name,
     /// `None`: ask the agent (`/v1/agent/self`) which datacenter it is in.
     pub datacenter: Option<String>,
-    pub service_ttl: Duration,
+    /// Consul's `service_ttl`: per service name, `*`-suffixed prefixes, `*` for all.
+    pub service_ttl: ServiceTtls,
     pub node_ttl: Duration,
+    /// Consul's `dns_config` options that shape answers.
+    pub dns: DnsOptions,
     /// A watched service nobody asked for during this long stops being watched.
     pub watch_idle_timeout: Duration,
     /// The `wait=` of each blocking query.
@@ -121,6 +124,88 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+/// TTLs of service answers by service name, as Consul's `service_ttl` map: an exact name wins,
+/// then the longest `prefix*` entry (`*` alone matches every name); 0 s otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceTtls {
+    exact: std::collections::HashMap<String, Duration>,
+    /// Longest prefix first.
+    prefixes: Vec<(String, Duration)>,
+}
+
+impl ServiceTtls {
+    /// One TTL for every service.
+    pub fn all(ttl: Duration) -> Self {
+        Self {
+            exact: Default::default(),
+            prefixes: vec![(String::new(), ttl)],
+        }
+    }
+
+    fn add(&mut self, name: &str, ttl: Duration) {
+        let name = name.to_ascii_lowercase();
+        match name.strip_suffix('*') {
+            Some(prefix) => {
+                self.prefixes.retain(|(p, _)| p != prefix);
+                self.prefixes.push((prefix.to_owned(), ttl));
+                self.prefixes
+                    .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+            }
+            None => {
+                self.exact.insert(name, ttl);
+            }
+        }
+    }
+
+    /// The TTL for `service` (any case).
+    pub fn for_service(&self, service: &str) -> Duration {
+        let service = service.to_ascii_lowercase();
+        if let Some(ttl) = self.exact.get(&service) {
+            return *ttl;
+        }
+        self.prefixes
+            .iter()
+            .find(|(prefix, _)| service.starts_with(prefix.as_str()))
+            .map_or(Duration::ZERO, |(_, ttl)| *ttl)
+    }
+}
+
+/// Consul's SOA timers (`dns_config.soa`), in seconds; `min_ttl` is also the SOA's own TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoaTimers {
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    pub min_ttl: u32,
+}
+
+impl Default for SoaTimers {
+    /// Consul's defaults.
+    fn default() -> Self {
+        Self {
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            min_ttl: 0,
+        }
+    }
+}
+
+/// Consul's `dns_config` options that shape answers, same names and meaning.
+#[derive(Debug, Clone, Default)]
+pub struct DnsOptions {
+    /// At most this many instances in A/AAAA/ANY/TXT answers of a service or query (0: all).
+    pub a_record_limit: usize,
+    /// UDP questions without EDNS get at most this many answers, as Consul; `None` (our default,
+    /// unlike Consul's 3): every answer that fits, TC when they do not.
+    pub udp_answer_limit: Option<usize>,
+    /// Whether an answer cut to `udp_answer_limit` carries TC (Consul's default: false).
+    pub enable_truncate: bool,
+    pub soa: SoaTimers,
+    /// A second domain answered like the first (Consul's `alt_domain`).
+    pub alt_domain: Option<Name>,
 }
 
 /// The command line. Every field is optional so that the file and the defaults can fill in
@@ -173,12 +258,36 @@ struct Cli {
     /// Datacenter of names without one [default: the agent's own]
     #[arg(long, value_name = "DC", value_parser = parse_datacenter)]
     datacenter: Option<String>,
-    /// TTL of service answers, e.g. 10s [default: 0s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    service_ttl: Option<Duration>,
+    /// TTL of service answers: 10s for all, or NAME=10s / PREFIX*=10s / *=10s (repeatable) [default: 0s]
+    #[arg(long, value_name = "[NAME=]DURATION", value_parser = parse_service_ttl)]
+    service_ttl: Vec<(Option<String>, Duration)>,
     /// TTL of node answers, e.g. 10s [default: 0s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     node_ttl: Option<Duration>,
+    /// Second domain answered like --domain (Consul's alt_domain) [default: none]
+    #[arg(long, value_name = "NAME", value_parser = parse_domain)]
+    alt_domain: Option<Name>,
+    /// At most this many instances in A/AAAA answers; 0 is no limit [default: 0]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    a_record_limit: Option<usize>,
+    /// UDP answers without EDNS hold at most N records, as Consul [default: none: all that fit, TC when not]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    udp_answer_limit: Option<usize>,
+    /// Set TC on answers cut to --udp-answer-limit [default: false]
+    #[arg(long, value_name = "BOOL", value_parser = parse_bool)]
+    enable_truncate: Option<bool>,
+    /// SOA refresh, seconds [default: 3600]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    soa_refresh: Option<u32>,
+    /// SOA retry, seconds [default: 600]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    soa_retry: Option<u32>,
+    /// SOA expire, seconds [default: 86400]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    soa_expire: Option<u32>,
+    /// SOA minimum TTL (negative caching), also the SOA's TTL, seconds [default: 0]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    soa_min_ttl: Option<u32>,
     /// Stop watching a service not asked for during this long [default: 10m]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     watch_idle_timeout: Option<Duration>,
@@ -321,8 +430,36 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
         tls,
         domain,
         datacenter: cli.datacenter.or(file.datacenter),
-        service_ttl: cli.service_ttl.or(file.service_ttl).unwrap_or_default(),
+        service_ttl: service_ttls(if cli.service_ttl.is_empty() {
+            file.service_ttl
+        } else {
+            cli.service_ttl
+        }),
         node_ttl: cli.node_ttl.or(file.node_ttl).unwrap_or_default(),
+        dns: DnsOptions {
+            a_record_limit: cli.a_record_limit.or(file.a_record_limit).unwrap_or(0),
+            udp_answer_limit: cli.udp_answer_limit.or(file.udp_answer_limit),
+            enable_truncate: cli
+                .enable_truncate
+                .or(file.enable_truncate)
+                .unwrap_or(false),
+            soa: {
+                let default = SoaTimers::default();
+                SoaTimers {
+                    refresh: cli
+                        .soa_refresh
+                        .or(file.soa_refresh)
+                        .unwrap_or(default.refresh),
+                    retry: cli.soa_retry.or(file.soa_retry).unwrap_or(default.retry),
+                    expire: cli.soa_expire.or(file.soa_expire).unwrap_or(default.expire),
+                    min_ttl: cli
+                        .soa_min_ttl
+                        .or(file.soa_min_ttl)
+                        .unwrap_or(default.min_ttl),
+                }
+            },
+            alt_domain: cli.alt_domain.or(file.alt_domain),
+        },
         watch_idle_timeout: cli
             .watch_idle_timeout
             .or(file.watch_idle_timeout)
@@ -390,7 +527,7 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
             reason: first_line(e.message()),
         })?;
     let mut cli = Cli::default();
-    for (key, value) in table {
+    for (key, value) in flatten_consul_tables(table) {
         let option = key.replace('_', "-");
         let bad = |reason: String| ConfigError::FileValue {
             path: shown.clone(),
@@ -402,6 +539,12 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
             toml::Value::String(s) => vec![s.clone()],
             toml::Value::Integer(n) => vec![n.to_string()],
             toml::Value::Boolean(b) => vec![b.to_string()],
+            // Consul's map form: `service_ttl = { "*" = "5s", web = "30s" }`.
+            toml::Value::Table(entries) if option == "service-ttl" => entries
+                .iter()
+                .map(|(name, ttl)| ttl.as_str().map(|ttl| format!("{name}={ttl}")))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("expected durations as strings".into()))?,
             toml::Value::Array(items) => items
                 .iter()
                 .map(|item| item.as_str().map(str::to_owned))
@@ -429,7 +572,17 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
             "client-key" => cli.client_key = Some(single()?.into()),
             "domain" => cli.domain = Some(parse_domain(single()?).map_err(bad)?),
             "datacenter" => cli.datacenter = Some(parse_datacenter(single()?).map_err(bad)?),
-            "service-ttl" => cli.service_ttl = Some(parse_duration(single()?).map_err(bad)?),
+            "service-ttl" => {
+                cli.service_ttl = parse_each(&strings, parse_service_ttl).map_err(bad)?;
+            }
+            "alt-domain" => cli.alt_domain = Some(parse_domain(single()?).map_err(bad)?),
+            "a-record-limit" => cli.a_record_limit = Some(parse_count(single()?).map_err(bad)?),
+            "udp-answer-limit" => cli.udp_answer_limit = Some(parse_count(single()?).map_err(bad)?),
+            "enable-truncate" => cli.enable_truncate = Some(parse_bool(single()?).map_err(bad)?),
+            "soa-refresh" => cli.soa_refresh = Some(parse_seconds(single()?).map_err(bad)?),
+            "soa-retry" => cli.soa_retry = Some(parse_seconds(single()?).map_err(bad)?),
+            "soa-expire" => cli.soa_expire = Some(parse_seconds(single()?).map_err(bad)?),
+            "soa-min-ttl" => cli.soa_min_ttl = Some(parse_seconds(single()?).map_err(bad)?),
             "node-ttl" => cli.node_ttl = Some(parse_duration(single()?).map_err(bad)?),
             "watch-idle-timeout" => {
                 cli.watch_idle_timeout = Some(parse_duration(single()?).map_err(bad)?)
@@ -468,6 +621,21 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
         }
     }
     Ok(cli)
+}
+
+/// Consul's `soa { refresh = .. }` block, written `[soa]` in TOML, read as `soa_refresh` and so
+/// on; every other key as it is.
+fn flatten_consul_tables(table: toml::Table) -> Vec<(String, toml::Value)> {
+    let mut flat = Vec::new();
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(inner) if key == "soa" => {
+                flat.extend(inner.into_iter().map(|(k, v)| (format!("soa_{k}"), v)));
+            }
+            other => flat.push((key, other)),
+        }
+    }
+    flat
 }
 
 fn parse_each<T>(texts: &[String], parse: fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
@@ -574,6 +742,33 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("expected a duration like 10s ({e})"))
 }
 
+/// `10s` (every service) or `NAME=10s`, `PREFIX*=10s`, `*=10s`.
+fn parse_service_ttl(text: &str) -> Result<(Option<String>, Duration), String> {
+    match text.split_once('=') {
+        Some((name, ttl)) if !name.is_empty() => Ok((Some(name.to_owned()), parse_duration(ttl)?)),
+        Some(_) => Err(format!("expected NAME=DURATION, got '{text}'")),
+        None => Ok((None, parse_duration(text)?)),
+    }
+}
+
+fn service_ttls(entries: Vec<(Option<String>, Duration)>) -> ServiceTtls {
+    let mut ttls = ServiceTtls::default();
+    for (name, ttl) in entries {
+        ttls.add(name.as_deref().unwrap_or("*"), ttl);
+    }
+    ttls
+}
+
+fn parse_count(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .map_err(|_| format!("expected a whole number, got '{text}'"))
+}
+
+fn parse_seconds(text: &str) -> Result<u32, String> {
+    text.parse::<u32>()
+        .map_err(|_| format!("expected a number of seconds, got '{text}'"))
+}
+
 fn parse_timeout(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         Duration::ZERO => Err("must be more than 0s".into()),
@@ -617,7 +812,7 @@ mod tests {
         assert_eq!(config.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
         assert_eq!(config.consul_addrs[0].as_str(), "http://127.0.0.1:8500/");
         assert_eq!(config.domain.to_string(), "consul.");
-        assert_eq!(config.service_ttl, Duration::ZERO);
+        assert_eq!(config.service_ttl.for_service("web"), Duration::ZERO);
     }
 
     #[test]
@@ -638,10 +833,49 @@ mod tests {
         )
         .unwrap();
         let config = parse(&["--config", path.to_str().unwrap(), "--node-ttl", "1s"]).unwrap();
-        assert_eq!(config.service_ttl, Duration::from_secs(30));
+        assert_eq!(
+            config.service_ttl.for_service("web"),
+            Duration::from_secs(30)
+        );
         assert_eq!(config.node_ttl, Duration::from_secs(1));
         assert_eq!(config.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
         assert_eq!(config.domain.to_string(), "example.");
+    }
+
+    #[test]
+    fn consul_dns_options_in_consul_shapes() {
+        let dir = std::env::temp_dir().join(format!("cdb-config-dns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dns.toml");
+        std::fs::write(
+            &path,
+            "service_ttl = { \"*\" = \"5s\", web = \"30s\", \"we*\" = \"20s\" }\n\
+             a_record_limit = 2\nudp_answer_limit = 3\nenable_truncate = true\n\
+             alt_domain = \"alt.\"\n[soa]\nrefresh = 100\nretry = 50\nexpire = 1000\nmin_ttl = 9\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        let ttl = |name: &str| config.service_ttl.for_service(name).as_secs();
+        assert_eq!((ttl("web"), ttl("wex"), ttl("db")), (30, 20, 5));
+        assert_eq!(config.dns.a_record_limit, 2);
+        assert_eq!(config.dns.udp_answer_limit, Some(3));
+        assert!(config.dns.enable_truncate);
+        assert_eq!(
+            config.dns.soa,
+            SoaTimers {
+                refresh: 100,
+                retry: 50,
+                expire: 1000,
+                min_ttl: 9
+            }
+        );
+        assert_eq!(config.dns.alt_domain.unwrap().to_string(), "alt.");
+
+        let config = parse(&["--service-ttl", "web*=4s", "--service-ttl", "web-db=1s"]).unwrap();
+        let ttl = |name: &str| config.service_ttl.for_service(name).as_secs();
+        assert_eq!((ttl("web-x"), ttl("web-db"), ttl("db")), (4, 1, 0));
+        let error = parse(&["--service-ttl", "=4s"]).unwrap_err().to_string();
+        assert!(error.contains("--service-ttl"), "{error}");
     }
 
     #[test]

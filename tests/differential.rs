@@ -315,6 +315,7 @@ async fn bridge_answers_equal_consuls_own_dns() {
 #[derive(Debug, PartialEq, Eq)]
 struct Normalized {
     rcode: String,
+    truncated: bool,
     answers: BTreeSet<String>,
     authorities: BTreeSet<String>,
     additionals: BTreeSet<String>,
@@ -324,6 +325,7 @@ fn normalize(message: &Message) -> Normalized {
     let section = |records: &[Record]| records.iter().map(|r| record(r, message)).collect();
     Normalized {
         rcode: message.metadata.response_code.to_string(),
+        truncated: message.metadata.truncation,
         answers: section(&message.answers),
         authorities: section(&message.authorities),
         additionals: section(&message.additionals),
@@ -353,4 +355,167 @@ fn record(record: &Record, message: &Message) -> String {
         other => other.to_string().to_ascii_lowercase(),
     };
     format!("{name} {} {} {data}", record.ttl, record.record_type())
+}
+
+/// Consul's DNS options set alike on both sides (the same values Consul is started with):
+/// `service_ttl` by name, prefix and `*`; `node_ttl`; `soa`; `a_record_limit`;
+/// `udp_answer_limit` with `enable_truncate`; `alt_domain`; SRV weights for passing and warning
+/// instances; repeated instances left out. Limited answers hold a random subset on Consul's side
+/// (it shuffles) and a rotating one on ours, so records are compared without their addresses,
+/// as a list: the same number of each, the same TTLs, weights, ports and flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_answers_equal_consuls_own_dns_with_consul_dns_options() {
+    let consul = ConsulAgent::start_with(
+        "dns_config {\n  only_passing = true\n  a_record_limit = 2\n  udp_answer_limit = 2\n  \
+         enable_truncate = true\n  node_ttl = \"7s\"\n  \
+         service_ttl = { \"*\" = \"5s\", \"web\" = \"30s\", \"we*\" = \"20s\" }\n  \
+         soa { refresh = 100, retry = 50, expire = 1000, min_ttl = 9 }\n}\nalt_domain = \"alt.\"\n",
+    )
+    .await;
+    for i in 1..=6u16 {
+        consul
+            .register(
+                service("web", &format!("web{i}"), &format!("10.1.0.{i}"))
+                    .port(8000 + i)
+                    .weights(5, 2),
+            )
+            .await;
+    }
+    consul
+        .register(service("web", "web7", "10.1.0.7").weights(5, 2).warning())
+        .await;
+    consul.register(service("wex", "wex1", "10.3.0.1")).await;
+    consul.register(service("db", "db1", "10.4.0.1")).await;
+    // Two instances on one address and port: Consul answers it once.
+    consul.register(service("dup", "dup1", "10.5.0.1")).await;
+    consul.register(service("dup", "dup2", "10.5.0.1")).await;
+    consul
+        .create_query(json!({"Name": "webq", "Service": {"Service": "web"}}))
+        .await;
+    consul
+        .create_query(json!({"Name": "dbq", "Service": {"Service": "db"}, "DNS": {"TTL": "3s"}}))
+        .await;
+    let options = [
+        "--service-ttl",
+        "*=5s",
+        "--service-ttl",
+        "web=30s",
+        "--service-ttl",
+        "we*=20s",
+        "--node-ttl",
+        "7s",
+        "--a-record-limit",
+        "2",
+        "--udp-answer-limit",
+        "2",
+        "--enable-truncate",
+        "true",
+        "--soa-refresh",
+        "100",
+        "--soa-retry",
+        "50",
+        "--soa-expire",
+        "1000",
+        "--soa-min-ttl",
+        "9",
+        "--alt-domain",
+        "alt.",
+    ];
+    let (bridge, ours) = start_bridge(&consul, &options).await;
+    let theirs = DnsClient::new(consul.dns);
+    let names = [
+        "web.service.consul.",
+        "_web._tcp.service.consul.",
+        "web.service.alt.",
+        "WEB.service.dc1.alt.",
+        "wex.service.consul.",
+        "db.service.consul.",
+        "dup.service.consul.",
+        "nope.service.consul.",
+        "nope.service.alt.",
+        "webq.query.consul.",
+        "webq.query.alt.",
+        "dbq.query.consul.",
+        "node1.node.consul.",
+        "node1.node.alt.",
+        "0a010001.addr.dc1.consul.",
+        "0a010001.addr.dc1.alt.",
+        "1.0.1.10.in-addr.arpa.",
+        "1.0.0.127.in-addr.arpa.",
+        "consul.",
+        "alt.",
+    ];
+    let types = [
+        RecordType::A,
+        RecordType::SRV,
+        RecordType::TXT,
+        RecordType::ANY,
+        RecordType::SOA,
+        RecordType::NS,
+        RecordType::MX,
+    ];
+    let mut compared = 0;
+    let mut differences = Vec::new();
+    for transport in [Transport::Udp, Transport::UdpPlain, Transport::Tcp] {
+        for name in names {
+            for qtype in types {
+                let expected = theirs.query_over(name, qtype, transport).await;
+                let got = ours.query_over(name, qtype, transport).await;
+                compared += 1;
+                let (expected, got) = (without_addresses(&expected), without_addresses(&got));
+                if expected != got {
+                    differences.push(format!(
+                        "{name} {qtype} over {transport:?}:\n  consul: {expected:?}\n  bridge: {got:?}"
+                    ));
+                }
+            }
+        }
+    }
+    println!(
+        "differential with Consul's DNS options: {compared} queries compared, {} different",
+        differences.len()
+    );
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    bridge.shutdown().await;
+}
+
+/// RCODE, TC, and each section as a sorted list of records with addresses (and the names made
+/// from them) left out; of the SRV records of a cut (TC) answer only the priority, as the
+/// instances kept differ.
+fn without_addresses(message: &Message) -> (String, bool, [Vec<String>; 3]) {
+    let cut = message.metadata.truncation;
+    let section = |records: &[Record]| {
+        let mut list: Vec<String> = records
+            .iter()
+            .map(|r| {
+                let name = r.name.to_string().to_ascii_lowercase();
+                let name = match name.contains(".addr.") {
+                    true => "<addr>".to_owned(),
+                    false => name,
+                };
+                let data = match &r.data {
+                    RData::A(_) | RData::AAAA(_) => String::new(),
+                    RData::SRV(srv) if cut => format!("{}", srv.priority),
+                    RData::SRV(srv) => format!("{} {} {}", srv.priority, srv.weight, srv.port),
+                    RData::SOA(soa) => format!(
+                        "{} {} {} {} {} {}",
+                        soa.mname, soa.rname, soa.refresh, soa.retry, soa.expire, soa.minimum
+                    ),
+                    other => other.to_string().to_ascii_lowercase(),
+                };
+                format!("{name} {} {} {data}", r.ttl, r.record_type())
+            })
+            .collect();
+        list.sort();
+        list
+    };
+    (
+        message.metadata.response_code.to_string(),
+        message.metadata.truncation,
+        [
+            section(&message.answers),
+            section(&message.authorities),
+            section(&message.additionals),
+        ],
+    )
 }

@@ -26,7 +26,7 @@ pub struct EntryContext {
 }
 
 /// How an instance is reached by address.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum InstanceAddress {
     Ip(IpAddr),
     /// A service registered with a host name: answered with a CNAME, as Consul does.
@@ -67,6 +67,9 @@ pub struct InstanceWire {
 #[derive(Debug, Default)]
 pub struct ServiceAnswers {
     instances: Vec<InstanceRecords>,
+    /// Whether two instances have the same address, or the same node, target and port: answers
+    /// then leave the repeats out, which the fast path does not do.
+    has_repeats: bool,
     ttl: u32,
     /// Start of the next answer, so that successive answers rotate (round-robin).
     rotation: AtomicUsize,
@@ -87,12 +90,19 @@ impl ServiceAnswers {
     }
 
     fn from_entries(entries: Vec<&HealthEntry>, context: &EntryContext) -> Self {
-        let instances = entries
+        let instances: Vec<InstanceRecords> = entries
             .into_iter()
             .filter_map(|entry| build_instance(entry, context))
             .collect();
+        let mut addresses = std::collections::HashSet::new();
+        let mut endpoints = std::collections::HashSet::new();
+        let has_repeats = !instances.iter().all(|i| {
+            addresses.insert(&i.address)
+                && endpoints.insert((&i.node_name, &i.srv.target, i.srv.port))
+        });
         Self {
             instances,
+            has_repeats,
             ttl: context.ttl,
             rotation: AtomicUsize::new(0),
         }
@@ -100,6 +110,11 @@ impl ServiceAnswers {
 
     pub fn ttl(&self) -> u32 {
         self.ttl
+    }
+
+    /// Whether answers must leave repeated instances out.
+    pub fn has_repeats(&self) -> bool {
+        self.has_repeats
     }
 
     /// Every passing instance, in the order Consul gave them.
@@ -156,7 +171,7 @@ fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<Instanc
             Record::from_rdata(node_name.clone(), ttl, RData::TXT(TXT::new(vec![text])))
         }),
     );
-    let weight = entry.service.weights.map_or(1, |w| w.passing);
+    let weight = entry.srv_weight();
     let srv = SRV::new(1, weight, entry.service.port, target);
     let wire = match &address {
         InstanceAddress::Ip(ip) => instance_wire(*ip, &srv, &srv_additionals),

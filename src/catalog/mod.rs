@@ -41,7 +41,7 @@ use queries::{QueryNames, QueryResult};
 use slot::WatchedSlot;
 
 use crate::{
-    config::Config,
+    config::{Config, ServiceTtls},
     consul::{
         Blocking, ConsulClient, ConsulError, WatchIndex, WatchPolicy,
         types::HealthEntry,
@@ -118,7 +118,7 @@ struct Shared {
     client: ConsulClient,
     policy: WatchPolicy,
     domain: Name,
-    service_ttl: u32,
+    service_ttls: ServiceTtls,
     max_stale: Duration,
     watch_stats: Arc<WatchStats>,
     /// Lookups answered from a value already cached / that had to wait for Consul.
@@ -170,7 +170,7 @@ impl Catalog {
             client,
             policy: WatchPolicy::with_wait(config.watch_wait),
             domain: config.domain.clone(),
-            service_ttl: ttl_seconds(config.service_ttl),
+            service_ttls: config.service_ttl.clone(),
             max_stale: config.max_stale,
             watch_stats: Arc::default(),
             cache_hits: AtomicU64::new(0),
@@ -217,7 +217,7 @@ impl Catalog {
             client,
             policy: WatchPolicy::with_wait(config.watch_wait),
             domain: config.domain.clone(),
-            service_ttl: ttl_seconds(config.service_ttl),
+            service_ttls: config.service_ttl.clone(),
             max_stale: config.max_stale,
             watch_stats: stats.clone(),
             cache_hits: AtomicU64::new(0),
@@ -234,9 +234,13 @@ impl Catalog {
         let context = EntryContext {
             datacenter: datacenter.to_owned(),
             domain: config.domain.clone(),
-            ttl: shared.service_ttl,
+            ttl: 0,
         };
         for (name, entries) in services {
+            let context = EntryContext {
+                ttl: ttl_seconds(shared.service_ttls.for_service(&name)),
+                ..context.clone()
+            };
             let answers = ServiceAnswers::build(&entries, &context);
             let slot = WatchedSlot::fixed(answers, fixed_freshness(&name));
             shared
@@ -542,9 +546,9 @@ impl Catalog {
         }
     }
 
-    /// The TTL of `service`'s answers.
-    pub fn service_ttl(&self, _service: &str) -> u32 {
-        self.shared.service_ttl
+    /// The TTL of `service`'s answers (`service_ttl`, by name).
+    pub fn service_ttl(&self, service: &str) -> u32 {
+        ttl_seconds(self.shared.service_ttls.for_service(service))
     }
 
     /// Whether the local service list (once read) holds `service` (lower-case).
@@ -586,7 +590,7 @@ impl Catalog {
         let context = EntryContext {
             datacenter: dc.to_owned(),
             domain: shared.domain.clone(),
-            ttl: shared.service_ttl,
+            ttl: self.service_ttl(service),
         };
         let (client, policy, service) = (shared.client.clone(), shared.policy, service.to_owned());
         let what = format!("service {service} in {dc}");

@@ -50,13 +50,19 @@ pub struct Service {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Weights {
+    #[serde(default)]
     pub passing: u16,
+    #[serde(default)]
+    pub warning: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Check {
     pub status: String,
+    /// Empty for a node-level check.
+    #[serde(default)]
+    pub service_name: String,
 }
 
 impl HealthEntry {
@@ -64,6 +70,34 @@ impl HealthEntry {
     /// `passing` (a `warning` is not passing, as with `only_passing = true`).
     pub fn is_passing(&self) -> bool {
         self.checks.iter().all(|check| check.status == "passing")
+    }
+
+    /// The SRV weight Consul gives this instance: its `Weights` for the worst state of its own
+    /// and its node's checks (1 and 1 when it has none), 0 when one is critical.
+    pub fn srv_weight(&self) -> u16 {
+        let weights = self.service.weights.unwrap_or(Weights {
+            passing: 1,
+            warning: 1,
+        });
+        let checks = self
+            .checks
+            .iter()
+            .filter(|c| c.service_name.is_empty() || c.service_name == self.service.service);
+        let (mut warning, mut critical, mut unknown) = (false, false, false);
+        for check in checks {
+            match check.status.as_str() {
+                "passing" => {}
+                "warning" => warning = true,
+                "critical" => critical = true,
+                _ => unknown = true,
+            }
+        }
+        match (unknown, critical, warning) {
+            (true, _, _) => 1,
+            (_, true, _) => 0,
+            (_, _, true) => weights.warning,
+            _ => weights.passing,
+        }
     }
 }
 

@@ -16,7 +16,33 @@ use hickory_proto::{
     },
 };
 
-use crate::catalog::{NodeRecord, ServiceAnswers, ip_rdata};
+use crate::{
+    catalog::{NodeRecord, ServiceAnswers, ip_rdata},
+    config::{Config, SoaTimers},
+};
+
+/// What answers in the Consul domain share.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// Lower-case, fully qualified; also for names asked under the alternative domain, as
+    /// Consul (its SRV targets and SOA stay in the primary domain).
+    pub domain: Name,
+    pub soa: SoaTimers,
+    pub node_ttl: u32,
+    /// At most this many instances in an address answer of a service (0: all).
+    pub a_record_limit: usize,
+}
+
+impl Zone {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            domain: config.domain.clone(),
+            soa: config.dns.soa,
+            node_ttl: u32::try_from(config.node_ttl.as_secs()).unwrap_or(u32::MAX),
+            a_record_limit: config.dns.a_record_limit,
+        }
+    }
+}
 
 /// A response without its header and question: what the handler writes.
 #[derive(Debug)]
@@ -40,21 +66,21 @@ impl Answer {
     }
 
     /// NXDOMAIN with the zone's SOA, so resolvers cache the negative answer properly.
-    pub fn nxdomain(domain: &Name) -> Self {
-        Self::negative(ResponseCode::NXDomain, domain)
+    pub fn nxdomain(zone: &Zone) -> Self {
+        Self::negative(ResponseCode::NXDomain, zone)
     }
 
     /// NOERROR without data, with the SOA.
-    pub fn nodata(domain: &Name) -> Self {
-        Self::negative(ResponseCode::NoError, domain)
+    pub fn nodata(zone: &Zone) -> Self {
+        Self::negative(ResponseCode::NoError, zone)
     }
 
-    fn negative(rcode: ResponseCode, domain: &Name) -> Self {
+    fn negative(rcode: ResponseCode, zone: &Zone) -> Self {
         Self {
             rcode,
             authoritative: true,
             answers: Vec::new(),
-            authorities: vec![soa(domain)],
+            authorities: vec![soa(zone)],
             additionals: Vec::new(),
         }
     }
@@ -70,9 +96,10 @@ impl Answer {
     }
 }
 
-/// Consul's SOA: `ns.<domain> hostmaster.<domain>`, serial the current time, its default timers
-/// (refresh 3600, retry 600, expire 86400, minimum 0), and the minimum as its TTL.
-pub fn soa(domain: &Name) -> Record {
+/// Consul's SOA: `ns.<domain> hostmaster.<domain>`, serial the current time, the configured
+/// timers, and the minimum as its TTL.
+pub fn soa(zone: &Zone) -> Record {
+    let domain = &zone.domain;
     let serial = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32);
@@ -81,29 +108,32 @@ pub fn soa(domain: &Name) -> Record {
             .and_then(|l| l.append_domain(domain))
             .unwrap_or_else(|_| domain.clone())
     };
+    let timers = zone.soa;
     let data = SOA::new(
         under("ns"),
         under("hostmaster"),
         serial,
-        3600,
-        600,
-        86400,
-        0,
+        timers.refresh as i32,
+        timers.retry as i32,
+        timers.expire as i32,
+        timers.min_ttl,
     );
-    Record::from_rdata(domain.clone(), 0, RData::SOA(data))
+    Record::from_rdata(domain.clone(), timers.min_ttl, RData::SOA(data))
 }
 
-/// A service question answered from its cache entry, `tag` already lower-case.
+/// A service question answered from its cache entry, `tag` already lower-case. As Consul, an
+/// instance that repeats one already answered (same address; for SRV, same node, target and
+/// port) is left out, and address answers stop at `a_record_limit` instances.
 pub fn service(
     asked: &Name,
     qtype: RecordType,
     answers: &ServiceAnswers,
     tag: Option<&str>,
-    domain: &Name,
+    zone: &Zone,
 ) -> Answer {
     let mut selected = answers.select(tag).peekable();
     if selected.peek().is_none() {
-        return Answer::nxdomain(domain);
+        return Answer::nxdomain(zone);
     }
     let ttl = answers.ttl();
     // Consul answers TXT and ANY on a service name with its addresses.
@@ -114,7 +144,13 @@ pub fn service(
         RecordType::SRV => {
             let mut records = Vec::new();
             let mut additionals = Vec::new();
+            let mut seen = Vec::new();
             for instance in selected {
+                let key = (&instance.node_name, &instance.srv.target, instance.srv.port);
+                if seen.contains(&key) {
+                    continue;
+                }
+                seen.push(key);
                 records.push(Record::from_rdata(
                     asked.clone(),
                     ttl,
@@ -124,25 +160,36 @@ pub fn service(
             }
             return Answer::positive(records, additionals);
         }
-        _ => return Answer::nodata(domain),
+        _ => return Answer::nodata(zone),
     };
-    let records: Vec<Record> = selected
-        .filter_map(|instance| instance.address.rdata(v4, v6))
-        .map(|rdata| Record::from_rdata(asked.clone(), ttl, rdata))
-        .collect();
+    let limit = match zone.a_record_limit {
+        0 => usize::MAX,
+        limit => limit,
+    };
+    let mut records: Vec<Record> = Vec::new();
+    for rdata in selected.filter_map(|instance| instance.address.rdata(v4, v6)) {
+        if records.iter().any(|r| r.data == rdata) {
+            continue;
+        }
+        records.push(Record::from_rdata(asked.clone(), ttl, rdata));
+        if records.len() == limit {
+            break;
+        }
+    }
     if records.is_empty() {
-        return Answer::nodata(domain);
+        return Answer::nodata(zone);
     }
     Answer::positive(records, Vec::new())
 }
 
 /// A reverse-lookup answer: one PTR to `target`, whatever the type asked, and for an SOA
 /// question the domain's SOA in the authority section too (as Consul).
-pub fn pointer(asked: &Name, qtype: RecordType, target: Name, domain: &Name, ttl: u32) -> Answer {
-    let record = Record::from_rdata(asked.clone(), ttl, RData::PTR(PTR(target)));
+pub fn pointer(asked: &Name, qtype: RecordType, target: Name, zone: &Zone) -> Answer {
+    // Consul's PTR answers carry TTL 0 whatever node_ttl and service_ttl say.
+    let record = Record::from_rdata(asked.clone(), 0, RData::PTR(PTR(target)));
     let mut answer = Answer::positive(vec![record], Vec::new());
     if qtype == RecordType::SOA {
-        answer.authorities.push(soa(domain));
+        answer.authorities.push(soa(zone));
     }
     answer
 }
@@ -162,7 +209,8 @@ pub fn empty() -> Answer {
 /// `<hex>.addr.` names, as Consul answers them: whatever the question type, an A for 8 hex
 /// digits and an AAAA for 32, owned by the name in lower case; NXDOMAIN when the digits are not
 /// hex; an empty NOERROR (without SOA) for any other length.
-pub fn address(asked: &Name, hex: &str, domain: &Name, ttl: u32) -> Answer {
+pub fn address(asked: &Name, hex: &str, zone: &Zone) -> Answer {
+    let ttl = zone.node_ttl;
     // Go's hex.DecodeString (Consul's) fails on an odd length as on a bad digit; the length is
     // looked at as len / 2 bytes.
     let wanted = hex.len() / 2;
@@ -183,9 +231,9 @@ pub fn address(asked: &Name, hex: &str, domain: &Name, ttl: u32) -> Answer {
         Some(&[a, b, c, d]) => IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
         Some(sixteen) => match <[u8; 16]>::try_from(sixteen) {
             Ok(octets) => IpAddr::V6(Ipv6Addr::from(octets)),
-            Err(_) => return Answer::nxdomain(domain),
+            Err(_) => return Answer::nxdomain(zone),
         },
-        None => return Answer::nxdomain(domain),
+        None => return Answer::nxdomain(zone),
     };
     let owner = asked.to_lowercase();
     Answer::positive(
@@ -230,11 +278,8 @@ pub fn node(asked: &Name, qtype: RecordType, node: &NodeRecord, ttl: u32) -> Ans
 }
 
 /// NS records of the domain naming the Consul servers, with their addresses as glue.
-pub fn nameservers(
-    servers: &ServiceAnswers,
-    domain: &Name,
-    ttl: u32,
-) -> (Vec<Record>, Vec<Record>) {
+pub fn nameservers(servers: &ServiceAnswers, zone: &Zone) -> (Vec<Record>, Vec<Record>) {
+    let (domain, ttl) = (&zone.domain, zone.node_ttl);
     let mut ns = Vec::new();
     let mut glue = Vec::new();
     for server in servers.select(None) {
@@ -255,17 +300,17 @@ pub fn nameservers(
 }
 
 /// Consul answers NS questions for any name in its domain with the domain's servers.
-pub fn ns_question(servers: &ServiceAnswers, domain: &Name, ttl: u32) -> Answer {
-    let (ns, glue) = nameservers(servers, domain, ttl);
+pub fn ns_question(servers: &ServiceAnswers, zone: &Zone) -> Answer {
+    let (ns, glue) = nameservers(servers, zone);
     Answer::positive(ns, glue)
 }
 
 /// Consul answers SOA questions for any name in its domain with the SOA, the servers as
 /// authority and their addresses as glue.
-pub fn soa_question(servers: &ServiceAnswers, domain: &Name, ttl: u32) -> Answer {
-    let (ns, glue) = nameservers(servers, domain, ttl);
+pub fn soa_question(servers: &ServiceAnswers, zone: &Zone) -> Answer {
+    let (ns, glue) = nameservers(servers, zone);
     Answer {
         authorities: ns,
-        ..Answer::positive(vec![soa(domain)], glue)
+        ..Answer::positive(vec![soa(zone)], glue)
     }
 }

@@ -18,7 +18,11 @@ use hickory_proto::{
     rr::{Name, RecordType},
 };
 
-use crate::catalog::{CachedLookup, Catalog, ServiceAnswers, write_name};
+use super::answer::Zone;
+use crate::{
+    catalog::{CachedLookup, Catalog, ServiceAnswers, write_name},
+    config::{DnsOptions, SoaTimers},
+};
 
 const HEADER_LEN: usize = 12;
 const CLASS_IN: u16 = 1;
@@ -37,6 +41,12 @@ pub struct FastPath {
     domain_labels: Vec<Vec<u8>>,
     /// The SOA record up to (not including) its serial: owner, type, class, TTL, length, names.
     soa_head: Vec<u8>,
+    soa: SoaTimers,
+    /// At most this many records in an A/AAAA answer (`usize::MAX`: all).
+    a_record_limit: usize,
+    /// With Consul's `udp_answer_limit` set, questions without EDNS go the general way, which
+    /// applies it.
+    general_path_without_edns: bool,
     recursion_available: bool,
 }
 
@@ -53,14 +63,25 @@ struct Question<'a> {
 }
 
 impl FastPath {
-    pub fn new(catalog: Catalog, recursion_available: bool) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        zone: &Zone,
+        options: &DnsOptions,
+        recursion_available: bool,
+    ) -> Self {
         let domain = catalog.domain().clone();
         let domain_labels = domain
             .iter()
             .map(|label| label.to_ascii_lowercase())
             .collect();
         Self {
-            soa_head: soa_head(&domain),
+            soa_head: soa_head(&domain, zone.soa.min_ttl),
+            soa: zone.soa,
+            a_record_limit: match zone.a_record_limit {
+                0 => usize::MAX,
+                limit => limit,
+            },
+            general_path_without_edns: options.udp_answer_limit.is_some(),
             catalog,
             domain_labels,
             recursion_available,
@@ -77,6 +98,9 @@ impl FastPath {
         scratch: &mut Vec<u8>,
     ) -> Option<(RecordType, ResponseCode)> {
         let question = read_question(request)?;
+        if self.general_path_without_edns && question.edns_payload.is_none() {
+            return None;
+        }
         let (service, tag) = self.service_and_tag(request, &question)?;
         let mut service_buf = [0u8; 63];
         let service = lower(service, &mut service_buf)?;
@@ -181,7 +205,14 @@ impl FastPath {
         let serial = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
-        for value in [serial, 3600, 600, 86400, 0] {
+        let timers = self.soa;
+        for value in [
+            serial,
+            timers.refresh,
+            timers.retry,
+            timers.expire,
+            timers.min_ttl,
+        ] {
             out.extend_from_slice(&value.to_be_bytes());
         }
         opt(question, out);
@@ -198,6 +229,10 @@ impl FastPath {
         out: &mut Vec<u8>,
         additionals: &mut Vec<u8>,
     ) -> Option<ResponseCode> {
+        if answers.has_repeats() {
+            // Repeated instances are left out of answers; the general path does that.
+            return None;
+        }
         let ttl = answers.ttl();
         // Header and question first; the counts are patched at the end.
         self.header(request, ResponseCode::NoError, (0, 0), question, out);
@@ -207,6 +242,11 @@ impl FastPath {
             selected += 1;
             let wire = instance.wire.as_ref()?;
             match (qtype, wire.ip) {
+                (RecordType::A | RecordType::AAAA, _)
+                    if usize::from(answer_count) == self.a_record_limit =>
+                {
+                    break;
+                }
                 (RecordType::A, IpAddr::V4(v4)) => {
                     record_head(out, qtype, ttl, 4);
                     out.extend_from_slice(&v4.octets());
@@ -263,7 +303,7 @@ fn opt(question: &Question<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn soa_head(domain: &Name) -> Vec<u8> {
+fn soa_head(domain: &Name, ttl: u32) -> Vec<u8> {
     let mut rdata_names = Vec::new();
     for first in ["ns", "hostmaster"] {
         let name = Name::from_ascii(first)
@@ -275,7 +315,7 @@ fn soa_head(domain: &Name) -> Vec<u8> {
     write_name(&mut head, domain);
     head.extend_from_slice(&u16::from(RecordType::SOA).to_be_bytes());
     head.extend_from_slice(&CLASS_IN.to_be_bytes());
-    head.extend_from_slice(&0u32.to_be_bytes());
+    head.extend_from_slice(&ttl.to_be_bytes());
     let rdlen = rdata_names.len() + 5 * 4;
     head.extend_from_slice(&(rdlen as u16).to_be_bytes());
     head.extend_from_slice(&rdata_names);

@@ -14,10 +14,10 @@ use std::{
 
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
-    rr::{Name, RecordType},
+    rr::{Name, RData, RecordType},
 };
 use hickory_server::{
-    net::runtime::Time,
+    net::{runtime::Time, xfer::Protocol},
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
 };
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{
-    answer::{self, Answer},
+    answer::{self, Answer, Zone},
     fallback::Fallback,
     fast::FastPath,
     name::{self, QueryName},
@@ -35,6 +35,7 @@ use super::{
 };
 use crate::{
     catalog::{CONSUL_SERVICE, Catalog, NodeLookup, ServiceLookup},
+    config::{Config, DnsOptions},
     metrics::DnsMetrics,
 };
 
@@ -54,24 +55,48 @@ struct ReverseQuestion {
 #[derive(Clone)]
 pub struct ConsulHandler {
     catalog: Catalog,
-    node_ttl: u32,
+    zone: Zone,
+    options: DnsOptions,
     fallback: Option<Arc<Fallback>>,
     metrics: Arc<DnsMetrics>,
 }
 
+/// Consul never puts more than this many answers in a UDP response without EDNS, whatever
+/// `udp_answer_limit` says.
+const MAX_UDP_ANSWER_LIMIT: usize = 8;
+
 impl ConsulHandler {
     pub fn new(
         catalog: Catalog,
-        node_ttl: u32,
+        config: &Config,
         fallback: Option<Arc<Fallback>>,
         metrics: Arc<DnsMetrics>,
     ) -> Self {
         Self {
             catalog,
-            node_ttl,
+            zone: Zone::from_config(config),
+            options: config.dns.clone(),
             fallback,
             metrics,
         }
+    }
+
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    pub fn options(&self) -> &DnsOptions {
+        &self.options
+    }
+
+    /// Whether `name` is in the domain or the alternative domain.
+    fn is_ours(&self, name: &Name) -> bool {
+        self.zone.domain.zone_of(name)
+            || self
+                .options
+                .alt_domain
+                .as_ref()
+                .is_some_and(|alt| alt.zone_of(name))
     }
 
     pub fn metrics(&self) -> &DnsMetrics {
@@ -97,12 +122,12 @@ impl ConsulHandler {
         })
     }
 
-    /// Whether `request` is a well-formed query for a name outside the Consul domain.
+    /// Whether `request` is a well-formed query for a name outside the Consul domains.
     fn is_outside(&self, request: &Request) -> bool {
         request.metadata.op_code == OpCode::Query
             && request
                 .request_info()
-                .is_ok_and(|info| !self.catalog.domain().zone_of(info.query.original().name()))
+                .is_ok_and(|info| !self.is_ours(info.query.original().name()))
     }
 
     async fn answer(&self, request: &Request) -> Answer {
@@ -114,8 +139,13 @@ impl ConsulHandler {
         };
         let asked = info.query.original().name();
         let qtype = info.query.query_type();
-        let domain = self.catalog.domain();
-        let parsed = name::parse(asked, domain, qtype);
+        let zone = &self.zone;
+        let mut parsed = name::parse(asked, &zone.domain, qtype);
+        if parsed == QueryName::OutOfDomain
+            && let Some(alt) = &self.options.alt_domain
+        {
+            parsed = name::parse(asked, alt, qtype);
+        }
         if parsed == QueryName::OutOfDomain {
             return Answer::error(ResponseCode::Refused);
         }
@@ -125,7 +155,7 @@ impl ConsulHandler {
             _ => {}
         }
         if let QueryName::Address { hex } = &parsed {
-            return answer::address(asked, hex, domain, self.node_ttl);
+            return answer::address(asked, hex, zone);
         }
         if let QueryName::Node { node, datacenter } = &parsed {
             // Consul looks a node up only for these types; any other gets an empty NOERROR,
@@ -137,8 +167,8 @@ impl ConsulHandler {
                 return answer::empty();
             }
             return match self.catalog.node(datacenter.as_deref(), node).await {
-                NodeLookup::Found(record) => answer::node(asked, qtype, &record, self.node_ttl),
-                NodeLookup::Unknown => Answer::nxdomain(domain),
+                NodeLookup::Found(record) => answer::node(asked, qtype, &record, zone.node_ttl),
+                NodeLookup::Unknown => Answer::nxdomain(zone),
                 NodeLookup::NotReady => Answer::error(ResponseCode::ServFail),
             };
         }
@@ -157,29 +187,62 @@ impl ConsulHandler {
                     .await,
                 None,
             ),
-            _ => return Answer::nxdomain(domain),
+            _ => return Answer::nxdomain(zone),
         };
         match lookup {
             ServiceLookup::Found(answers) => {
-                answer::service(asked, qtype, &answers, tag.as_deref(), domain)
+                answer::service(asked, qtype, &answers, tag.as_deref(), zone)
             }
-            ServiceLookup::Unknown => Answer::nxdomain(domain),
+            ServiceLookup::Unknown => Answer::nxdomain(zone),
             ServiceLookup::NotReady => Answer::error(ResponseCode::ServFail),
         }
     }
 
     /// NS and SOA questions, which Consul answers alike for every name in its domain.
     async fn zone_question(&self, qtype: RecordType) -> Answer {
-        let domain = self.catalog.domain();
         match self.catalog.service(None, CONSUL_SERVICE).await {
             ServiceLookup::Found(servers) if qtype == RecordType::NS => {
-                answer::ns_question(&servers, domain, self.node_ttl)
+                answer::ns_question(&servers, &self.zone)
             }
-            ServiceLookup::Found(servers) => answer::soa_question(&servers, domain, self.node_ttl),
+            ServiceLookup::Found(servers) => answer::soa_question(&servers, &self.zone),
             ServiceLookup::Unknown | ServiceLookup::NotReady => {
                 Answer::error(ResponseCode::ServFail)
             }
         }
+    }
+}
+
+impl ConsulHandler {
+    /// Consul's `udp_answer_limit` for a UDP question without EDNS: at most that many answers,
+    /// and of the additional records only the first for each SRV target kept. Returns whether
+    /// TC is to be set: answers were cut and `enable_truncate` asks for it.
+    fn limit_udp_answers(&self, answer: &mut Answer) -> bool {
+        let Some(limit) = self.options.udp_answer_limit else {
+            return false;
+        };
+        let limit = limit.min(MAX_UDP_ANSWER_LIMIT);
+        if answer.answers.len() <= limit {
+            return false;
+        }
+        answer.answers.truncate(limit);
+        let targets: Vec<Name> = answer
+            .answers
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::SRV(srv) => Some(srv.target.to_lowercase()),
+                _ => None,
+            })
+            .collect();
+        let mut kept: Vec<Name> = Vec::new();
+        answer.additionals.retain(|record| {
+            let name = record.name.to_lowercase();
+            let keep = targets.contains(&name) && !kept.contains(&name);
+            if keep {
+                kept.push(name);
+            }
+            keep
+        });
+        self.options.enable_truncate
     }
 }
 
@@ -221,18 +284,16 @@ impl ConsulHandler {
             return fallback.handle::<R, T>(request, response_handle).await;
         }
         let answer = match (reverse, pointer) {
-            (Some(r), Some(target)) => answer::pointer(
-                &r.asked,
-                r.qtype,
-                target,
-                self.catalog.domain(),
-                self.node_ttl,
-            ),
+            (Some(r), Some(target)) => answer::pointer(&r.asked, r.qtype, target, &self.zone),
             // Consul recurses when it has no name for the address; without recursors: SERVFAIL.
             (Some(_), None) => Answer::error(ResponseCode::ServFail),
             (None, _) => self.answer(request).await,
         };
+        let mut answer = answer;
         let mut metadata = Metadata::response_from_request(&request.metadata);
+        if request.protocol() == Protocol::Udp && request.edns.is_none() {
+            metadata.truncation = self.limit_udp_answers(&mut answer);
+        }
         metadata.authoritative = answer.authoritative;
         // As Consul: recursion is available exactly when recursors are configured.
         metadata.recursion_available = self.recursion_available();
@@ -281,6 +342,14 @@ pub struct DnsServer {
     stop: CancellationToken,
 }
 
+impl Drop for DnsServer {
+    /// The UDP sockets' threads end only when told to: a server dropped without `shutdown`
+    /// (a panic, a failed start) must not leave them running, nor keep the runtime from ending.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 impl DnsServer {
     /// Stops accepting, lets the queries in flight finish (bounded by `within`).
     pub async fn shutdown(mut self, within: Duration) {
@@ -312,6 +381,8 @@ pub async fn serve(
     }
     let fast = Arc::new(FastPath::new(
         handler.catalog.clone(),
+        handler.zone(),
+        handler.options(),
         handler.recursion_available(),
     ));
     let shared = Arc::new(handler);

@@ -372,6 +372,8 @@ pub struct ServiceFixture {
     pub port: u16,
     pub tags: Vec<String>,
     pub status: String,
+    /// SRV weights when passing and when warning; Consul's default (1, 1) when `None`.
+    pub weights: Option<(u16, u16)>,
 }
 
 /// `service("web", "web1", "10.1.0.1")`; an empty address means "use the node's address".
@@ -383,6 +385,7 @@ pub fn service(name: &str, id: &str, address: &str) -> ServiceFixture {
         port: 80,
         tags: Vec::new(),
         status: "passing".into(),
+        weights: None,
     }
 }
 
@@ -395,6 +398,10 @@ impl ServiceFixture {
         self.tags = tags.iter().map(|t| t.to_string()).collect();
         self
     }
+    pub fn weights(mut self, passing: u16, warning: u16) -> Self {
+        self.weights = Some((passing, warning));
+        self
+    }
     pub fn warning(mut self) -> Self {
         self.status = "warning".into();
         self
@@ -405,10 +412,14 @@ impl ServiceFixture {
     }
 
     pub fn agent_json(&self) -> Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "Name": self.name, "ID": self.id, "Address": self.address, "Port": self.port,
             "Tags": self.tags,
             "Check": {"CheckID": format!("service:{}", self.id), "TTL": "1h", "Status": self.status},
-        })
+        });
+        if let Some((passing, warning)) = self.weights {
+            json["Weights"] = serde_json::json!({"Passing": passing, "Warning": warning});
+        }
+        json
     }
 }
