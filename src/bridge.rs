@@ -12,7 +12,7 @@ use crate::{
     dns::{
         fallback::Fallback,
         server::{ConsulHandler, DnsServer, serve},
-        tcp::TcpLimits,
+        tcp::TcpOptions,
     },
     http,
     metrics::{DnsMetrics, Metrics},
@@ -77,11 +77,12 @@ impl Bridge {
             }
             None => None,
         };
-        let tcp_limits = TcpLimits {
+        let tcp_options = TcpOptions {
+            compress: !config.dns.disable_compression,
             max_connections: config.tcp_max_connections,
             idle_timeout: config.tcp_idle_timeout,
         };
-        let (server, dns_addrs) = match serve(handler, &config.listen, tcp_limits).await {
+        let (server, dns_addrs) = match serve(handler, &config.listen, tcp_options).await {
             Ok(served) => served,
             Err(error) => {
                 catalog.shutdown();

@@ -206,6 +206,8 @@ pub struct DnsOptions {
     pub soa: SoaTimers,
     /// A second domain answered like the first (Consul's `alt_domain`).
     pub alt_domain: Option<Name>,
+    /// Write every name in full, without compression pointers.
+    pub disable_compression: bool,
 }
 
 /// The command line. Every field is optional so that the file and the defaults can fill in
@@ -273,6 +275,9 @@ struct Cli {
     /// UDP answers without EDNS hold at most N records, as Consul [default: none: all that fit, TC when not]
     #[arg(long, value_name = "N", value_parser = parse_count)]
     udp_answer_limit: Option<usize>,
+    /// Write names in answers without compression [default: false]
+    #[arg(long, value_name = "BOOL", value_parser = parse_bool)]
+    disable_compression: Option<bool>,
     /// Set TC on answers cut to --udp-answer-limit [default: false]
     #[arg(long, value_name = "BOOL", value_parser = parse_bool)]
     enable_truncate: Option<bool>,
@@ -459,6 +464,10 @@ fn merge(cli: Cli, file: Cli) -> Result<Config, ConfigError> {
                 }
             },
             alt_domain: cli.alt_domain.or(file.alt_domain),
+            disable_compression: cli
+                .disable_compression
+                .or(file.disable_compression)
+                .unwrap_or(false),
         },
         watch_idle_timeout: cli
             .watch_idle_timeout
@@ -579,6 +588,9 @@ fn read_file(path: &PathBuf) -> Result<Cli, ConfigError> {
             "a-record-limit" => cli.a_record_limit = Some(parse_count(single()?).map_err(bad)?),
             "udp-answer-limit" => cli.udp_answer_limit = Some(parse_count(single()?).map_err(bad)?),
             "enable-truncate" => cli.enable_truncate = Some(parse_bool(single()?).map_err(bad)?),
+            "disable-compression" => {
+                cli.disable_compression = Some(parse_bool(single()?).map_err(bad)?)
+            }
             "soa-refresh" => cli.soa_refresh = Some(parse_seconds(single()?).map_err(bad)?),
             "soa-retry" => cli.soa_retry = Some(parse_seconds(single()?).map_err(bad)?),
             "soa-expire" => cli.soa_expire = Some(parse_seconds(single()?).map_err(bad)?),

@@ -369,7 +369,8 @@ async fn bridge_answers_equal_consuls_own_dns_with_consul_dns_options() {
         "dns_config {\n  only_passing = true\n  a_record_limit = 2\n  udp_answer_limit = 2\n  \
          enable_truncate = true\n  node_ttl = \"7s\"\n  \
          service_ttl = { \"*\" = \"5s\", \"web\" = \"30s\", \"we*\" = \"20s\" }\n  \
-         soa { refresh = 100, retry = 50, expire = 1000, min_ttl = 9 }\n}\nalt_domain = \"alt.\"\n",
+         soa { refresh = 100, retry = 50, expire = 1000, min_ttl = 9 }\n  \
+         disable_compression = true\n}\nalt_domain = \"alt.\"\n",
     )
     .await;
     for i in 1..=6u16 {
@@ -420,6 +421,8 @@ async fn bridge_answers_equal_consuls_own_dns_with_consul_dns_options() {
         "9",
         "--alt-domain",
         "alt.",
+        "--disable-compression",
+        "true",
     ];
     let (bridge, ours) = start_bridge(&consul, &options).await;
     let theirs = DnsClient::new(consul.dns);
@@ -468,6 +471,46 @@ async fn bridge_answers_equal_consuls_own_dns_with_consul_dns_options() {
                         "{name} {qtype} over {transport:?}:\n  consul: {expected:?}\n  bridge: {got:?}"
                     ));
                 }
+            }
+        }
+    }
+    // disable_compression: every name written in full, so the question's name appears once
+    // per record it owns plus once in the question, as in Consul's bytes.
+    for (name, qtype) in [
+        ("web.service.consul.", RecordType::A),
+        ("web.service.consul.", RecordType::SRV),
+        ("node1.node.consul.", RecordType::A),
+    ] {
+        let wire_name = support::dns::query_bytes(0, name, qtype, None)[12..]
+            .split(|b| *b == 0)
+            .next()
+            .map(<[u8]>::to_vec)
+            .expect("question name");
+        let count = |bytes: &[u8]| {
+            bytes
+                .windows(wire_name.len())
+                .filter(|w| **w == wire_name[..])
+                .count()
+        };
+        let request = support::dns::query_bytes(7, name, qtype, Some(1232));
+        let (theirs_tcp, ours_tcp) = (
+            theirs.exchange_tcp(&request).await,
+            ours.exchange_tcp(&request).await,
+        );
+        let (theirs_udp, ours_udp) = (
+            theirs.exchange_udp(&request).await,
+            ours.exchange_udp(&request).await,
+        );
+        compared += 2;
+        for (transport, theirs, ours) in
+            [("TCP", theirs_tcp, ours_tcp), ("UDP", theirs_udp, ours_udp)]
+        {
+            if count(&theirs) != count(&ours) || count(&ours) < 2 {
+                differences.push(format!(
+                    "{name} {qtype} over {transport}: the name appears {} times in Consul's bytes, {} in ours",
+                    count(&theirs),
+                    count(&ours)
+                ));
             }
         }
     }

@@ -47,6 +47,7 @@ pub struct FastPath {
     /// With Consul's `udp_answer_limit` set, questions without EDNS go the general way, which
     /// applies it.
     general_path_without_edns: bool,
+    enabled: bool,
     recursion_available: bool,
 }
 
@@ -82,6 +83,8 @@ impl FastPath {
                 limit => limit,
             },
             general_path_without_edns: options.udp_answer_limit.is_some(),
+            // Its answers point back to the question name; uncompressed ones go the general way.
+            enabled: !options.disable_compression,
             catalog,
             domain_labels,
             recursion_available,
@@ -97,6 +100,9 @@ impl FastPath {
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
     ) -> Option<(RecordType, ResponseCode)> {
+        if !self.enabled {
+            return None;
+        }
         let question = read_question(request)?;
         if self.general_path_without_edns && question.edns_payload.is_none() {
             return None;

@@ -5,6 +5,7 @@ pub mod fallback;
 pub mod fast;
 pub mod name;
 pub mod recursors;
+pub mod response;
 pub mod server;
 pub mod tcp;
 pub mod udp;

@@ -30,7 +30,7 @@ use super::{
     fallback::Fallback,
     fast::FastPath,
     name::{self, QueryName},
-    tcp::{self, TcpLimits},
+    tcp::{self, TcpOptions},
     udp,
 };
 use crate::{
@@ -369,7 +369,7 @@ impl DnsServer {
 pub async fn serve(
     handler: ConsulHandler,
     listen: &[SocketAddr],
-    tcp_limits: TcpLimits,
+    tcp_limits: TcpOptions,
 ) -> io::Result<(DnsServer, Vec<SocketAddr>)> {
     let sockets_per_address = std::thread::available_parallelism().map_or(1, usize::from);
     let mut bound = Vec::new();

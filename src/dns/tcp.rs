@@ -9,6 +9,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use hickory_proto::op::{Header, Message, MessageType, ResponseCode};
+
+use super::response::WireResponse;
 use hickory_server::{
     net::{
         BufDnsStreamHandle, DnsStreamHandle,
@@ -20,7 +22,7 @@ use hickory_server::{
         op::SerialMessage,
         serialize::binary::{BinDecodable, BinDecoder},
     },
-    server::{Request, RequestHandler, ResponseHandle, TimeoutStream},
+    server::{Request, RequestHandler, TimeoutStream},
 };
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -35,20 +37,22 @@ const RESPONSE_BUFFER: usize = 32;
 /// How long a connection may still flush its last answers once shutdown began.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_millis(200);
 
-/// Bounds on the TCP side.
+/// Bounds on the TCP side, and how its answers are written.
 #[derive(Debug, Clone, Copy)]
-pub struct TcpLimits {
+pub struct TcpOptions {
     /// Connections open at once; one more is closed as soon as it is accepted.
     pub max_connections: usize,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// Whether names in answers may be compressed.
+    pub compress: bool,
 }
 
 /// Accepts until `stop` fires, then waits for the open connections to finish what they hold.
 pub async fn serve<H: RequestHandler>(
     listener: TcpListener,
     handler: Arc<H>,
-    limits: TcpLimits,
+    limits: TcpOptions,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -77,7 +81,7 @@ pub async fn serve<H: RequestHandler>(
                     stream,
                     peer,
                     handler.clone(),
-                    limits.idle_timeout,
+                    limits,
                     stop.clone(),
                     slot,
                 ));
@@ -102,10 +106,11 @@ async fn connection<H: RequestHandler>(
     stream: TcpStream,
     peer: SocketAddr,
     handler: Arc<H>,
-    idle_timeout: Duration,
+    options: TcpOptions,
     stop: CancellationToken,
     _slot: OwnedSemaphorePermit,
 ) {
+    let idle_timeout = options.idle_timeout;
     let (dns_stream, replies) = DnsTcpStream::from_stream_with_buffer_size(
         AsyncIoTokioAsStd(stream),
         peer,
@@ -130,6 +135,7 @@ async fn connection<H: RequestHandler>(
                     peer,
                     replies.clone(),
                     Protocol::Tcp,
+                    options.compress,
                 )
                 .await;
             }
@@ -145,12 +151,14 @@ async fn connection<H: RequestHandler>(
 /// One message, as hickory-server's own loop treats it: no header, no answer; a header but an
 /// unreadable rest, FORMERR; a response, ignored (no reflection); else the handler. UDP's general
 /// path uses it too.
+/// `compress`: whether names in the response may be compressed.
 pub async fn answer<H: RequestHandler>(
     handler: &H,
     bytes: Vec<u8>,
     peer: SocketAddr,
     mut replies: BufDnsStreamHandle,
     protocol: Protocol,
+    compress: bool,
 ) {
     let Ok(header) = Header::read(&mut BinDecoder::new(&bytes)) else {
         return;
@@ -158,7 +166,7 @@ pub async fn answer<H: RequestHandler>(
     match Request::from_bytes(bytes, peer, protocol) {
         Ok(request) if request.metadata.message_type == MessageType::Response => {}
         Ok(request) => {
-            let response = ResponseHandle::new(peer, replies, protocol);
+            let response = WireResponse::new(peer, replies, protocol, compress);
             handler
                 .handle_request::<_, TokioTime>(&request, response)
                 .await;

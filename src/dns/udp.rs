@@ -140,10 +140,19 @@ fn socket_loop(
             continue;
         }
         let (handler, replies) = (handler.clone(), replies.with_remote_addr(peer));
+        let compress = !handler.options().disable_compression;
         let bytes = request.to_vec();
         general.spawn_on(
             async move {
-                tcp::answer(handler.as_ref(), bytes, peer, replies, Protocol::Udp).await;
+                tcp::answer(
+                    handler.as_ref(),
+                    bytes,
+                    peer,
+                    replies,
+                    Protocol::Udp,
+                    compress,
+                )
+                .await;
             },
             &runtime,
         );

@@ -1,0 +1,104 @@
+//! Writes a response to the wire, with or without name compression (Consul's
+//! `disable_compression`), and queues it to the peer: hickory-server's own response handle
+//! always compresses.
+
+use std::net::SocketAddr;
+
+use hickory_proto::{
+    ProtoError,
+    op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
+    rr::Record,
+    serialize::binary::{BinEncodable, BinEncoder, NameEncoding},
+};
+use hickory_server::{
+    net::{BufDnsStreamHandle, DnsStreamHandle, NetError, xfer::Protocol},
+    proto::op::SerialMessage,
+    server::{ResponseHandler, ResponseInfo},
+    zone_handler::MessageResponse,
+};
+use tracing::error;
+
+/// Sends responses to one peer over one connection or socket.
+#[derive(Clone)]
+pub struct WireResponse {
+    peer: SocketAddr,
+    replies: BufDnsStreamHandle,
+    protocol: Protocol,
+    compress: bool,
+}
+
+impl WireResponse {
+    pub fn new(
+        peer: SocketAddr,
+        replies: BufDnsStreamHandle,
+        protocol: Protocol,
+        compress: bool,
+    ) -> Self {
+        Self {
+            peer,
+            replies,
+            protocol,
+            compress,
+        }
+    }
+
+    /// The encoded response, within the client's UDP size (hickory truncates with TC); if it
+    /// cannot be encoded, a SERVFAIL with the same ID.
+    fn encode<'a>(
+        &self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<(ResponseInfo, Vec<u8>), ProtoError> {
+        let id = response.metadata().id;
+        let max_size = match self.protocol {
+            Protocol::Udp => response.edns().map_or(512, |edns| edns.max_payload()),
+            _ => u16::MAX,
+        };
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(max_size);
+        if !self.compress {
+            encoder.set_name_encoding(NameEncoding::Uncompressed);
+        }
+        let failure = match response.destructive_emit(&mut encoder) {
+            Ok(info) => return Ok((info, bytes)),
+            Err(failure) => failure,
+        };
+        error!(error = %failure, "cannot encode a response; answering SERVFAIL");
+        bytes.clear();
+        let mut encoder = BinEncoder::new(&mut bytes);
+        let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+        metadata.response_code = ResponseCode::ServFail;
+        let header = Header {
+            metadata,
+            counts: HeaderCounts::default(),
+        };
+        header.emit(&mut encoder)?;
+        Ok((ResponseInfo::from(header), bytes))
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for WireResponse {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let (info, bytes) = self.encode(response)?;
+        self.replies.send(SerialMessage::new(bytes, self.peer))?;
+        Ok(info)
+    }
+}
