@@ -31,7 +31,8 @@ register '{"Name":"web","ID":"web1","Address":"10.1.0.1","Port":8080,"Tags":["v1
 register '{"Name":"web","ID":"web2","Address":"10.1.0.2","Port":8081,"Tags":["v2"],"Check":{"TTL":"1h","Status":"passing"}}'
 register '{"Name":"web","ID":"web3","Address":"10.1.0.3","Port":8082,"Check":{"TTL":"1h","Status":"critical"}}'
 register '{"Name":"db","ID":"db1","Port":5432,"Check":{"TTL":"1h","Status":"passing"}}'
-echo "   registered web (2 passing, 1 critical) and db (on the node's address)"
+curl -sf -X POST "127.0.0.1:$HTTP/v1/query" -d '{"Name":"web-v1","Service":{"Service":"web","Tags":["v1"]},"DNS":{"TTL":"10s"}}' >/dev/null
+echo "   registered web (2 passing, 1 critical), db (on the node's address) and the prepared query web-v1"
 
 echo "== starting consul-dns-bridge on $BRIDGE"
 target/release/consul-dns-bridge --listen $BRIDGE --consul-addr "http://127.0.0.1:$HTTP" >"$work/bridge.log" 2>&1 &
@@ -44,6 +45,8 @@ show _web._tcp.service.consul SRV
 show v2.web.service.consul A
 show db.service.consul SRV
 show 0a010001.addr.dc1.consul A
+show web-v1.query.consul A
+show -x 10.1.0.1
 show nope.service.consul A
 echo; echo "== Consul's own DNS, same question:"
 echo "\$ dig @127.0.0.1 -p $CONSUL_DNS web.service.consul A +short"
