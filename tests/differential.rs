@@ -237,6 +237,8 @@ const NAMES: &[&str] = &[
     "1.0.2.10.in-addr.arpa.",
     "1.0.1.10.in-addr.arpa.",
     "3.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.",
+    // The IPv6 service address of `v6` (fd00::1).
+    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.",
     "9.9.9.10.in-addr.arpa.",
     "0.2.10.in-addr.arpa.",
     "service.consul.",
