@@ -19,16 +19,18 @@ async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> 
     started.elapsed()
 }
 
-/// A bridge with `--max-stale max_stale` that has answered for `web`, whose agent was then
-/// killed, once the bridge has noticed.
+/// A bridge with `--max-stale max_stale` that has answered for `web` and for the prepared
+/// query `webq`, whose agent was then killed, once the bridge has noticed.
 async fn answer_then_lose_consul(max_stale: &str) -> (ConsulAgent, Bridge, DnsClient) {
     let mut consul = ConsulAgent::start().await;
     consul.register(service("web", "web1", "10.1.0.1")).await;
+    consul
+        .create_query(serde_json::json!({"Name": "webq", "Service": {"Service": "web"}}))
+        .await;
     let (bridge, dns) = start_bridge(&consul, &["--max-stale", max_stale]).await;
-    assert_eq!(
-        dns.addresses("web.service.consul.", RecordType::A).await,
-        [ip("10.1.0.1")]
-    );
+    for name in ["web.service.consul.", "webq.query.consul."] {
+        assert_eq!(dns.addresses(name, RecordType::A).await, [ip("10.1.0.1")]);
+    }
     consul.kill();
     let catalog = bridge.catalog().clone();
     wait_until("stale detected", Duration::from_secs(5), async || {
@@ -44,14 +46,12 @@ async fn stale_answers_while_consul_is_down_then_fresh_after_restart() {
     let (mut consul, bridge, dns) = answer_then_lose_consul("72h").await;
     let catalog = bridge.catalog().clone();
     for _ in 0..20 {
-        assert_eq!(
-            dns.addresses("web.service.consul.", RecordType::A).await,
-            [ip("10.1.0.1")]
-        );
-        assert_eq!(
-            dns.rcode("nope.service.consul.", RecordType::A).await,
-            ResponseCode::NXDomain
-        );
+        for name in ["web.service.consul.", "webq.query.consul."] {
+            assert_eq!(dns.addresses(name, RecordType::A).await, [ip("10.1.0.1")]);
+        }
+        for name in ["nope.service.consul.", "nope.query.consul."] {
+            assert_eq!(dns.rcode(name, RecordType::A).await, ResponseCode::NXDomain);
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -65,6 +65,20 @@ async fn stale_answers_while_consul_is_down_then_fresh_after_restart() {
     )
     .await;
     println!("fresh again {took:?} after the restarted agent had the new instance");
+    // The restarted agent has no prepared query: the name is gone, then back once created.
+    wait_until(
+        "query gone after restart",
+        Duration::from_secs(20),
+        async || dns.rcode("webq.query.consul.", RecordType::A).await == ResponseCode::NXDomain,
+    )
+    .await;
+    consul
+        .create_query(serde_json::json!({"Name": "webq", "Service": {"Service": "web"}}))
+        .await;
+    wait_until("query back", Duration::from_secs(20), async || {
+        dns.addresses("webq.query.consul.", RecordType::A).await == [ip("10.1.0.9")]
+    })
+    .await;
     wait_until("no stale watch left", Duration::from_secs(5), async || {
         catalog.stale_watches() == 0
     })
@@ -80,10 +94,17 @@ async fn past_max_stale_answers_servfail_never_nxdomain() {
         ResponseCode::NoError
     );
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        dns.rcode("web.service.consul.", RecordType::A).await,
-        ResponseCode::ServFail
-    );
+    for name in [
+        "web.service.consul.",
+        "webq.query.consul.",
+        "nope.query.consul.",
+    ] {
+        assert_eq!(
+            dns.rcode(name, RecordType::A).await,
+            ResponseCode::ServFail,
+            "{name}"
+        );
+    }
     assert_eq!(
         dns.rcode("web.service.consul.", RecordType::SRV).await,
         ResponseCode::ServFail
