@@ -202,3 +202,42 @@ async fn random_query_and_dc2_names_cause_no_consul_requests() {
     assert!((1..=2).contains(&executed), "{executed} executions");
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_not_asked_for_is_not_executed_again_until_asked() {
+    let dc1 = ConsulAgent::start().await;
+    dc1.register(service("web", "web1", "10.1.0.1")).await;
+    dc1.register(service("web", "web2", "10.1.0.2")).await;
+    dc1.create_query(json!({"Name": "webq", "Service": {"Service": "web"}}))
+        .await;
+    let (bridge, dns) = start_bridge(&dc1, &["--prepared-query-refresh", "200ms"]).await;
+    let client = bridge.catalog().consul().clone();
+    let executions = || client.request_count(Endpoint::QueryExecute);
+    assert_eq!(
+        dns.addresses("webq.query.consul.", RecordType::A).await,
+        [ip("10.1.0.1"), ip("10.1.0.2")]
+    );
+    assert_eq!(executions(), 1);
+
+    // Five health changes and many refresh periods with nobody asking: no execution.
+    for verb in ["fail", "pass", "fail", "pass", "fail"] {
+        dc1.set_check("web1", verb).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(executions(), 1, "executed while nobody asked");
+
+    // The next question waits for the execution the changes called for: the answer is current.
+    let started = Instant::now();
+    assert_eq!(
+        dns.addresses("webq.query.consul.", RecordType::A).await,
+        [ip("10.1.0.2")]
+    );
+    println!(
+        "first question after the changes answered in {} with {} execution(s) in all",
+        ms(started.elapsed()),
+        executions()
+    );
+    assert_eq!(executions(), 2);
+    bridge.shutdown().await;
+}

@@ -37,7 +37,7 @@ pub use entry::{
     ip_rdata, meta_txt, write_name,
 };
 pub use queries::go_duration_seconds;
-use queries::{QueryNames, QueryResult};
+use queries::{Demand, QueryNames, QueryResult};
 use slot::WatchedSlot;
 
 use crate::{
@@ -133,8 +133,14 @@ struct Shared {
     /// Per datacenter, watched from the first `.query.` question on.
     query_definitions: Cache<String, Arc<WatchedSlot<QueryNames>>>,
     /// Per (datacenter, name asked), executed from the first question on.
-    query_results: Cache<(String, String), Arc<WatchedSlot<QueryResult>>>,
+    query_results: Cache<(String, String), Arc<ExecutedQuery>>,
     query_refresh: Duration,
+}
+
+/// A prepared query's kept result and the demand that decides when it is executed again.
+struct ExecutedQuery {
+    result: WatchedSlot<QueryResult>,
+    demand: Arc<Demand>,
 }
 
 /// The most prepared-query names kept executed at once: a catch-all template makes every name
@@ -311,8 +317,8 @@ impl Catalog {
         for (_, slot) in self.shared.query_definitions.iter() {
             add(slot.freshness());
         }
-        for (_, slot) in self.shared.query_results.iter() {
-            add(slot.freshness());
+        for (_, query) in self.shared.query_results.iter() {
+            add(query.result.freshness());
         }
         ages
     }
@@ -404,11 +410,18 @@ impl Catalog {
             return ServiceLookup::Unknown;
         }
         let key = (dc.to_owned(), name.to_owned());
-        let slot = self.shared.query_results.get_with_by_ref(&key, || {
+        let query = self.shared.query_results.get_with_by_ref(&key, || {
             Arc::new(self.execute_query(dc, name, definitions.subscribe()))
         });
+        let slot = &query.result;
         if !slot.servable(max_stale) {
             return ServiceLookup::NotReady;
+        }
+        if query.demand.ask() {
+            // A change came while nobody asked: wait (bounded) for the execution it starts.
+            let mut next = slot.subscribe();
+            next.mark_unchanged();
+            let _ = tokio::time::timeout(remaining(deadline), next.changed()).await;
         }
         match slot.first(remaining(deadline)).await {
             Some(result) => match &result.answers {
@@ -572,17 +585,27 @@ impl Catalog {
         dc: &str,
         name: &str,
         definitions: watch::Receiver<Option<Arc<QueryNames>>>,
-    ) -> WatchedSlot<QueryResult> {
+    ) -> ExecutedQuery {
         let what = format!("prepared query {name} in {dc}");
         let freshness = Freshness::new(what, self.shared.watch_stats.clone());
+        let demand: Arc<Demand> = Arc::default();
         let (catalog, dc, name) = (self.clone(), dc.to_owned(), name.to_owned());
-        WatchedSlot::start(
+        let task_demand = demand.clone();
+        let result = WatchedSlot::start(
             &self.shared.stop,
             freshness,
             move |publish, stop, freshness| {
-                queries::keep_fresh(catalog, dc, name, definitions, publish, stop, freshness)
+                let fresh = queries::Refresh {
+                    catalog,
+                    dc,
+                    name,
+                    definitions,
+                    demand: task_demand,
+                };
+                fresh.run(publish, stop, freshness)
             },
-        )
+        );
+        ExecutedQuery { result, demand }
     }
 
     fn watch_service(&self, dc: &str, service: &str) -> WatchedSlot<ServiceAnswers> {

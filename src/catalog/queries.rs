@@ -11,11 +11,23 @@
 //!   local datacenter or in the one that answered (the catalog's own service watches, so a
 //!   health flip shows within one round trip), and at least every `refresh` otherwise (for
 //!   what it cannot see: round-trip times, other failover datacenters);
+//! - executes again only for a name asked for since its last execution: a reason to execute
+//!   (timer, trigger) for a name nobody asked for meanwhile is kept until the next question,
+//!   which then waits (bounded) for that execution. So a name asked once costs one execution,
+//!   as with Consul's own DNS, however many changes happen after it, and a flood of names that
+//!   a catch-all template matches cannot be multiplied into more executions than questions;
 //! - drops the slot, and its task, when the name is not asked for during the idle timeout.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -59,6 +71,40 @@ impl QueryNames {
     }
 }
 
+/// Whether a prepared query's name is being asked for, shared by the questions and the task that
+/// executes it.
+#[derive(Debug, Default)]
+pub struct Demand {
+    /// Asked for since the last execution began.
+    asked: AtomicBool,
+    /// The task has a reason to execute and waits for a question.
+    pending: AtomicBool,
+    wake: Notify,
+}
+
+impl Demand {
+    /// Records a question; `true` when the result may be outdated and the question should wait
+    /// for the execution this starts.
+    pub fn ask(&self) -> bool {
+        self.asked.store(true, Ordering::SeqCst);
+        if self.pending.load(Ordering::SeqCst) {
+            self.wake.notify_one();
+            return true;
+        }
+        false
+    }
+
+    /// Waits until executing is worth it: at once if asked for since the last execution, else
+    /// until the next question.
+    async fn wanted(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+        while !self.asked.swap(false, Ordering::SeqCst) {
+            self.wake.notified().await;
+        }
+        self.pending.store(false, Ordering::SeqCst);
+    }
+}
+
 /// The last execution of one prepared query.
 #[derive(Debug)]
 pub struct QueryResult {
@@ -74,79 +120,100 @@ type ChangeFuture<'a> = std::pin::Pin<
 /// The key of a watched service whose changes make a query execute again.
 type ServiceKey = (String, String);
 
-/// Executes `name` in `dc` now and again whenever its result may have changed, publishing each
-/// result, until `stop` fires.
-pub(super) async fn keep_fresh(
-    catalog: Catalog,
-    dc: String,
-    name: String,
-    mut definitions: watch::Receiver<Option<Arc<QueryNames>>>,
-    publish: Publisher<QueryResult>,
-    stop: CancellationToken,
-    freshness: Arc<Freshness>,
-) {
-    let shared = catalog.shared.clone();
-    let policy = shared.policy;
-    // Only definitions published from now on are news; the current ones are about to be used.
-    definitions.mark_unchanged();
-    let mut failures: u32 = 0;
-    // The service watches whose changes trigger a new execution, with the receivers that see them.
-    let mut triggers: Vec<(ServiceKey, watch::Receiver<Option<Arc<ServiceAnswers>>>)> = Vec::new();
-    loop {
-        let pause = match shared.client.execute_query(&dc, &name).await {
-            Ok(execution) => {
-                freshness.contact_ok();
-                failures = 0;
-                let keys = execution
-                    .as_ref()
-                    .map(|e| trigger_keys(&catalog, e))
-                    .unwrap_or_default();
-                if triggers.iter().map(|(k, _)| k).ne(keys.iter()) {
-                    triggers = keys
-                        .into_iter()
-                        .map(|key| {
-                            let slot = catalog.service_slot(&key.0, &key.1);
-                            let mut receiver = slot.subscribe();
-                            receiver.mark_unchanged();
-                            (key, receiver)
-                        })
-                        .collect();
+/// What the task that keeps one prepared query's result fresh works with.
+pub(super) struct Refresh {
+    pub catalog: Catalog,
+    pub dc: String,
+    pub name: String,
+    pub definitions: watch::Receiver<Option<Arc<QueryNames>>>,
+    pub demand: Arc<Demand>,
+}
+
+impl Refresh {
+    /// Executes the query now and again whenever its result may have changed and it is asked
+    /// for, publishing each result, until `stop` fires.
+    pub async fn run(
+        self,
+        publish: Publisher<QueryResult>,
+        stop: CancellationToken,
+        freshness: Arc<Freshness>,
+    ) {
+        let Refresh {
+            catalog,
+            dc,
+            name,
+            mut definitions,
+            demand,
+        } = self;
+        let shared = catalog.shared.clone();
+        let policy = shared.policy;
+        // Only definitions published from now on are news; the current ones are about to be used.
+        definitions.mark_unchanged();
+        let mut failures: u32 = 0;
+        // The service watches whose changes trigger a new execution, with the receivers that see them.
+        let mut triggers: Vec<(ServiceKey, watch::Receiver<Option<Arc<ServiceAnswers>>>)> =
+            Vec::new();
+        loop {
+            demand.asked.store(false, Ordering::SeqCst);
+            let pause = match shared.client.execute_query(&dc, &name).await {
+                Ok(execution) => {
+                    freshness.contact_ok();
+                    failures = 0;
+                    let keys = execution
+                        .as_ref()
+                        .map(|e| trigger_keys(&catalog, e))
+                        .unwrap_or_default();
+                    if triggers.iter().map(|(k, _)| k).ne(keys.iter()) {
+                        triggers = keys
+                            .into_iter()
+                            .map(|key| {
+                                let slot = catalog.service_slot(&key.0, &key.1);
+                                let mut receiver = slot.subscribe();
+                                receiver.mark_unchanged();
+                                (key, receiver)
+                            })
+                            .collect();
+                    }
+                    let answers = execution.map(|e| Arc::new(answers(&catalog, e)));
+                    publish.send_replace(Some(Arc::new(QueryResult { answers })));
+                    shared.query_refresh
                 }
-                let answers = execution.map(|e| Arc::new(answers(&catalog, e)));
-                publish.send_replace(Some(Arc::new(QueryResult { answers })));
-                shared.query_refresh
-            }
-            Err(error) => {
-                freshness.contact_failed();
-                failures = failures.saturating_add(1);
-                if failures % 10 == 1 {
-                    warn!(query = %name, %dc, failures, %error, "cannot execute a prepared query; retrying");
-                } else {
-                    debug!(query = %name, %dc, failures, %error, "cannot execute a prepared query; retrying");
+                Err(error) => {
+                    freshness.contact_failed();
+                    failures = failures.saturating_add(1);
+                    if failures % 10 == 1 {
+                        warn!(query = %name, %dc, failures, %error, "cannot execute a prepared query; retrying");
+                    } else {
+                        debug!(query = %name, %dc, failures, %error, "cannot execute a prepared query; retrying");
+                    }
+                    policy
+                        .retry_base
+                        .saturating_mul(1 << failures.min(16).saturating_sub(1))
+                        .min(policy.retry_cap)
                 }
-                policy
-                    .retry_base
-                    .saturating_mul(1 << failures.min(16).saturating_sub(1))
-                    .min(policy.retry_cap)
-            }
-        };
-        let mut changes: Vec<ChangeFuture<'_>> = triggers
-            .iter_mut()
-            .map(|(_, receiver)| Box::pin(receiver.changed()) as ChangeFuture<'_>)
-            .collect();
-        changes.push(Box::pin(definitions.changed()));
-        let trigger_changed = futures_util::future::select_all(changes);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
-            (changed, _, _) = trigger_changed => {
-                // A closed channel (a definitions watch gone) must not spin: wait out the pause.
-                if changed.is_err() {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(pause) => {}
+            };
+            let mut changes: Vec<ChangeFuture<'_>> = triggers
+                .iter_mut()
+                .map(|(_, receiver)| Box::pin(receiver.changed()) as ChangeFuture<'_>)
+                .collect();
+            changes.push(Box::pin(definitions.changed()));
+            let trigger_changed = futures_util::future::select_all(changes);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+                (changed, _, _) = trigger_changed => {
+                    // A closed channel (a definitions watch gone) must not spin: wait out the pause.
+                    if changed.is_err() {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(pause) => {}
+                        }
                     }
                 }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = demand.wanted() => {}
             }
         }
     }
