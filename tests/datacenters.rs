@@ -133,7 +133,7 @@ async fn new_changed_and_deleted_queries_are_seen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_query_and_dc2_names_cause_no_consul_requests() {
+async fn random_query_connect_and_dc2_names_cause_no_consul_requests() {
     let dc1 = ConsulAgent::start().await;
     let dc2 = ConsulAgent::start_wan_peer(&dc1, [127, 0, 0, 3], "dc2").await;
     dc1.register(service("web", "web1", "10.1.0.1")).await;
@@ -163,7 +163,7 @@ async fn random_query_and_dc2_names_cause_no_consul_requests() {
     let before = counts();
 
     for i in 0..1000 {
-        let kind = ["query", "node.dc2", "service.dc2"][i % 3];
+        let kind = ["query", "node.dc2", "service.dc2", "connect"][i % 4];
         let name = format!("r{:x}{i}.{kind}.consul.", rand::random::<u64>());
         assert_eq!(
             dns.rcode(&name, RecordType::A).await,
@@ -178,6 +178,11 @@ async fn random_query_and_dc2_names_cause_no_consul_requests() {
     let moved = |endpoint: Endpoint| after[endpoint as usize] - before[endpoint as usize];
     assert_eq!(moved(Endpoint::QueryExecute), 0, "no random name executed");
     assert_eq!(moved(Endpoint::HealthService), 0, "no health request");
+    assert_eq!(
+        moved(Endpoint::HealthConnect),
+        0,
+        "no Connect health request"
+    );
     // At most a parked watch coming back at the end of its wait.
     for endpoint in [
         Endpoint::PreparedQueries,

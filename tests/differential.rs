@@ -83,6 +83,27 @@ async fn fixture(consul: &ConsulAgent) {
             service("ext6", "ext3", "").port(9002),
         )
         .await;
+    // A Connect proxy for web (what `web.connect` answers with), and a Connect-native instance.
+    consul
+        .put(
+            "/v1/agent/service/register",
+            json!({
+                "Kind": "connect-proxy", "Name": "web-proxy", "ID": "web-proxy1",
+                "Address": "10.1.5.1", "Port": 21000,
+                "Proxy": {"DestinationServiceName": "web", "LocalServicePort": 8080},
+                "Check": {"TTL": "1h", "Status": "passing"}
+            }),
+        )
+        .await;
+    consul
+        .put(
+            "/v1/agent/service/register",
+            json!({
+                "Name": "native", "ID": "native1", "Address": "10.1.6.1", "Port": 443,
+                "Connect": {"Native": true}, "Check": {"TTL": "1h", "Status": "passing"}
+            }),
+        )
+        .await;
     // A node whose address is a host name: Consul answers its A question with a CNAME.
     consul
         .register_external(
@@ -165,6 +186,14 @@ fn names_of_dc2_and_queries(query_id: &str) -> Vec<String> {
         "ext1.node.dc2.consul.",
         "0a090001.addr.dc2.consul.",
         "fd000000000000000000000000000099.addr.dc2.consul.",
+        "web.connect.consul.",
+        "v1.web.connect.consul.",
+        "WEB.connect.dc1.consul.",
+        "native.connect.consul.",
+        "db.connect.consul.",
+        "nope.connect.consul.",
+        "web.connect.dc2.consul.",
+        "web.connect.dc9.consul.",
         "webq.query.consul.",
         "WebQ.Query.dc1.consul.",
         "webp.query.consul.",
@@ -278,6 +307,8 @@ async fn bridge_answers_equal_consuls_own_dns() {
         ("nearq.query.consul.", "10.9.1.1"),
         ("dc2q.query.dc2.consul.", "10.9.0."),
         ("tmpl-web.query.consul.", "10.1.0."),
+        ("web.connect.consul.", "10.1.5.1"),
+        ("native.connect.consul.", "10.1.6.1"),
     ] {
         let answer = theirs.query(name, RecordType::A).await;
         let text: Vec<String> = answer.answers.iter().map(|r| r.data.to_string()).collect();

@@ -60,6 +60,15 @@ pub const CONSUL_SERVICE: &str = "consul";
 /// Names of the services of one datacenter, lower-case.
 type ServiceNameSet = HashSet<String>;
 
+/// Which instances of a service a name asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InstanceKind {
+    /// `.service`: the service's own instances.
+    Service,
+    /// `.connect`: its Connect proxies and Connect-native instances.
+    Connect,
+}
+
 /// What the cache knows of a (datacenter, service) asked for.
 pub enum ServiceLookup {
     Found(Arc<ServiceAnswers>),
@@ -130,6 +139,8 @@ struct Shared {
     /// Per datacenter, watched from the first `.node.` question on.
     nodes: Cache<String, Arc<WatchedSlot<NodeMap>>>,
     services: Cache<(String, String), Arc<WatchedSlot<ServiceAnswers>>>,
+    /// The same for `.connect` names: proxies and Connect-native instances.
+    connect_services: Cache<(String, String), Arc<WatchedSlot<ServiceAnswers>>>,
     /// Per datacenter, watched from the first `.query.` question on.
     query_definitions: Cache<String, Arc<WatchedSlot<QueryNames>>>,
     /// Per (datacenter, name asked), executed from the first question on.
@@ -186,6 +197,7 @@ impl Catalog {
             remote_names: Cache::builder().time_to_idle(idle).build(),
             nodes: Cache::builder().time_to_idle(idle).build(),
             services: Cache::builder().time_to_idle(idle).build(),
+            connect_services: Cache::builder().time_to_idle(idle).build(),
             query_definitions: Cache::builder().time_to_idle(idle).build(),
             query_results: Cache::builder()
                 .time_to_idle(idle)
@@ -233,6 +245,7 @@ impl Catalog {
             remote_names: Cache::builder().build(),
             nodes: Cache::builder().build(),
             services: Cache::builder().build(),
+            connect_services: Cache::builder().build(),
             query_definitions: Cache::builder().build(),
             query_results: Cache::builder().build(),
             query_refresh: config.prepared_query_refresh,
@@ -314,6 +327,9 @@ impl Catalog {
         for (_, slot) in self.shared.services.iter() {
             add(slot.freshness());
         }
+        for (_, slot) in self.shared.connect_services.iter() {
+            add(slot.freshness());
+        }
         for (_, slot) in self.shared.query_definitions.iter() {
             add(slot.freshness());
         }
@@ -332,6 +348,24 @@ impl Catalog {
     /// The passing instances of `service` in `datacenter` (the local one when `None`).
     /// `service` and `datacenter` must be lower-case.
     pub async fn service(&self, datacenter: Option<&str>, service: &str) -> ServiceLookup {
+        self.instances(datacenter, service, InstanceKind::Service)
+            .await
+    }
+
+    /// The passing Connect-capable instances of `service` (its proxies and Connect-native
+    /// instances) in `datacenter`, for `.connect` names; watched only for a service in the
+    /// datacenter's service list, so a random name costs Consul nothing.
+    pub async fn connect(&self, datacenter: Option<&str>, service: &str) -> ServiceLookup {
+        self.instances(datacenter, service, InstanceKind::Connect)
+            .await
+    }
+
+    async fn instances(
+        &self,
+        datacenter: Option<&str>,
+        service: &str,
+        kind: InstanceKind,
+    ) -> ServiceLookup {
         let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
         let Some(local) = self.local(deadline).await else {
             return ServiceLookup::NotReady;
@@ -364,10 +398,11 @@ impl Catalog {
             return ServiceLookup::Unknown;
         }
         let key = (dc.to_owned(), service.to_owned());
-        let slot = self
-            .shared
-            .services
-            .get_with_by_ref(&key, || Arc::new(self.watch_service(dc, service)));
+        let cache = match kind {
+            InstanceKind::Service => &self.shared.services,
+            InstanceKind::Connect => &self.shared.connect_services,
+        };
+        let slot = cache.get_with_by_ref(&key, || Arc::new(self.watch_service(dc, service, kind)));
         if !slot.servable(max_stale) {
             return ServiceLookup::NotReady;
         }
@@ -575,9 +610,9 @@ impl Catalog {
     /// The watched slot of (`dc`, `service`), started if it is not watched yet.
     fn service_slot(&self, dc: &str, service: &str) -> Arc<WatchedSlot<ServiceAnswers>> {
         let key = (dc.to_owned(), service.to_owned());
-        self.shared
-            .services
-            .get_with_by_ref(&key, || Arc::new(self.watch_service(dc, service)))
+        self.shared.services.get_with_by_ref(&key, || {
+            Arc::new(self.watch_service(dc, service, InstanceKind::Service))
+        })
     }
 
     fn execute_query(
@@ -608,7 +643,12 @@ impl Catalog {
         ExecutedQuery { result, demand }
     }
 
-    fn watch_service(&self, dc: &str, service: &str) -> WatchedSlot<ServiceAnswers> {
+    fn watch_service(
+        &self,
+        dc: &str,
+        service: &str,
+        kind: InstanceKind,
+    ) -> WatchedSlot<ServiceAnswers> {
         let shared = &self.shared;
         let context = EntryContext {
             datacenter: dc.to_owned(),
@@ -616,7 +656,10 @@ impl Catalog {
             ttl: self.service_ttl(service),
         };
         let (client, policy, service) = (shared.client.clone(), shared.policy, service.to_owned());
-        let what = format!("service {service} in {dc}");
+        let what = match kind {
+            InstanceKind::Service => format!("service {service} in {dc}"),
+            InstanceKind::Connect => format!("Connect instances of {service} in {dc}"),
+        };
         let freshness = Freshness::new(what, shared.watch_stats.clone());
         WatchedSlot::start(
             &shared.stop,
@@ -625,7 +668,18 @@ impl Catalog {
                 let fetch = |index, wait| {
                     let (client, dc, service) =
                         (client.clone(), context.datacenter.clone(), service.clone());
-                    async move { client.passing_instances(&dc, &service, index, wait).await }
+                    async move {
+                        match kind {
+                            InstanceKind::Service => {
+                                client.passing_instances(&dc, &service, index, wait).await
+                            }
+                            InstanceKind::Connect => {
+                                client
+                                    .passing_connect_instances(&dc, &service, index, wait)
+                                    .await
+                            }
+                        }
+                    }
                 };
                 let deliver = |entries: Vec<_>| {
                     publish.send_replace(Some(Arc::new(ServiceAnswers::build(&entries, &context))));
@@ -774,6 +828,7 @@ async fn housekeeping(shared: Arc<Shared>) {
             _ = shared.stop.cancelled() => return,
             _ = tick.tick() => {
                 shared.services.run_pending_tasks();
+                shared.connect_services.run_pending_tasks();
                 shared.remote_names.run_pending_tasks();
                 shared.nodes.run_pending_tasks();
                 shared.query_definitions.run_pending_tasks();

@@ -48,17 +48,19 @@ pub enum Endpoint {
     CatalogServices,
     CatalogNodes,
     HealthService,
+    HealthConnect,
     PreparedQueries,
     QueryExecute,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::AgentSelf,
         Endpoint::Datacenters,
         Endpoint::CatalogServices,
         Endpoint::CatalogNodes,
         Endpoint::HealthService,
+        Endpoint::HealthConnect,
         Endpoint::PreparedQueries,
         Endpoint::QueryExecute,
     ];
@@ -79,6 +81,7 @@ impl Endpoint {
             Endpoint::CatalogServices => "/v1/catalog/services",
             Endpoint::CatalogNodes => "/v1/catalog/nodes",
             Endpoint::HealthService => "/v1/health/service",
+            Endpoint::HealthConnect => "/v1/health/connect",
             Endpoint::PreparedQueries | Endpoint::QueryExecute => "/v1/query",
         }
     }
@@ -264,6 +267,19 @@ impl ConsulClient {
             .await
     }
 
+    /// Blocking query on the passing Connect-capable instances of one service: its proxies and
+    /// its Connect-native instances (`.connect` names).
+    pub async fn passing_connect_instances(
+        &self,
+        dc: &str,
+        service: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<Vec<HealthEntry>>, ConsulError> {
+        self.blocking(Endpoint::HealthConnect, &[service], dc, index, wait)
+            .await
+    }
+
     /// Blocking query on the prepared query definitions of `dc`.
     pub async fn prepared_queries(
         &self,
@@ -302,7 +318,7 @@ impl ConsulClient {
         wait: Duration,
     ) -> Result<Blocking<T>, ConsulError> {
         let mut query = vec![("dc", dc.to_owned())];
-        if endpoint == Endpoint::HealthService {
+        if matches!(endpoint, Endpoint::HealthService | Endpoint::HealthConnect) {
             query.push(("passing", "1".to_owned()));
         }
         if index.is_set() {

@@ -16,6 +16,12 @@ pub enum QueryName {
         tag: Option<String>,
         datacenter: Option<String>,
     },
+    /// `[<tag>.]<service>.connect[.<dc>].<domain>`: the service's Connect proxies and
+    /// Connect-native instances; Consul ignores a tag here.
+    Connect {
+        service: String,
+        datacenter: Option<String>,
+    },
     /// `<hex>.addr[.<dc>].<domain>`: an address spelled in hex (the SRV targets we hand out).
     /// The hex is lower-case and not checked yet: Consul answers bad hex and bad lengths
     /// differently.
@@ -102,7 +108,7 @@ pub fn parse(name: &Name, domain: &Name, qtype: RecordType) -> QueryName {
 fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
     // As Consul: the last label is the kind, or else it is a datacenter and the one before it is
     // the kind; a kind's parts that do not fit make the whole name invalid (no second reading).
-    const KINDS: [&str; 4] = ["service", "node", "query", "addr"];
+    const KINDS: [&str; 5] = ["service", "connect", "node", "query", "addr"];
     let is_kind = |label: &String| KINDS.contains(&label.as_str());
     let is_srv_shorthand = |label: &String| srv && label.starts_with('_');
     let (kind_at, datacenter) = match labels {
@@ -123,6 +129,10 @@ fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
         },
         "node" => (!parts.is_empty()).then(|| QueryName::Node {
             node: parts.join("."),
+            datacenter: datacenter.cloned(),
+        }),
+        "connect" => parts.last().map(|service| QueryName::Connect {
+            service: service.clone(),
             datacenter: datacenter.cloned(),
         }),
         "query" => (!parts.is_empty()).then(|| QueryName::PreparedQuery {
@@ -268,6 +278,20 @@ mod tests {
         );
         assert_eq!(parse_str("x.webq.query.consul."), query("x.webq", None));
         assert_eq!(parse_str("query.consul."), QueryName::OtherInDomain);
+    }
+
+    #[test]
+    fn connect_forms_ignore_the_tag() {
+        let connect = |service: &str, dc: Option<&str>| QueryName::Connect {
+            service: service.into(),
+            datacenter: dc.map(Into::into),
+        };
+        assert_eq!(parse_str("db.connect.consul."), connect("db", None));
+        assert_eq!(
+            parse_str("v1.DB.connect.dc2.consul."),
+            connect("db", Some("dc2"))
+        );
+        assert_eq!(parse_str("connect.consul."), QueryName::OtherInDomain);
     }
 
     #[test]

@@ -181,6 +181,13 @@ impl ConsulHandler {
                 self.catalog.service(datacenter.as_deref(), &service).await,
                 tag,
             ),
+            QueryName::Connect {
+                service,
+                datacenter,
+            } => (
+                self.catalog.connect(datacenter.as_deref(), &service).await,
+                None,
+            ),
             QueryName::PreparedQuery { query, datacenter } => (
                 self.catalog
                     .prepared_query(datacenter.as_deref(), &query)
