@@ -133,7 +133,7 @@ async fn new_changed_and_deleted_queries_are_seen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_query_connect_and_dc2_names_cause_no_consul_requests() {
+async fn random_query_gateway_and_dc2_names_cause_no_consul_requests() {
     let dc1 = ConsulAgent::start().await;
     let dc2 = ConsulAgent::start_wan_peer(&dc1, [127, 0, 0, 3], "dc2").await;
     dc1.register(service("web", "web1", "10.1.0.1")).await;
@@ -163,7 +163,7 @@ async fn random_query_connect_and_dc2_names_cause_no_consul_requests() {
     let before = counts();
 
     for i in 0..1000 {
-        let kind = ["query", "node.dc2", "service.dc2", "connect"][i % 4];
+        let kind = ["query", "node.dc2", "service.dc2", "connect", "ingress"][i % 5];
         let name = format!("r{:x}{i}.{kind}.consul.", rand::random::<u64>());
         assert_eq!(
             dns.rcode(&name, RecordType::A).await,

@@ -104,6 +104,25 @@ async fn fixture(consul: &ConsulAgent) {
             }),
         )
         .await;
+    // An ingress gateway exposing web (what `web.ingress` answers with).
+    consul
+        .put(
+            "/v1/config",
+            json!({
+                "Kind": "ingress-gateway", "Name": "ingress",
+                "Listeners": [{"Port": 8080, "Protocol": "tcp", "Services": [{"Name": "web"}]}]
+            }),
+        )
+        .await;
+    consul
+        .put(
+            "/v1/agent/service/register",
+            json!({
+                "Kind": "ingress-gateway", "Name": "ingress", "ID": "ingress1",
+                "Address": "10.1.7.1", "Port": 8443, "Check": {"TTL": "1h", "Status": "passing"}
+            }),
+        )
+        .await;
     // A node whose address is a host name: Consul answers its A question with a CNAME.
     consul
         .register_external(
@@ -194,6 +213,11 @@ fn names_of_dc2_and_queries(query_id: &str) -> Vec<String> {
         "nope.connect.consul.",
         "web.connect.dc2.consul.",
         "web.connect.dc9.consul.",
+        "web.ingress.consul.",
+        "v1.web.ingress.dc1.consul.",
+        "db.ingress.consul.",
+        "nope.ingress.consul.",
+        "web.ingress.dc2.consul.",
         "webq.query.consul.",
         "WebQ.Query.dc1.consul.",
         "webp.query.consul.",
@@ -309,6 +333,7 @@ async fn bridge_answers_equal_consuls_own_dns() {
         ("tmpl-web.query.consul.", "10.1.0."),
         ("web.connect.consul.", "10.1.5.1"),
         ("native.connect.consul.", "10.1.6.1"),
+        ("web.ingress.consul.", "10.1.7.1"),
     ] {
         let answer = theirs.query(name, RecordType::A).await;
         let text: Vec<String> = answer.answers.iter().map(|r| r.data.to_string()).collect();

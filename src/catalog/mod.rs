@@ -61,12 +61,14 @@ pub const CONSUL_SERVICE: &str = "consul";
 type ServiceNameSet = HashSet<String>;
 
 /// Which instances of a service a name asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InstanceKind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InstanceKind {
     /// `.service`: the service's own instances.
     Service,
     /// `.connect`: its Connect proxies and Connect-native instances.
     Connect,
+    /// `.ingress`: the ingress gateways that expose it.
+    Ingress,
 }
 
 /// What the cache knows of a (datacenter, service) asked for.
@@ -139,8 +141,9 @@ struct Shared {
     /// Per datacenter, watched from the first `.node.` question on.
     nodes: Cache<String, Arc<WatchedSlot<NodeMap>>>,
     services: Cache<(String, String), Arc<WatchedSlot<ServiceAnswers>>>,
-    /// The same for `.connect` names: proxies and Connect-native instances.
-    connect_services: Cache<(String, String), Arc<WatchedSlot<ServiceAnswers>>>,
+    /// The same for `.connect` and `.ingress` names: proxies, Connect-native instances and
+    /// ingress gateways of a service.
+    gateway_services: Cache<(InstanceKind, String, String), Arc<WatchedSlot<ServiceAnswers>>>,
     /// Per datacenter, watched from the first `.query.` question on.
     query_definitions: Cache<String, Arc<WatchedSlot<QueryNames>>>,
     /// Per (datacenter, name asked), executed from the first question on.
@@ -197,7 +200,7 @@ impl Catalog {
             remote_names: Cache::builder().time_to_idle(idle).build(),
             nodes: Cache::builder().time_to_idle(idle).build(),
             services: Cache::builder().time_to_idle(idle).build(),
-            connect_services: Cache::builder().time_to_idle(idle).build(),
+            gateway_services: Cache::builder().time_to_idle(idle).build(),
             query_definitions: Cache::builder().time_to_idle(idle).build(),
             query_results: Cache::builder()
                 .time_to_idle(idle)
@@ -245,7 +248,7 @@ impl Catalog {
             remote_names: Cache::builder().build(),
             nodes: Cache::builder().build(),
             services: Cache::builder().build(),
-            connect_services: Cache::builder().build(),
+            gateway_services: Cache::builder().build(),
             query_definitions: Cache::builder().build(),
             query_results: Cache::builder().build(),
             query_refresh: config.prepared_query_refresh,
@@ -327,7 +330,7 @@ impl Catalog {
         for (_, slot) in self.shared.services.iter() {
             add(slot.freshness());
         }
-        for (_, slot) in self.shared.connect_services.iter() {
+        for (_, slot) in self.shared.gateway_services.iter() {
             add(slot.freshness());
         }
         for (_, slot) in self.shared.query_definitions.iter() {
@@ -352,15 +355,10 @@ impl Catalog {
             .await
     }
 
-    /// The passing Connect-capable instances of `service` (its proxies and Connect-native
-    /// instances) in `datacenter`, for `.connect` names; watched only for a service in the
-    /// datacenter's service list, so a random name costs Consul nothing.
-    pub async fn connect(&self, datacenter: Option<&str>, service: &str) -> ServiceLookup {
-        self.instances(datacenter, service, InstanceKind::Connect)
-            .await
-    }
-
-    async fn instances(
+    /// What a `.service` (`kind` Service), `.connect` or `.ingress` name of `service` in
+    /// `datacenter` answers with; watched only for a service in the datacenter's service list,
+    /// so a random name costs Consul nothing. `service` and `datacenter` must be lower-case.
+    pub async fn instances(
         &self,
         datacenter: Option<&str>,
         service: &str,
@@ -398,11 +396,18 @@ impl Catalog {
             return ServiceLookup::Unknown;
         }
         let key = (dc.to_owned(), service.to_owned());
-        let cache = match kind {
-            InstanceKind::Service => &self.shared.services,
-            InstanceKind::Connect => &self.shared.connect_services,
+        let slot = match kind {
+            InstanceKind::Service => self
+                .shared
+                .services
+                .get_with_by_ref(&key, || Arc::new(self.watch_service(dc, service, kind))),
+            _ => self
+                .shared
+                .gateway_services
+                .get_with((kind, key.0, key.1), || {
+                    Arc::new(self.watch_service(dc, service, kind))
+                }),
         };
-        let slot = cache.get_with_by_ref(&key, || Arc::new(self.watch_service(dc, service, kind)));
         if !slot.servable(max_stale) {
             return ServiceLookup::NotReady;
         }
@@ -659,6 +664,7 @@ impl Catalog {
         let what = match kind {
             InstanceKind::Service => format!("service {service} in {dc}"),
             InstanceKind::Connect => format!("Connect instances of {service} in {dc}"),
+            InstanceKind::Ingress => format!("ingress gateways of {service} in {dc}"),
         };
         let freshness = Freshness::new(what, shared.watch_stats.clone());
         WatchedSlot::start(
@@ -676,6 +682,11 @@ impl Catalog {
                             InstanceKind::Connect => {
                                 client
                                     .passing_connect_instances(&dc, &service, index, wait)
+                                    .await
+                            }
+                            InstanceKind::Ingress => {
+                                client
+                                    .passing_ingress_gateways(&dc, &service, index, wait)
                                     .await
                             }
                         }
@@ -828,7 +839,7 @@ async fn housekeeping(shared: Arc<Shared>) {
             _ = shared.stop.cancelled() => return,
             _ = tick.tick() => {
                 shared.services.run_pending_tasks();
-                shared.connect_services.run_pending_tasks();
+                shared.gateway_services.run_pending_tasks();
                 shared.remote_names.run_pending_tasks();
                 shared.nodes.run_pending_tasks();
                 shared.query_definitions.run_pending_tasks();

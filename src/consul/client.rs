@@ -49,18 +49,20 @@ pub enum Endpoint {
     CatalogNodes,
     HealthService,
     HealthConnect,
+    HealthIngress,
     PreparedQueries,
     QueryExecute,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 9] = [
         Endpoint::AgentSelf,
         Endpoint::Datacenters,
         Endpoint::CatalogServices,
         Endpoint::CatalogNodes,
         Endpoint::HealthService,
         Endpoint::HealthConnect,
+        Endpoint::HealthIngress,
         Endpoint::PreparedQueries,
         Endpoint::QueryExecute,
     ];
@@ -82,6 +84,7 @@ impl Endpoint {
             Endpoint::CatalogNodes => "/v1/catalog/nodes",
             Endpoint::HealthService => "/v1/health/service",
             Endpoint::HealthConnect => "/v1/health/connect",
+            Endpoint::HealthIngress => "/v1/health/ingress",
             Endpoint::PreparedQueries | Endpoint::QueryExecute => "/v1/query",
         }
     }
@@ -280,6 +283,18 @@ impl ConsulClient {
             .await
     }
 
+    /// Blocking query on the passing ingress gateways that expose one service (`.ingress`).
+    pub async fn passing_ingress_gateways(
+        &self,
+        dc: &str,
+        service: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<Vec<HealthEntry>>, ConsulError> {
+        self.blocking(Endpoint::HealthIngress, &[service], dc, index, wait)
+            .await
+    }
+
     /// Blocking query on the prepared query definitions of `dc`.
     pub async fn prepared_queries(
         &self,
@@ -318,7 +333,10 @@ impl ConsulClient {
         wait: Duration,
     ) -> Result<Blocking<T>, ConsulError> {
         let mut query = vec![("dc", dc.to_owned())];
-        if matches!(endpoint, Endpoint::HealthService | Endpoint::HealthConnect) {
+        if matches!(
+            endpoint,
+            Endpoint::HealthService | Endpoint::HealthConnect | Endpoint::HealthIngress
+        ) {
             query.push(("passing", "1".to_owned()));
         }
         if index.is_set() {

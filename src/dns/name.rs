@@ -16,11 +16,13 @@ pub enum QueryName {
         tag: Option<String>,
         datacenter: Option<String>,
     },
-    /// `[<tag>.]<service>.connect[.<dc>].<domain>`: the service's Connect proxies and
-    /// Connect-native instances; Consul ignores a tag here.
-    Connect {
+    /// `[<tag>.]<service>.connect[.<dc>].<domain>` (the service's Connect proxies and
+    /// Connect-native instances) or `.ingress` (the ingress gateways exposing it); Consul
+    /// ignores a tag here.
+    Gateway {
         service: String,
         datacenter: Option<String>,
+        ingress: bool,
     },
     /// `<hex>.addr[.<dc>].<domain>`: an address spelled in hex (the SRV targets we hand out).
     /// The hex is lower-case and not checked yet: Consul answers bad hex and bad lengths
@@ -108,7 +110,7 @@ pub fn parse(name: &Name, domain: &Name, qtype: RecordType) -> QueryName {
 fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
     // As Consul: the last label is the kind, or else it is a datacenter and the one before it is
     // the kind; a kind's parts that do not fit make the whole name invalid (no second reading).
-    const KINDS: [&str; 5] = ["service", "connect", "node", "query", "addr"];
+    const KINDS: [&str; 6] = ["service", "connect", "ingress", "node", "query", "addr"];
     let is_kind = |label: &String| KINDS.contains(&label.as_str());
     let is_srv_shorthand = |label: &String| srv && label.starts_with('_');
     let (kind_at, datacenter) = match labels {
@@ -131,9 +133,10 @@ fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
             node: parts.join("."),
             datacenter: datacenter.cloned(),
         }),
-        "connect" => parts.last().map(|service| QueryName::Connect {
+        kind @ ("connect" | "ingress") => parts.last().map(|service| QueryName::Gateway {
             service: service.clone(),
             datacenter: datacenter.cloned(),
+            ingress: kind == "ingress",
         }),
         "query" => (!parts.is_empty()).then(|| QueryName::PreparedQuery {
             query: parts.join("."),
@@ -281,16 +284,18 @@ mod tests {
     }
 
     #[test]
-    fn connect_forms_ignore_the_tag() {
-        let connect = |service: &str, dc: Option<&str>| QueryName::Connect {
+    fn connect_and_ingress_forms_ignore_the_tag() {
+        let gateway = |service: &str, dc: Option<&str>, ingress| QueryName::Gateway {
             service: service.into(),
             datacenter: dc.map(Into::into),
+            ingress,
         };
-        assert_eq!(parse_str("db.connect.consul."), connect("db", None));
+        assert_eq!(parse_str("db.connect.consul."), gateway("db", None, false));
         assert_eq!(
             parse_str("v1.DB.connect.dc2.consul."),
-            connect("db", Some("dc2"))
+            gateway("db", Some("dc2"), false)
         );
+        assert_eq!(parse_str("web.ingress.consul."), gateway("web", None, true));
         assert_eq!(parse_str("connect.consul."), QueryName::OtherInDomain);
     }
 

@@ -34,7 +34,7 @@ use super::{
     udp,
 };
 use crate::{
-    catalog::{CONSUL_SERVICE, Catalog, NodeLookup, ServiceLookup},
+    catalog::{CONSUL_SERVICE, Catalog, InstanceKind, NodeLookup, ServiceLookup},
     config::{Config, DnsOptions},
     metrics::DnsMetrics,
 };
@@ -181,13 +181,20 @@ impl ConsulHandler {
                 self.catalog.service(datacenter.as_deref(), &service).await,
                 tag,
             ),
-            QueryName::Connect {
+            QueryName::Gateway {
                 service,
                 datacenter,
-            } => (
-                self.catalog.connect(datacenter.as_deref(), &service).await,
-                None,
-            ),
+                ingress,
+            } => {
+                let kind = match ingress {
+                    true => InstanceKind::Ingress,
+                    false => InstanceKind::Connect,
+                };
+                let lookup = self
+                    .catalog
+                    .instances(datacenter.as_deref(), &service, kind);
+                (lookup.await, None)
+            }
             QueryName::PreparedQuery { query, datacenter } => (
                 self.catalog
                     .prepared_query(datacenter.as_deref(), &query)
