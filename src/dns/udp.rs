@@ -17,7 +17,12 @@ use tokio::{runtime::Handle, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{fast::FastPath, server::ConsulHandler, tcp};
+use super::{
+    batch::{Inbox, Outbox},
+    fast::FastPath,
+    server::ConsulHandler,
+    tcp,
+};
 
 /// Larger than any query we answer; longer datagrams are cut (and then malformed).
 const RECEIVE_BUFFER: usize = 4096;
@@ -102,11 +107,11 @@ fn socket_loop(
         }
     };
     let mut general = JoinSet::new();
-    let mut buf = vec![0u8; RECEIVE_BUFFER];
+    let (mut inbox, mut outbox) = (Inbox::new(RECEIVE_BUFFER), Outbox::default());
     let (mut out, mut scratch) = (Vec::with_capacity(1232), Vec::with_capacity(1232));
     while !stop.is_cancelled() {
-        let (len, peer) = match socket.recv_from(&mut buf) {
-            Ok(received) => received,
+        let count = match inbox.receive(&socket) {
+            Ok(count) => count,
             Err(error)
                 if matches!(
                     error.kind(),
@@ -124,38 +129,28 @@ fn socket_loop(
                 continue;
             }
         };
-        // No answer to a source that cannot take one (as hickory-server's own UDP loop).
-        if peer.port() == 0 || peer.ip().is_unspecified() {
-            continue;
-        }
-        let started = Instant::now();
-        let request = &buf[..len];
-        if let Some((qtype, rcode)) = fast.answer(request, &mut out, &mut scratch) {
-            if let Err(error) = socket.send_to(&out, peer) {
-                debug!(%error, %peer, "cannot send a UDP answer");
+        for i in 0..count {
+            let Some((request, peer)) = inbox.datagram(i) else {
+                continue;
+            };
+            // No answer to a source that cannot take one (as hickory-server's own UDP loop).
+            if peer.port() == 0 || peer.ip().is_unspecified() {
+                continue;
             }
-            handler
-                .metrics()
-                .observe_fast(qtype, rcode, started.elapsed());
-            continue;
+            let started = Instant::now();
+            if let Some((qtype, rcode)) = fast.answer(request, &mut out, &mut scratch) {
+                outbox.queue(&out, peer);
+                handler
+                    .metrics()
+                    .observe_fast(qtype, rcode, started.elapsed());
+                continue;
+            }
+            general_path(&handler, &replies, request, peer, &runtime, &mut general);
         }
-        let (handler, replies) = (handler.clone(), replies.with_remote_addr(peer));
-        let compress = !handler.options().disable_compression;
-        let bytes = request.to_vec();
-        general.spawn_on(
-            async move {
-                tcp::answer(
-                    handler.as_ref(),
-                    bytes,
-                    peer,
-                    replies,
-                    Protocol::Udp,
-                    compress,
-                )
-                .await;
-            },
-            &runtime,
-        );
+        let unsent = outbox.flush(&socket);
+        if unsent > 0 {
+            debug!(unsent, "UDP answers the kernel did not take");
+        }
         while general.try_join_next().is_some() {}
     }
     runtime.block_on(async move {
@@ -165,4 +160,33 @@ fn socket_loop(
             warn!("the UDP answer sender stopped abnormally");
         }
     });
+}
+
+/// Hands one message to the hickory-server request path on the runtime; its answer goes out
+/// through `replies`.
+fn general_path(
+    handler: &Arc<ConsulHandler>,
+    replies: &BufDnsStreamHandle,
+    request: &[u8],
+    peer: SocketAddr,
+    runtime: &Handle,
+    general: &mut JoinSet<()>,
+) {
+    let (handler, replies) = (handler.clone(), replies.with_remote_addr(peer));
+    let compress = !handler.options().disable_compression;
+    let bytes = request.to_vec();
+    general.spawn_on(
+        async move {
+            tcp::answer(
+                handler.as_ref(),
+                bytes,
+                peer,
+                replies,
+                Protocol::Udp,
+                compress,
+            )
+            .await;
+        },
+        runtime,
+    );
 }
