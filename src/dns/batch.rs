@@ -98,7 +98,9 @@ impl Inbox {
             return None;
         }
         let start = i * self.buffer_size;
-        let bytes = self.incoming.get(start..start + self.lengths[i].min(self.buffer_size))?;
+        let bytes = self
+            .incoming
+            .get(start..start + self.lengths[i].min(self.buffer_size))?;
         let mut storage = SockAddrStorage::zeroed();
         // SAFETY: sockaddr_storage is one of this platform's sockaddr types; the kernel filled
         // it and told its length, at most the storage's size.
@@ -168,5 +170,44 @@ impl Outbox {
         self.ends.clear();
         self.peers.clear();
         failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_datagrams_arrive_in_one_batch_and_answers_go_back_together() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        for i in 0..5u8 {
+            client
+                .send_to(&[i; 3], server.local_addr().unwrap())
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut inbox = Inbox::new(512);
+        assert_eq!(inbox.receive(&server).unwrap(), 5);
+        let mut outbox = Outbox::default();
+        for i in 0..5 {
+            let (bytes, peer) = inbox.datagram(i).unwrap();
+            assert_eq!(bytes, [i as u8; 3]);
+            assert_eq!(peer, client.local_addr().unwrap());
+            outbox.queue(&[bytes[0], 0xAA], peer);
+        }
+        assert!(inbox.datagram(5).is_none());
+        assert_eq!(outbox.flush(&server), 0);
+        let mut buf = [0u8; 16];
+        for i in 0..5u8 {
+            let (len, _) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..len], [i, 0xAA]);
+        }
     }
 }
