@@ -44,6 +44,7 @@ use crate::{
     config::{Config, ServiceTtls},
     consul::{
         Blocking, ConsulClient, ConsulError, WatchIndex, WatchPolicy,
+        client::HealthEndpoint,
         types::HealthEntry,
         watch::{Freshness, WatchStats, run as run_watch},
     },
@@ -675,21 +676,13 @@ impl Catalog {
                     let (client, dc, service) =
                         (client.clone(), context.datacenter.clone(), service.clone());
                     async move {
-                        match kind {
-                            InstanceKind::Service => {
-                                client.passing_instances(&dc, &service, index, wait).await
-                            }
-                            InstanceKind::Connect => {
-                                client
-                                    .passing_connect_instances(&dc, &service, index, wait)
-                                    .await
-                            }
-                            InstanceKind::Ingress => {
-                                client
-                                    .passing_ingress_gateways(&dc, &service, index, wait)
-                                    .await
-                            }
-                        }
+                        let endpoint = match kind {
+                            InstanceKind::Service => HealthEndpoint::Service,
+                            InstanceKind::Connect => HealthEndpoint::Connect,
+                            InstanceKind::Ingress => HealthEndpoint::Ingress,
+                        };
+                        let answer = client.passing_instances(endpoint, &dc, &service, index, wait);
+                        answer.await
                     }
                 };
                 let deliver = |entries: Vec<_>| {

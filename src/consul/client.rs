@@ -98,6 +98,17 @@ impl Endpoint {
     }
 }
 
+/// Which health endpoint a watch of one service's passing instances reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthEndpoint {
+    /// `/v1/health/service/<name>`: the service's own instances.
+    Service,
+    /// `/v1/health/connect/<name>`: its Connect proxies and Connect-native instances.
+    Connect,
+    /// `/v1/health/ingress/<name>`: the ingress gateways exposing it.
+    Ingress,
+}
+
 /// A decoded answer plus the `X-Consul-Index` it came with.
 #[derive(Debug)]
 pub struct Blocking<T> {
@@ -257,42 +268,22 @@ impl ConsulClient {
             .await
     }
 
-    /// Blocking query on the passing instances of one service (`?passing`: every service and
-    /// node check passing).
+    /// Blocking query on the passing instances of one service from `endpoint` (`?passing`:
+    /// every service and node check passing).
     pub async fn passing_instances(
         &self,
+        endpoint: HealthEndpoint,
         dc: &str,
         service: &str,
         index: WatchIndex,
         wait: Duration,
     ) -> Result<Blocking<Vec<HealthEntry>>, ConsulError> {
-        self.blocking(Endpoint::HealthService, &[service], dc, index, wait)
-            .await
-    }
-
-    /// Blocking query on the passing Connect-capable instances of one service: its proxies and
-    /// its Connect-native instances (`.connect` names).
-    pub async fn passing_connect_instances(
-        &self,
-        dc: &str,
-        service: &str,
-        index: WatchIndex,
-        wait: Duration,
-    ) -> Result<Blocking<Vec<HealthEntry>>, ConsulError> {
-        self.blocking(Endpoint::HealthConnect, &[service], dc, index, wait)
-            .await
-    }
-
-    /// Blocking query on the passing ingress gateways that expose one service (`.ingress`).
-    pub async fn passing_ingress_gateways(
-        &self,
-        dc: &str,
-        service: &str,
-        index: WatchIndex,
-        wait: Duration,
-    ) -> Result<Blocking<Vec<HealthEntry>>, ConsulError> {
-        self.blocking(Endpoint::HealthIngress, &[service], dc, index, wait)
-            .await
+        let endpoint = match endpoint {
+            HealthEndpoint::Service => Endpoint::HealthService,
+            HealthEndpoint::Connect => Endpoint::HealthConnect,
+            HealthEndpoint::Ingress => Endpoint::HealthIngress,
+        };
+        self.blocking(endpoint, &[service], dc, index, wait).await
     }
 
     /// Blocking query on the prepared query definitions of `dc`.
