@@ -158,3 +158,29 @@ async fn fails_over_to_the_next_agent_and_comes_back() {
     println!("answers from the restarted first agent {took:?} after the second was killed");
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_prepared_query_answers_at_once_when_consul_is_gone() {
+    let mut consul = ConsulAgent::start().await;
+    consul.register(service("web", "web1", "10.1.0.1")).await;
+    consul
+        .create_query(serde_json::json!({"Name": "webq", "Service": {"Service": "web"}}))
+        .await;
+    let (bridge, dns) = start_bridge(&consul, &["--prepared-query-refresh", "200ms"]).await;
+    assert_eq!(
+        dns.addresses("webq.query.consul.", RecordType::A).await,
+        [ip("10.1.0.1")]
+    );
+    // Nobody asks for a few refresh periods: the next question would wait for an execution.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    consul.kill();
+    let started = Instant::now();
+    assert_eq!(
+        dns.addresses("webq.query.consul.", RecordType::A).await,
+        [ip("10.1.0.1")]
+    );
+    let took = started.elapsed();
+    println!("quiet query answered {took:?} after the agent was killed");
+    assert!(took < Duration::from_millis(1200), "took {took:?}");
+    bridge.shutdown().await;
+}

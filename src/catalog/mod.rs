@@ -158,6 +158,10 @@ struct ExecutedQuery {
     demand: Arc<Demand>,
 }
 
+/// How long a question waits for the execution of a query whose result may be outdated before
+/// it is answered with the result it has.
+const QUERY_REFRESH_WAIT: Duration = Duration::from_millis(500);
+
 /// The most prepared-query names kept executed at once: a catch-all template makes every name
 /// a query, and a flood of such names must not become a flood of executions.
 const MAX_EXECUTED_QUERIES: u64 = 10_000;
@@ -459,10 +463,13 @@ impl Catalog {
             return ServiceLookup::NotReady;
         }
         if query.demand.ask() {
-            // A change came while nobody asked: wait (bounded) for the execution it starts.
+            // A change came while nobody asked: wait (bounded) for the execution it starts. A
+            // failed execution wakes us too, and a slow one is not waited for long: the last
+            // result is better than a late answer.
             let mut next = slot.subscribe();
             next.mark_unchanged();
-            let _ = tokio::time::timeout(remaining(deadline), next.changed()).await;
+            let wait = remaining(deadline).min(QUERY_REFRESH_WAIT);
+            let _ = tokio::time::timeout(wait, next.changed()).await;
         }
         match slot.first(remaining(deadline)).await {
             Some(result) => match &result.answers {

@@ -180,6 +180,8 @@ impl Refresh {
                 }
                 Err(error) => {
                     freshness.contact_failed();
+                    // Questions waiting for this execution get the last result now.
+                    publish.send_modify(|_| {});
                     failures = failures.saturating_add(1);
                     if failures % 10 == 1 {
                         warn!(query = %name, %dc, failures, %error, "cannot execute a prepared query; retrying");
