@@ -100,20 +100,30 @@ async fn https_with_the_agents_ca_and_a_client_certificate() {
     );
 }
 
-/// Asks for `web` until the bridge answers, and returns the RCODE and the first log line that
-/// holds `expect`.
+/// Asks for `web` once the bridge listens, and returns the RCODE and the first log line (within
+/// 10 s of retries) that holds `expect`. The bridges here log every failed request (debug):
+/// which error one attempt reports can vary, e.g. a refused client certificate sometimes shows
+/// first as a connection closed before it was ready.
 async fn refused(bridge: &BridgeBinary, expect: &str) -> (ResponseCode, String) {
     bridge.wait_listening().await;
     let rcode = bridge.dns.rcode("web.service.consul.", RecordType::A).await;
-    let log = bridge.log();
-    let line = log
-        .lines()
-        .find(|line| line.contains(expect))
-        .unwrap_or_else(|| panic!("expected {expect:?} in the log:\n{log}"))
-        .to_owned();
-    println!("{line}");
-    (rcode, line)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = bridge.log();
+        if let Some(line) = log.lines().find(|line| line.contains(expect)) {
+            println!("{line}");
+            return (rcode, line.to_owned());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {expect:?} in the log:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
+
+/// Every failed request in the log, not only the first of a streak.
+const LOG_EVERY_FAILURE: [&str; 2] = ["--log-level", "info,consul_dns_bridge=debug"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_ca_or_a_missing_client_certificate_is_refused_and_logged() {
@@ -126,14 +136,14 @@ async fn an_unknown_ca_or_a_missing_client_certificate_is_refused_and_logged() {
         ("CONSUL_CLIENT_CERT", path(&agent.pki.client_cert)),
         ("CONSUL_CLIENT_KEY", path(&agent.pki.client_key)),
     ];
-    let bridge = BridgeBinary::spawn(&url, &[], &wrong_ca);
+    let bridge = BridgeBinary::spawn(&url, &LOG_EVERY_FAILURE, &wrong_ca);
     let (rcode, _) = refused(&bridge, "UnknownIssuer").await;
     assert_eq!(rcode, ResponseCode::ServFail);
     drop(bridge);
 
     // The right CA, but no client certificate for an agent that requires one.
     let no_client_cert = [("CONSUL_CACERT", path(&agent.pki.ca))];
-    let bridge = BridgeBinary::spawn(&url, &[], &no_client_cert);
+    let bridge = BridgeBinary::spawn(&url, &LOG_EVERY_FAILURE, &no_client_cert);
     let (rcode, _) = refused(&bridge, "BadCertificate").await;
     assert_eq!(rcode, ResponseCode::ServFail);
     drop(bridge);
