@@ -1,8 +1,9 @@
 //! Receives and sends UDP datagrams in batches (`recvmmsg` / `sendmmsg`), so that under load one
 //! system call moves many queries and many answers, as fast DNS servers (NSD) do.
 //!
-//! The only unsafe code of the DNS side: the message headers point into buffers this struct
-//! owns, and are rebuilt before every call, so no pointer outlives what it points to.
+//! The only unsafe code of the DNS side. The message headers point into heap buffers owned by
+//! the same struct, which are allocated once and never resized, so the pointers stay valid for
+//! the struct's life and no call allocates.
 
 use std::{io, net::SocketAddr, os::fd::AsRawFd};
 
@@ -11,33 +12,65 @@ use socket2::{SockAddr, SockAddrStorage};
 /// Datagrams taken per receive call.
 pub const BATCH: usize = 32;
 
+const STORAGE_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as _;
+
 /// Buffers for up to [`BATCH`] received datagrams.
 pub struct Inbox {
     buffer_size: usize,
+    /// `BATCH` buffers of `buffer_size` bytes, one after another.
     incoming: Vec<u8>,
-    lengths: [usize; BATCH],
     sources: Vec<libc::sockaddr_storage>,
-    source_lengths: [libc::socklen_t; BATCH],
+    /// One per datagram, pointing into `incoming`; only held, for the headers that point to it.
+    _iovecs: Vec<libc::iovec>,
+    /// One per datagram, pointing into `sources` and `iovecs`; the kernel writes each datagram's
+    /// length and source length into them.
+    headers: Vec<libc::mmsghdr>,
     received: usize,
 }
 
-/// Answers waiting to be sent: bytes one after another, with each one's end and peer.
+/// Answers waiting to be sent: bytes one after another, with each one's end and peer, and the
+/// headers of one send call (kept for their capacity).
 #[derive(Default)]
 pub struct Outbox {
     outgoing: Vec<u8>,
     ends: Vec<usize>,
     peers: Vec<SockAddr>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
 }
 
 impl Inbox {
     pub fn new(buffer_size: usize) -> Self {
+        let mut incoming = vec![0u8; buffer_size * BATCH];
+        // SAFETY: all-zero bytes are a valid (unspecified) sockaddr_storage.
+        let mut sources: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
+        let mut iovecs: Vec<libc::iovec> = incoming
+            .chunks_mut(buffer_size)
+            .map(|chunk| libc::iovec {
+                iov_base: chunk.as_mut_ptr().cast(),
+                iov_len: chunk.len(),
+            })
+            .collect();
+        let headers = iovecs
+            .iter_mut()
+            .zip(sources.iter_mut())
+            .map(|(iov, source)| {
+                // SAFETY: an all-zero msghdr is valid; the pointers set here go to heap buffers
+                // that move with the struct and are never resized.
+                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                header.msg_hdr.msg_name = (source as *mut libc::sockaddr_storage).cast();
+                header.msg_hdr.msg_namelen = STORAGE_LEN;
+                header.msg_hdr.msg_iov = iov;
+                header.msg_hdr.msg_iovlen = 1;
+                header
+            })
+            .collect();
         Self {
             buffer_size,
-            incoming: vec![0; buffer_size * BATCH],
-            lengths: [0; BATCH],
-            // SAFETY: all-zero bytes are a valid (unspecified) sockaddr_storage.
-            sources: vec![unsafe { std::mem::zeroed() }; BATCH],
-            source_lengths: [0; BATCH],
+            incoming,
+            sources,
+            _iovecs: iovecs,
+            headers,
             received: 0,
         }
     }
@@ -46,35 +79,17 @@ impl Inbox {
     /// already queued, up to [`BATCH`]. Returns how many arrived.
     pub fn receive(&mut self, socket: &std::net::UdpSocket) -> io::Result<usize> {
         self.received = 0;
-        let mut iovecs: Vec<libc::iovec> = self
-            .incoming
-            .chunks_mut(self.buffer_size)
-            .map(|chunk| libc::iovec {
-                iov_base: chunk.as_mut_ptr().cast(),
-                iov_len: chunk.len(),
-            })
-            .collect();
-        let mut headers: Vec<libc::mmsghdr> = iovecs
-            .iter_mut()
-            .zip(self.sources.iter_mut())
-            .map(|(iov, source)| {
-                // SAFETY: an all-zero msghdr is valid; the fields set below point into buffers
-                // that live until after the call.
-                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                header.msg_hdr.msg_name = (source as *mut libc::sockaddr_storage).cast();
-                header.msg_hdr.msg_namelen =
-                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                header.msg_hdr.msg_iov = iov;
-                header.msg_hdr.msg_iovlen = 1;
-                header
-            })
-            .collect();
-        // SAFETY: `headers` holds BATCH valid message headers whose buffers outlive the call.
+        // The kernel shortens each source length to the address it wrote; give back the room.
+        for header in &mut self.headers {
+            header.msg_hdr.msg_namelen = STORAGE_LEN;
+        }
+        // SAFETY: `headers` holds BATCH valid message headers whose buffers (`incoming`,
+        // `sources`, `iovecs`) live as long as `self`.
         let count = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
-                headers.as_mut_ptr(),
-                headers.len() as libc::c_uint,
+                self.headers.as_mut_ptr(),
+                self.headers.len() as libc::c_uint,
                 libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
@@ -82,13 +97,8 @@ impl Inbox {
         if count < 0 {
             return Err(io::Error::last_os_error());
         }
-        let count = (count as usize).min(BATCH);
-        for (i, header) in headers.iter().take(count).enumerate() {
-            self.lengths[i] = header.msg_len as usize;
-            self.source_lengths[i] = header.msg_hdr.msg_namelen;
-        }
-        self.received = count;
-        Ok(count)
+        self.received = (count as usize).min(BATCH);
+        Ok(self.received)
     }
 
     /// Datagram `i` of the last receive and where it came from (`None` for a source that is
@@ -97,16 +107,16 @@ impl Inbox {
         if i >= self.received {
             return None;
         }
+        let header = &self.headers[i];
         let start = i * self.buffer_size;
-        let bytes = self
-            .incoming
-            .get(start..start + self.lengths[i].min(self.buffer_size))?;
+        let length = (header.msg_len as usize).min(self.buffer_size);
+        let bytes = self.incoming.get(start..start + length)?;
         let mut storage = SockAddrStorage::zeroed();
         // SAFETY: sockaddr_storage is one of this platform's sockaddr types; the kernel filled
         // it and told its length, at most the storage's size.
         let source = unsafe {
             *storage.view_as::<libc::sockaddr_storage>() = self.sources[i];
-            SockAddr::new(storage, self.source_lengths[i])
+            SockAddr::new(storage, header.msg_hdr.msg_namelen.min(STORAGE_LEN))
         };
         Some((bytes, source.as_socket()?))
     }
@@ -122,33 +132,29 @@ impl Outbox {
 
     /// Sends every queued answer; returns how many could not be sent.
     pub fn flush(&mut self, socket: &std::net::UdpSocket) -> usize {
-        let mut failed = 0;
+        self.iovecs.clear();
         let mut start = 0;
-        let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(self.ends.len());
         for end in &self.ends {
-            iovecs.push(libc::iovec {
+            self.iovecs.push(libc::iovec {
                 iov_base: self.outgoing[start..*end].as_ptr() as *mut libc::c_void,
                 iov_len: end - start,
             });
             start = *end;
         }
-        let mut headers: Vec<libc::mmsghdr> = iovecs
-            .iter_mut()
-            .zip(&self.peers)
-            .map(|(iov, peer)| {
-                // SAFETY: an all-zero msghdr is valid; the pointers set here live until after
-                // the call and are only read by it.
-                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                header.msg_hdr.msg_name = peer.as_ptr() as *mut libc::c_void;
-                header.msg_hdr.msg_namelen = peer.len();
-                header.msg_hdr.msg_iov = iov;
-                header.msg_hdr.msg_iovlen = 1;
-                header
-            })
-            .collect();
-        let mut sent = 0;
-        while sent < headers.len() {
-            let rest = &mut headers[sent..];
+        self.headers.clear();
+        for (iov, peer) in self.iovecs.iter_mut().zip(&self.peers) {
+            // SAFETY: an all-zero msghdr is valid; the pointers set here live until after the
+            // call and are only read by it.
+            let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            header.msg_hdr.msg_name = peer.as_ptr() as *mut libc::c_void;
+            header.msg_hdr.msg_namelen = peer.len();
+            header.msg_hdr.msg_iov = iov;
+            header.msg_hdr.msg_iovlen = 1;
+            self.headers.push(header);
+        }
+        let (mut sent, mut failed) = (0, 0);
+        while sent < self.headers.len() {
+            let rest = &mut self.headers[sent..];
             // SAFETY: `rest` holds valid headers whose buffers outlive the call.
             let count = unsafe {
                 libc::sendmmsg(

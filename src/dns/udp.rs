@@ -78,7 +78,8 @@ pub fn serve(
 }
 
 /// One socket's loop, on a thread of its own: a blocking receive wakes it straight from the
-/// kernel, and a fast answer goes out before the next receive, as in a classic DNS server.
+/// kernel with every query already queued (a batch), and the batch's fast answers go out
+/// together before the next receive.
 fn socket_loop(
     socket: std::net::UdpSocket,
     handler: Arc<ConsulHandler>,
