@@ -41,47 +41,20 @@ impl WireResponse {
             compress,
         }
     }
+}
 
-    /// The encoded response, within the client's UDP size (hickory truncates with TC); if it
-    /// cannot be encoded, a SERVFAIL with the same ID.
-    fn encode<'a>(
-        &self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<(ResponseInfo, Vec<u8>), ProtoError> {
-        let id = response.metadata().id;
-        let max_size = match self.protocol {
-            Protocol::Udp => response.edns().map_or(512, |edns| edns.max_payload()),
-            _ => u16::MAX,
-        };
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max_size);
-        if !self.compress {
-            encoder.set_name_encoding(NameEncoding::Uncompressed);
-        }
-        let failure = match response.destructive_emit(&mut encoder) {
-            Ok(info) => return Ok((info, bytes)),
-            Err(failure) => failure,
-        };
-        error!(error = %failure, "cannot encode a response; answering SERVFAIL");
-        bytes.clear();
-        let mut encoder = BinEncoder::new(&mut bytes);
-        let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
-        metadata.response_code = ResponseCode::ServFail;
-        let header = Header {
-            metadata,
-            counts: HeaderCounts::default(),
-        };
-        header.emit(&mut encoder)?;
-        Ok((ResponseInfo::from(header), bytes))
-    }
+/// A bare SERVFAIL with the ID `id`, written into `bytes` (emptied first).
+fn servfail(id: u16, bytes: &mut Vec<u8>) -> Result<ResponseInfo, ProtoError> {
+    bytes.clear();
+    let mut encoder = BinEncoder::new(bytes);
+    let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+    metadata.response_code = ResponseCode::ServFail;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    header.emit(&mut encoder)?;
+    Ok(ResponseInfo::from(header))
 }
 
 #[async_trait::async_trait]
@@ -97,7 +70,26 @@ impl ResponseHandler for WireResponse {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (info, bytes) = self.encode(response)?;
+        // Within the client's UDP size (hickory truncates with TC); a response that cannot be
+        // encoded becomes a SERVFAIL with the same ID.
+        let id = response.metadata().id;
+        let max_size = match self.protocol {
+            Protocol::Udp => response.edns().map_or(512, |edns| edns.max_payload()),
+            _ => u16::MAX,
+        };
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(max_size);
+        if !self.compress {
+            encoder.set_name_encoding(NameEncoding::Uncompressed);
+        }
+        let info = match response.destructive_emit(&mut encoder) {
+            Ok(info) => info,
+            Err(failure) => {
+                error!(error = %failure, "cannot encode a response; answering SERVFAIL");
+                servfail(id, &mut bytes)?
+            }
+        };
         self.replies.send(SerialMessage::new(bytes, self.peer))?;
         Ok(info)
     }
