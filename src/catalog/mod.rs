@@ -46,7 +46,7 @@ use crate::{
         Blocking, ConsulClient, ConsulError, WatchIndex, WatchPolicy,
         client::HealthEndpoint,
         types::HealthEntry,
-        watch::{Freshness, WatchStats, run as run_watch},
+        watch::{Freshness, WatchStats, run as run_watch, warns},
     },
 };
 
@@ -376,23 +376,19 @@ impl Catalog {
         let dc = datacenter.unwrap_or(&local.name);
         let max_stale = self.shared.max_stale;
         let names = if dc == local.name {
-            if !local.names.servable(max_stale) {
-                return ServiceLookup::NotReady;
-            }
-            local.names.first(remaining(deadline)).await
+            local
+                .names
+                .servable_value(max_stale, remaining(deadline))
+                .await
         } else {
-            let known = local.datacenters.read().map(|dcs| dcs.contains(dc));
-            if !known.unwrap_or(false) {
+            if !local.knows(dc) {
                 return ServiceLookup::Unknown;
             }
             let slot = self
                 .shared
                 .remote_names
                 .get_with_by_ref(dc, || Arc::new(watch_service_names(&self.shared, dc)));
-            if !slot.servable(max_stale) {
-                return ServiceLookup::NotReady;
-            }
-            slot.first(remaining(deadline)).await
+            slot.servable_value(max_stale, remaining(deadline)).await
         };
         let Some(names) = names else {
             return ServiceLookup::NotReady;
@@ -400,18 +396,14 @@ impl Catalog {
         if !names.contains(service) {
             return ServiceLookup::Unknown;
         }
-        let key = (dc.to_owned(), service.to_owned());
         let slot = match kind {
-            InstanceKind::Service => self
-                .shared
-                .services
-                .get_with_by_ref(&key, || Arc::new(self.watch_service(dc, service, kind))),
-            _ => self
-                .shared
-                .gateway_services
-                .get_with((kind, key.0, key.1), || {
-                    Arc::new(self.watch_service(dc, service, kind))
-                }),
+            InstanceKind::Service => self.service_slot(dc, service),
+            _ => {
+                let key = (kind, dc.to_owned(), service.to_owned());
+                self.shared
+                    .gateway_services
+                    .get_with(key, || Arc::new(self.watch_service(dc, service, kind)))
+            }
         };
         if !slot.servable(max_stale) {
             return ServiceLookup::NotReady;
@@ -445,10 +437,10 @@ impl Catalog {
             .shared
             .query_definitions
             .get_with_by_ref(dc, || Arc::new(watch_query_definitions(&self.shared, dc)));
-        if !definitions.servable(max_stale) {
-            return ServiceLookup::NotReady;
-        }
-        let Some(names) = definitions.first(remaining(deadline)).await else {
+        let Some(names) = definitions
+            .servable_value(max_stale, remaining(deadline))
+            .await
+        else {
             return ServiceLookup::NotReady;
         };
         if !names.may_match(name) {
@@ -495,10 +487,10 @@ impl Catalog {
             .shared
             .nodes
             .get_with_by_ref(dc, || Arc::new(watch_nodes(&self.shared, dc)));
-        if !slot.servable(self.shared.max_stale) {
-            return NodeLookup::NotReady;
-        }
-        match slot.first(remaining(deadline)).await {
+        match slot
+            .servable_value(self.shared.max_stale, remaining(deadline))
+            .await
+        {
             Some(nodes) => match nodes.get(&name.to_ascii_lowercase()) {
                 Some(node) => NodeLookup::Found(node.clone()),
                 None => NodeLookup::Unknown,
@@ -524,8 +516,9 @@ impl Catalog {
                 .and_then(|name| name.append_domain(&self.shared.domain))
                 .ok()
         };
-        if slot.servable(self.shared.max_stale)
-            && let Some(nodes) = slot.first(remaining(deadline)).await
+        if let Some(nodes) = slot
+            .servable_value(self.shared.max_stale, remaining(deadline))
+            .await
         {
             let mut matching: Vec<&NodeRecord> = nodes
                 .values()
@@ -779,7 +772,6 @@ async fn bootstrap(
     configured: Option<String>,
     publish: watch::Sender<Option<Arc<LocalDatacenter>>>,
 ) {
-    let mut retry = shared.policy.retry_base;
     let mut failures: u32 = 0;
     let name = loop {
         let found = match &configured {
@@ -790,8 +782,7 @@ async fn bootstrap(
             Ok(dc) => break dc.to_ascii_lowercase(),
             Err(error) => {
                 failures = failures.saturating_add(1);
-                // The first failure and every tenth: an agent down for hours must not flood the log.
-                if failures % 10 == 1 {
+                if warns(failures) {
                     warn!(failures, %error, "cannot learn the agent's datacenter; retrying");
                 } else {
                     debug!(failures, %error, "cannot learn the agent's datacenter; retrying");
@@ -800,9 +791,8 @@ async fn bootstrap(
         }
         tokio::select! {
             _ = shared.stop.cancelled() => return,
-            _ = tokio::time::sleep(retry) => {}
+            _ = tokio::time::sleep(shared.policy.backoff(failures)) => {}
         }
-        retry = (retry * 2).min(shared.policy.retry_cap);
     };
     info!(datacenter = %name, "serving the Consul catalog");
     let local = Arc::new(LocalDatacenter {

@@ -34,7 +34,7 @@ use tracing::{debug, warn};
 use super::{Catalog, EntryContext, ServiceAnswers, slot::Publisher};
 use crate::consul::{
     types::{PreparedQuery, QueryExecution},
-    watch::Freshness,
+    watch::{Freshness, warns},
 };
 
 /// What the definitions of one datacenter allow a DNS name to match, all lower-case (Consul
@@ -146,7 +146,6 @@ impl Refresh {
             demand,
         } = self;
         let shared = catalog.shared.clone();
-        let policy = shared.policy;
         // Only definitions published from now on are news; the current ones are about to be used.
         definitions.mark_unchanged();
         let mut failures: u32 = 0;
@@ -183,15 +182,12 @@ impl Refresh {
                     // Questions waiting for this execution get the last result now.
                     publish.send_modify(|_| {});
                     failures = failures.saturating_add(1);
-                    if failures % 10 == 1 {
+                    if warns(failures) {
                         warn!(query = %name, %dc, failures, %error, "cannot execute a prepared query; retrying");
                     } else {
                         debug!(query = %name, %dc, failures, %error, "cannot execute a prepared query; retrying");
                     }
-                    policy
-                        .retry_base
-                        .saturating_mul(1 << failures.min(16).saturating_sub(1))
-                        .min(policy.retry_cap)
+                    shared.policy.backoff(failures)
                 }
             };
             let mut changes: Vec<ChangeFuture<'_>> = triggers

@@ -64,6 +64,15 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
         self.current.borrow().clone()
     }
 
+    /// The latest value if it may be served (see [`Self::servable`]), waiting up to `timeout`
+    /// for the first one; `None` when it may not or has not arrived in time.
+    pub async fn servable_value(&self, max_stale: Duration, timeout: Duration) -> Option<Arc<T>> {
+        if !self.servable(max_stale) {
+            return None;
+        }
+        self.first(timeout).await
+    }
+
     /// A receiver that sees every new value.
     pub fn subscribe(&self) -> watch::Receiver<Option<Arc<T>>> {
         self.current.clone()

@@ -62,7 +62,21 @@ pub struct WatchPolicy {
     pub retry_cap: Duration,
 }
 
+/// Whether the `failures`-th failure in a row is logged as a warning: the first and every tenth
+/// after it (the others at debug), so an agent down for hours cannot flood the log.
+pub fn warns(failures: u32) -> bool {
+    failures % 10 == 1
+}
+
 impl WatchPolicy {
+    /// The pause after `failures` failures in a row (at least 1): `retry_base`, doubling per
+    /// failure up to `retry_cap`.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        self.retry_base
+            .saturating_mul(1 << failures.min(16).saturating_sub(1))
+            .min(self.retry_cap)
+    }
+
     pub fn with_wait(wait: Duration) -> Self {
         Self {
             wait,
@@ -262,12 +276,8 @@ pub async fn run<T, F, Fut, D>(
                 freshness.contact_failed();
                 index = WatchIndex::ZERO;
                 failures = failures.saturating_add(1);
-                let backoff = policy
-                    .retry_base
-                    .saturating_mul(1 << failures.min(16).saturating_sub(1))
-                    .min(policy.retry_cap);
-                // The first failure and every tenth after it: a long outage must not flood the log.
-                if failures % 10 == 1 {
+                let backoff = policy.backoff(failures);
+                if warns(failures) {
                     warn!(what, failures, %error, "Consul request failed; retrying");
                 } else {
                     debug!(what, failures, %error, "Consul request failed; retrying");
@@ -319,6 +329,15 @@ mod tests {
                 pause: false
             }
         );
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap() {
+        let policy = WatchPolicy::with_wait(Duration::from_secs(300));
+        let ms = |failures| policy.backoff(failures).as_millis();
+        assert_eq!((ms(1), ms(2), ms(3)), (200, 400, 800));
+        assert_eq!((ms(9), ms(10_000)), (30_000, 30_000));
+        assert!(warns(1) && warns(11) && !warns(2) && !warns(10));
     }
 
     #[test]
