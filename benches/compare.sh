@@ -15,10 +15,7 @@ CONSUL=$(scripts/install-consul.sh)
 cargo build --release --quiet
 
 HTTP=19500 CONSUL_DNS=19600 BRIDGE=19653 NSD_PORT=19753
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+source scripts/on-exit-cleanup.sh
 
 # Consul's DNS tuned as its documentation advises for performance.
 cat >"$work/consul.hcl" <<HCL

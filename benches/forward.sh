@@ -10,10 +10,7 @@ scripts/install-debian-tools.sh dnsperf:dnsperf dnsmasq:dnsmasq-base
 cargo build --release --quiet
 
 UPSTREAM_PORT=18753 BRIDGE_PORT=18653 HTTP_PORT=18654
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+source scripts/on-exit-cleanup.sh
 
 # The upstream answers every name under example.test itself (no further forwarding).
 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --bind-interfaces \

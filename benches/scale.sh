@@ -9,10 +9,7 @@ services=${1:-10000}
 CONSUL=$(scripts/install-consul.sh)
 cargo build --release --quiet
 HTTP=19510 DNS=19663 METRICS=19664
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+source scripts/on-exit-cleanup.sh
 # One blocking query per watched service holds one HTTP connection: the agent's default of 200
 # connections per client address must be raised for a bridge watching thousands of services.
 cat >"$work/agent.hcl" <<HCL

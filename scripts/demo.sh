@@ -13,10 +13,7 @@ CONSUL=$(scripts/install-consul.sh)
 echo "== building the bridge (release)"
 cargo build --release --quiet
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+source scripts/on-exit-cleanup.sh
 
 echo 'dns_config { only_passing = true }' > "$work/dns.hcl"
 echo "== starting Consul dev agent (HTTP 127.0.0.1:$HTTP, its DNS on port $CONSUL_DNS)"
