@@ -4,7 +4,7 @@ all asked for through the bridge (so all watched). Reports the bridge's peak RSS
 health flip of one instance to reach the answers, and Consul requests per minute while nothing
 changes. Run through benches/scale.sh, which starts Consul and the bridge."""
 
-import json, os, socket, statistics, struct, sys, time, urllib.request
+import json, os, socket, statistics, struct, subprocess, sys, time, urllib.request
 
 consul, dns_port, metrics_url, bridge_pid = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 services = int(sys.argv[5]) if len(sys.argv) > 5 else 10000
@@ -108,6 +108,16 @@ def rss_mb():
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def consul_connections():
+    """Established TCP connections to the agent's port the bridge reaches it on (ss)."""
+    port = os.environ.get("SCALE_CONSUL_PORT")
+    if not port:
+        return "?"
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    return str(len(out.splitlines()))
+
+
 def flips(count=5):
     times = []
     name = f"{FLIP}.service.consul"
@@ -128,13 +138,15 @@ ask_all()
 print(f"watched services: {metric('consul_dns_bridge_watched_services'):.0f}")
 rss, peak = rss_mb()
 print(f"bridge RSS now {rss:.1f} MB, peak {peak:.1f} MB")
+print(f"connections to Consul: {consul_connections()}")
 times = flips()
 print("health flip to answer (ms, PUT sent -> new answer seen): "
       + ", ".join(f"{t:.1f}" for t in times) + f"; median {statistics.median(times):.1f}")
 before = metric("consul_dns_bridge_consul_requests_total")
-time.sleep(int(os.environ.get("SCALE_IDLE_SECONDS", "60")))
+idle = int(os.environ.get("SCALE_IDLE_SECONDS", "60"))
+time.sleep(idle)
 after = metric("consul_dns_bridge_consul_requests_total")
-print(f"Consul requests in 60 s with nothing changing: {after - before:.0f} "
+print(f"Consul requests in {idle} s with nothing changing: {after - before:.0f} "
       f"(blocking queries re-parked at the end of their wait)")
 rss, peak = rss_mb()
 print(f"bridge RSS now {rss:.1f} MB, peak {peak:.1f} MB")

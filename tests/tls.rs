@@ -100,6 +100,81 @@ async fn https_with_the_agents_ca_and_a_client_certificate() {
     );
 }
 
+/// Over HTTPS Consul speaks HTTP/2, and the parked blocking queries of many watched services
+/// share one connection as streams (over plain HTTP/1.1 each would hold its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_queries_of_many_services_share_one_http2_connection() {
+    const SERVICES: u8 = 40;
+    let agent = TlsAgent::start().await;
+    for i in 1..=SERVICES {
+        let name = format!("svc{i}");
+        let address = format!("10.2.0.{i}");
+        agent.consul.register(service(&name, &name, &address)).await;
+    }
+    let env = [
+        ("CONSUL_CACERT", path(&agent.pki.ca)),
+        ("CONSUL_CLIENT_CERT", path(&agent.pki.client_cert)),
+        ("CONSUL_CLIENT_KEY", path(&agent.pki.client_key)),
+    ];
+    let bridge = BridgeBinary::start(&agent.https_url(), &[], &env, "web.service.consul.").await;
+    for i in 1..=SERVICES {
+        let name = format!("svc{i}.service.consul.");
+        let address = format!("10.2.0.{i}");
+        assert_eq!(
+            bridge.dns.addresses(&name, RecordType::A).await,
+            [ip(&address)]
+        );
+    }
+    // Connections opened in the first burst, before HTTP/2 was agreed on, are closed once it is.
+    let started = std::time::Instant::now();
+    let mut open = established_to(agent.https_port);
+    while open > 1 && started.elapsed() < std::time::Duration::from_secs(5) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        open = established_to(agent.https_port);
+    }
+    println!(
+        "{} watched services, {open} connection(s) to the HTTPS port",
+        SERVICES + 1
+    );
+    assert_eq!(open, 1, "parked queries should share one HTTP/2 connection");
+    // Each of them still sees its service change.
+    agent.consul.set_check("svc7", "fail").await;
+    let started = std::time::Instant::now();
+    while bridge
+        .dns
+        .rcode("svc7.service.consul.", RecordType::A)
+        .await
+        != ResponseCode::NXDomain
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "health change not seen over the shared connection"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Established TCP connections to `port` on this machine, from /proc/net/tcp (only the bridge
+/// connects to the agent's HTTPS port here).
+fn established_to(port: u16) -> usize {
+    let remote = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.get(2).is_some_and(|rem| rem.ends_with(&remote))
+                        && fields.get(3) == Some(&"01")
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|&established| established)
+        .count()
+}
+
 /// Asks for `web` once the bridge listens, and returns the RCODE and the first log line (within
 /// 10 s of retries) that holds `expect`. The bridges here log every failed request (debug):
 /// which error one attempt reports can vary, e.g. a refused client certificate sometimes shows

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     WatchIndex,
+    lanes::{Lanes, MakeClient},
     types::{AgentSelf, HealthEntry, Node, PreparedQuery, QueryExecution, ServiceNames},
 };
 use crate::config::{ConsulTls, Token};
@@ -145,7 +146,7 @@ pub struct ConsulClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    lanes: Lanes,
     agents: Vec<Url>,
     /// Index into `agents` of the one requests go to now.
     current: AtomicUsize,
@@ -175,14 +176,19 @@ impl ConsulClient {
                 Ok::<_, ConsulError>(value)
             })
             .transpose()?;
-        let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(90));
-        let http = super::tls::configure(builder, tls)
-            .map_err(ConsulError::Setup)?
-            .build()
-            .map_err(|e| transport(e.to_string()))?;
+        let tls = tls.clone();
+        let make: MakeClient = Box::new(move || {
+            let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(90));
+            super::tls::configure(builder, &tls)?
+                .build()
+                .map_err(|e| e.to_string())
+        });
+        let multiplexed = agents.iter().any(|agent| agent.scheme() == "https");
+        // The first client is built here, so a bad TLS file is reported at start.
+        let lanes = Lanes::new(multiplexed, make).map_err(ConsulError::Setup)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                http,
+                lanes,
                 agents,
                 current: AtomicUsize::new(0),
                 token,
@@ -232,7 +238,13 @@ impl ConsulClient {
     /// The datacenter of the agent we talk to.
     pub async fn agent_datacenter(&self) -> Result<String, ConsulError> {
         let answer: AgentSelf = self
-            .get(Endpoint::AgentSelf, &[], &[], PLAIN_TIMEOUT)
+            .get(
+                self.inner.lanes.plain(),
+                Endpoint::AgentSelf,
+                &[],
+                &[],
+                PLAIN_TIMEOUT,
+            )
             .await?
             .0;
         Ok(answer.config.datacenter)
@@ -241,7 +253,13 @@ impl ConsulClient {
     /// Every datacenter known over the WAN (this endpoint does not block).
     pub async fn datacenters(&self) -> Result<Vec<String>, ConsulError> {
         Ok(self
-            .get(Endpoint::Datacenters, &[], &[], PLAIN_TIMEOUT)
+            .get(
+                self.inner.lanes.plain(),
+                Endpoint::Datacenters,
+                &[],
+                &[],
+                PLAIN_TIMEOUT,
+            )
             .await?
             .0)
     }
@@ -306,7 +324,13 @@ impl ConsulClient {
     ) -> Result<Option<QueryExecution>, ConsulError> {
         let query = [("dc", dc.to_owned())];
         match self
-            .get(Endpoint::QueryExecute, &[name], &query, PLAIN_TIMEOUT)
+            .get(
+                self.inner.lanes.plain(),
+                Endpoint::QueryExecute,
+                &[name],
+                &query,
+                PLAIN_TIMEOUT,
+            )
             .await
         {
             Ok((execution, _)) => Ok(Some(execution)),
@@ -334,13 +358,17 @@ impl ConsulClient {
             query.push(("index", index.get().to_string()));
             query.push(("wait", format!("{}ms", wait.as_millis())));
         }
+        let slot = self
+            .inner
+            .lanes
+            .park()
+            .map_err(|reason| ConsulError::Transport {
+                path: endpoint.path().into(),
+                reason,
+            })?;
+        let timeout = wait + wait / 16 + BLOCKING_TIMEOUT_MARGIN;
         let (value, index) = self
-            .get(
-                endpoint,
-                segments,
-                &query,
-                wait + wait / 16 + BLOCKING_TIMEOUT_MARGIN,
-            )
+            .get(slot.client(), endpoint, segments, &query, timeout)
             .await?;
         let path = endpoint.path();
         let index = index.ok_or_else(|| ConsulError::MissingIndex { path: path.into() })?;
@@ -349,12 +377,13 @@ impl ConsulClient {
 
     async fn get<T: DeserializeOwned>(
         &self,
+        http: &reqwest::Client,
         endpoint: Endpoint,
         segments: &[&str],
         query: &[(&str, String)],
         timeout: Duration,
     ) -> Result<(T, Option<WatchIndex>), ConsulError> {
-        let result = self.request(endpoint, segments, query, timeout).await;
+        let result = self.request(http, endpoint, segments, query, timeout).await;
         if result.is_err() {
             self.inner.errors[endpoint as usize].fetch_add(1, Ordering::Relaxed);
         }
@@ -363,6 +392,7 @@ impl ConsulClient {
 
     async fn request<T: DeserializeOwned>(
         &self,
+        http: &reqwest::Client,
         endpoint: Endpoint,
         segments: &[&str],
         query: &[(&str, String)],
@@ -384,7 +414,7 @@ impl ConsulClient {
             parts.extend(segments);
             parts.extend(endpoint.suffix());
         }
-        let mut request = self.inner.http.get(url).query(query).timeout(timeout);
+        let mut request = http.get(url).query(query).timeout(timeout);
         if let Some(token) = &self.inner.token {
             request = request.header("X-Consul-Token", token.clone());
         }

@@ -2,6 +2,7 @@
 //! loop that keeps a value fresh. Nothing here knows about DNS.
 
 pub mod client;
+pub mod lanes;
 pub mod tls;
 pub mod types;
 pub mod watch;

@@ -1,0 +1,155 @@
+//! Which HTTP client a request to Consul goes out on.
+//!
+//! Every watched service keeps one blocking query parked at the agent. Over plain HTTP/1.1 each
+//! parked query holds a connection of its own, whichever client sends it, so one client serves
+//! everything. Over HTTPS, Consul's Go server speaks HTTP/2, and parked queries share a connection
+//! as streams: about 40 connections for 10,000 watched services instead of 10,000, which halves
+//! the bridge's memory (hyper's per-connection buffers are most of a parked HTTP/1.1 query's
+//! cost) and stays under the agent's `http_max_conns_per_client` (200 by default). Go allows 250
+//! concurrent streams per connection and hyper would queue a stream past that behind queries that
+//! park for minutes, so parked queries are spread over "lanes", one client (and so one
+//! connection per agent) each, at most [`PARKED_PER_LANE`] per lane.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
+
+/// Parked queries per HTTP/2 connection: below Go's default of 250 concurrent streams, leaving
+/// room for the requests that do not park (prepared query executions, the agent's datacenter).
+pub const PARKED_PER_LANE: usize = 200;
+
+/// Builds one more HTTP client with the bridge's settings.
+pub type MakeClient = Box<dyn Fn() -> Result<reqwest::Client, String> + Send + Sync>;
+
+/// The clients requests go out on.
+pub struct Lanes {
+    first: Arc<Lane>,
+    /// Only over HTTPS (HTTP/2); empty, and never grown, over plain HTTP.
+    more: Mutex<Vec<Arc<Lane>>>,
+    multiplexed: bool,
+    make: MakeClient,
+}
+
+struct Lane {
+    http: reqwest::Client,
+    parked: AtomicUsize,
+}
+
+/// A parked query's place in its lane, given back when the query ends (dropped).
+pub struct ParkedSlot {
+    lane: Arc<Lane>,
+}
+
+impl Drop for ParkedSlot {
+    fn drop(&mut self) {
+        self.lane.parked.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ParkedSlot {
+    /// The client to send the parked query with.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.lane.http
+    }
+}
+
+impl Lanes {
+    /// `multiplexed`: the agents are reached over HTTPS, where parked queries share connections.
+    pub fn new(multiplexed: bool, make: MakeClient) -> Result<Self, String> {
+        let first = Arc::new(Lane {
+            http: make()?,
+            parked: AtomicUsize::new(0),
+        });
+        Ok(Self {
+            first,
+            more: Mutex::new(Vec::new()),
+            multiplexed,
+            make,
+        })
+    }
+
+    /// The client for a request that does not park.
+    pub fn plain(&self) -> &reqwest::Client {
+        &self.first.http
+    }
+
+    /// A lane with room for one more parked query, opening a new one when all are full.
+    pub fn park(&self) -> Result<ParkedSlot, String> {
+        if !self.multiplexed {
+            return Ok(Self::take(&self.first));
+        }
+        // A poisoned lock only means another watch panicked while choosing; the list is intact.
+        let mut more = self.more.lock().unwrap_or_else(|p| p.into_inner());
+        let roomy = std::iter::once(&self.first)
+            .chain(more.iter())
+            .find(|lane| lane.parked.load(Ordering::Relaxed) < PARKED_PER_LANE);
+        if let Some(lane) = roomy {
+            return Ok(Self::take(lane));
+        }
+        let lane = Arc::new(Lane {
+            http: (self.make)()?,
+            parked: AtomicUsize::new(0),
+        });
+        more.push(Arc::clone(&lane));
+        Ok(Self::take(&lane))
+    }
+
+    /// How many clients there are (each one connection per agent once used).
+    pub fn count(&self) -> usize {
+        1 + self.more.lock().map_or(0, |more| more.len())
+    }
+
+    fn take(lane: &Arc<Lane>) -> ParkedSlot {
+        lane.parked.fetch_add(1, Ordering::Relaxed);
+        ParkedSlot {
+            lane: Arc::clone(lane),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lanes(multiplexed: bool) -> Lanes {
+        super::super::tls::install_crypto_provider();
+        Lanes::new(
+            multiplexed,
+            Box::new(|| {
+                reqwest::Client::builder()
+                    .build()
+                    .map_err(|e| e.to_string())
+            }),
+        )
+        .unwrap_or_else(|e| panic!("client: {e}"))
+    }
+
+    #[test]
+    fn https_opens_a_lane_per_full_set_of_parked_queries_and_reuses_freed_places() {
+        let lanes = lanes(true);
+        let mut slots: Vec<_> = (0..PARKED_PER_LANE * 2 + 1)
+            .map(|_| lanes.park().unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        assert_eq!(lanes.count(), 3);
+        slots.drain(..10);
+        for _ in 0..10 {
+            slots.push(lanes.park().unwrap_or_else(|e| panic!("{e}")));
+        }
+        assert_eq!(lanes.count(), 3, "freed places are used before a new lane");
+        let per_lane = |lane: &Arc<Lane>| lane.parked.load(Ordering::Relaxed);
+        assert_eq!(per_lane(&lanes.first), PARKED_PER_LANE);
+        drop(slots);
+        assert_eq!(per_lane(&lanes.first), 0);
+    }
+
+    #[test]
+    fn plain_http_keeps_one_client() {
+        let lanes = lanes(false);
+        let slots: Vec<_> = (0..PARKED_PER_LANE * 3)
+            .map(|_| lanes.park().unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        assert_eq!(lanes.count(), 1);
+        assert_eq!(slots.len(), PARKED_PER_LANE * 3);
+    }
+}
