@@ -23,6 +23,7 @@ use super::{
     server::ConsulHandler,
     tcp,
 };
+use crate::metrics::FastTally;
 
 /// Larger than any query we answer; longer datagrams are cut (and then malformed).
 const RECEIVE_BUFFER: usize = 4096;
@@ -110,6 +111,7 @@ fn socket_loop(
     let mut general = JoinSet::new();
     let (mut inbox, mut outbox) = (Inbox::new(RECEIVE_BUFFER), Outbox::default());
     let (mut out, mut scratch) = (Vec::with_capacity(1232), Vec::with_capacity(1232));
+    let mut tally = FastTally::default();
     while !stop.is_cancelled() {
         let count = match inbox.receive(&socket) {
             Ok(count) => count,
@@ -141,13 +143,12 @@ fn socket_loop(
             let started = Instant::now();
             if let Some((qtype, rcode)) = fast.answer(request, &mut out, &mut scratch) {
                 outbox.queue(&out, peer);
-                handler
-                    .metrics()
-                    .observe_fast(qtype, rcode, started.elapsed());
+                tally.record(qtype, rcode, started.elapsed());
                 continue;
             }
             general_path(&handler, &replies, request, peer, &runtime, &mut general);
         }
+        handler.metrics().add_fast(&mut tally);
         let unsent = outbox.flush(&socket);
         if unsent > 0 {
             debug!(unsent, "UDP answers the kernel did not take");
