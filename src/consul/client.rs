@@ -237,31 +237,13 @@ impl ConsulClient {
 
     /// The datacenter of the agent we talk to.
     pub async fn agent_datacenter(&self) -> Result<String, ConsulError> {
-        let answer: AgentSelf = self
-            .get(
-                self.inner.lanes.plain(),
-                Endpoint::AgentSelf,
-                &[],
-                &[],
-                PLAIN_TIMEOUT,
-            )
-            .await?
-            .0;
+        let answer: AgentSelf = self.get_plain(Endpoint::AgentSelf, &[], &[]).await?.0;
         Ok(answer.config.datacenter)
     }
 
     /// Every datacenter known over the WAN (this endpoint does not block).
     pub async fn datacenters(&self) -> Result<Vec<String>, ConsulError> {
-        Ok(self
-            .get(
-                self.inner.lanes.plain(),
-                Endpoint::Datacenters,
-                &[],
-                &[],
-                PLAIN_TIMEOUT,
-            )
-            .await?
-            .0)
+        Ok(self.get_plain(Endpoint::Datacenters, &[], &[]).await?.0)
     }
 
     /// Blocking query on the names of all services of `dc`.
@@ -324,13 +306,7 @@ impl ConsulClient {
     ) -> Result<Option<QueryExecution>, ConsulError> {
         let query = [("dc", dc.to_owned())];
         match self
-            .get(
-                self.inner.lanes.plain(),
-                Endpoint::QueryExecute,
-                &[name],
-                &query,
-                PLAIN_TIMEOUT,
-            )
+            .get_plain(Endpoint::QueryExecute, &[name], &query)
             .await
         {
             Ok((execution, _)) => Ok(Some(execution)),
@@ -373,6 +349,18 @@ impl ConsulClient {
         let path = endpoint.path();
         let index = index.ok_or_else(|| ConsulError::MissingIndex { path: path.into() })?;
         Ok(Blocking { value, index })
+    }
+
+    /// A request that does not park, on the first lane.
+    async fn get_plain<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<(T, Option<WatchIndex>), ConsulError> {
+        let http = self.inner.lanes.plain();
+        self.get(http, endpoint, segments, query, PLAIN_TIMEOUT)
+            .await
     }
 
     async fn get<T: DeserializeOwned>(
