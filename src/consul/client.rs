@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     WatchIndex,
-    lanes::{Lanes, MakeClient},
+    lanes::{Lanes, MakeClient, Versions},
     types::{AgentSelf, HealthEntry, Node, PreparedQuery, QueryExecution, ServiceNames},
 };
 use crate::config::{ConsulTls, Token};
@@ -177,8 +177,11 @@ impl ConsulClient {
             })
             .transpose()?;
         let tls = tls.clone();
-        let make: MakeClient = Box::new(move || {
-            let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(90));
+        let make: MakeClient = Box::new(move |versions| {
+            let mut builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(90));
+            if versions == Versions::Http1Only {
+                builder = builder.http1_only();
+            }
             super::tls::configure(builder, &tls)?
                 .build()
                 .map_err(|e| e.to_string())
@@ -351,7 +354,7 @@ impl ConsulClient {
         Ok(Blocking { value, index })
     }
 
-    /// A request that does not park, on the first lane.
+    /// A request that does not park, on the plain client.
     async fn get_plain<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,

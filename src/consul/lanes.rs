@@ -3,8 +3,8 @@
 //! Every watched service keeps one blocking query parked at the agent. Over plain HTTP/1.1 each
 //! parked query holds a connection of its own, whichever client sends it, so one client serves
 //! everything. Over HTTPS, Consul's Go server speaks HTTP/2, and parked queries share a connection
-//! as streams: about 40 connections for 10,000 watched services instead of 10,000, which halves
-//! the bridge's memory (hyper's per-connection buffers are most of a parked HTTP/1.1 query's
+//! as streams: 51 connections for 10,000 watched services instead of 10,000, which cuts the
+//! bridge's memory by ~40 % (hyper's per-connection buffers are much of a parked HTTP/1.1 query's
 //! cost) and stays under the agent's `http_max_conns_per_client` (200 by default). Go allows 250
 //! concurrent streams per connection and hyper would queue a stream past that behind queries that
 //! park for minutes, so parked queries are spread over "lanes", one client (and so one
@@ -15,18 +15,30 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-/// Parked queries per HTTP/2 connection: below Go's default of 250 concurrent streams, leaving
-/// room for the requests that do not park (prepared query executions, the agent's datacenter).
+/// Parked queries per HTTP/2 connection: below Go's default of 250 concurrent streams, with a
+/// margin for the agent's own limits changing.
 pub const PARKED_PER_LANE: usize = 200;
 
+/// Which HTTP versions a client may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versions {
+    Http1Only,
+    /// HTTP/2 when the agent offers it (ALPN over HTTPS), else HTTP/1.1.
+    Negotiated,
+}
+
 /// Builds one more HTTP client with the bridge's settings.
-pub type MakeClient = Box<dyn Fn() -> Result<reqwest::Client, String> + Send + Sync>;
+pub type MakeClient = Box<dyn Fn(Versions) -> Result<reqwest::Client, String> + Send + Sync>;
 
 /// The clients requests go out on.
 pub struct Lanes {
-    first: Arc<Lane>,
-    /// Only over HTTPS (HTTP/2); empty, and never grown, over plain HTTP.
-    more: Mutex<Vec<Arc<Lane>>>,
+    /// Requests that do not park, the agent's datacenter first among them. HTTP/1.1 only: an
+    /// agent refusing the client certificate (TLS 1.3 says so after the handshake) is then
+    /// reported by its alert, `BadCertificate`; over HTTP/2 the client's first write fails first
+    /// and the error only says "broken pipe".
+    plain: reqwest::Client,
+    /// Over plain HTTP one lane, sharing the plain client; over HTTPS as many as needed.
+    parked: Mutex<Vec<Arc<Lane>>>,
     multiplexed: bool,
     make: MakeClient,
 }
@@ -56,14 +68,20 @@ impl ParkedSlot {
 
 impl Lanes {
     /// `multiplexed`: the agents are reached over HTTPS, where parked queries share connections.
+    /// Builds the first client now, so that bad settings are reported at start.
     pub fn new(multiplexed: bool, make: MakeClient) -> Result<Self, String> {
-        let first = Arc::new(Lane {
-            http: make()?,
-            parked: AtomicUsize::new(0),
-        });
+        let plain = make(Versions::Http1Only)?;
+        let lanes = if multiplexed {
+            Vec::new()
+        } else {
+            vec![Arc::new(Lane {
+                http: plain.clone(),
+                parked: AtomicUsize::new(0),
+            })]
+        };
         Ok(Self {
-            first,
-            more: Mutex::new(Vec::new()),
+            plain,
+            parked: Mutex::new(lanes),
             multiplexed,
             make,
         })
@@ -71,33 +89,30 @@ impl Lanes {
 
     /// The client for a request that does not park.
     pub fn plain(&self) -> &reqwest::Client {
-        &self.first.http
+        &self.plain
     }
 
     /// A lane with room for one more parked query, opening a new one when all are full.
     pub fn park(&self) -> Result<ParkedSlot, String> {
-        if !self.multiplexed {
-            return Ok(Self::take(&self.first));
-        }
         // A poisoned lock only means another watch panicked while choosing; the list is intact.
-        let mut more = self.more.lock().unwrap_or_else(|p| p.into_inner());
-        let roomy = std::iter::once(&self.first)
-            .chain(more.iter())
-            .find(|lane| lane.parked.load(Ordering::Relaxed) < PARKED_PER_LANE);
+        let mut lanes = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        let roomy = lanes.iter().find(|lane| {
+            !self.multiplexed || lane.parked.load(Ordering::Relaxed) < PARKED_PER_LANE
+        });
         if let Some(lane) = roomy {
             return Ok(Self::take(lane));
         }
         let lane = Arc::new(Lane {
-            http: (self.make)()?,
+            http: (self.make)(Versions::Negotiated)?,
             parked: AtomicUsize::new(0),
         });
-        more.push(Arc::clone(&lane));
+        lanes.push(Arc::clone(&lane));
         Ok(Self::take(&lane))
     }
 
-    /// How many clients there are (each one connection per agent once used).
+    /// How many lanes parked queries use (each one connection per agent once used).
     pub fn count(&self) -> usize {
-        1 + self.more.lock().map_or(0, |more| more.len())
+        self.parked.lock().map_or(0, |lanes| lanes.len())
     }
 
     fn take(lane: &Arc<Lane>) -> ParkedSlot {
@@ -116,7 +131,7 @@ mod tests {
         super::super::tls::install_crypto_provider();
         Lanes::new(
             multiplexed,
-            Box::new(|| {
+            Box::new(|_| {
                 reqwest::Client::builder()
                     .build()
                     .map_err(|e| e.to_string())
@@ -137,10 +152,13 @@ mod tests {
             slots.push(lanes.park().unwrap_or_else(|e| panic!("{e}")));
         }
         assert_eq!(lanes.count(), 3, "freed places are used before a new lane");
-        let per_lane = |lane: &Arc<Lane>| lane.parked.load(Ordering::Relaxed);
-        assert_eq!(per_lane(&lanes.first), PARKED_PER_LANE);
+        let first_lane = || {
+            let lanes = lanes.parked.lock().unwrap_or_else(|p| p.into_inner());
+            lanes[0].parked.load(Ordering::Relaxed)
+        };
+        assert_eq!(first_lane(), PARKED_PER_LANE);
         drop(slots);
-        assert_eq!(per_lane(&lanes.first), 0);
+        assert_eq!(first_lane(), 0);
     }
 
     #[test]
