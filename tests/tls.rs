@@ -159,6 +159,49 @@ async fn parked_queries_of_many_services_share_one_http2_connection() {
     }
 }
 
+/// The agent behind the shared HTTP/2 connection dies and comes back (empty, as a dev agent
+/// does): answers are served stale meanwhile, and the parked queries reach the new agent over a
+/// new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_http2_queries_come_back_after_the_agent_restarts() {
+    let mut agent = TlsAgent::start().await;
+    let env = [
+        ("CONSUL_CACERT", path(&agent.pki.ca)),
+        ("CONSUL_CLIENT_CERT", path(&agent.pki.client_cert)),
+        ("CONSUL_CLIENT_KEY", path(&agent.pki.client_key)),
+    ];
+    let bridge = BridgeBinary::start(&agent.https_url(), &[], &env, "web.service.consul.").await;
+    let web = "web.service.consul.";
+    assert_eq!(
+        bridge.dns.addresses(web, RecordType::A).await,
+        [ip("10.1.0.1")]
+    );
+    agent.consul.kill();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        bridge.dns.addresses(web, RecordType::A).await,
+        [ip("10.1.0.1")],
+        "served stale while the agent is down"
+    );
+    agent.consul.spawn().await;
+    agent
+        .consul
+        .register(service("web", "web9", "10.1.0.9"))
+        .await;
+    let started = std::time::Instant::now();
+    while bridge.dns.addresses(web, RecordType::A).await != [ip("10.1.0.9")] {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the restarted agent's instance not seen over HTTPS"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    println!(
+        "fresh again {:?} after the restarted agent had the new instance",
+        started.elapsed()
+    );
+}
+
 /// Established TCP connections to `port` on this machine, from /proc/net/tcp (only the bridge
 /// connects to the agent's HTTPS port here).
 fn established_to(port: u16) -> usize {
