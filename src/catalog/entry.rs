@@ -40,9 +40,8 @@ pub struct InstanceRecords {
     pub tags: Vec<String>,
     pub address: InstanceAddress,
     pub srv: SRV,
-    /// Records for the additional section of an SRV answer: the target's address and the node's
-    /// metadata as TXT.
-    pub srv_additionals: Vec<Record>,
+    /// The node's metadata as TXT strings (Consul's `rfc1035-` keys bare, others `key=value`).
+    pub node_meta_txt: Vec<String>,
     /// `<node>.node.<dc>.<domain>` and the node's own address, for NS answers.
     pub node_name: Name,
     pub node_address: Option<IpAddr>,
@@ -150,14 +149,8 @@ fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<Instanc
         &context.domain,
     )?;
     let node_address = entry.node.address.parse::<IpAddr>().ok();
-    let ttl = context.ttl;
-    let meta = meta_txt(&entry.node.meta);
-    // Exactly sized: a `Record` is 272 bytes, and a growing Vec would reserve room for four.
-    let mut srv_additionals = Vec::with_capacity(1 + meta.len());
     let (address, target) = if entry.service.address.is_empty() {
-        let ip = node_address?;
-        srv_additionals.push(Record::from_rdata(node_name.clone(), ttl, ip_rdata(ip)));
-        (InstanceAddress::Ip(ip), node_name.clone())
+        (InstanceAddress::Ip(node_address?), node_name.clone())
     } else {
         match InstanceAddress::parse(&entry.service.address)? {
             InstanceAddress::Ip(ip) => {
@@ -165,24 +158,13 @@ fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<Instanc
                     &[&hex_address(ip), "addr", &context.datacenter],
                     &context.domain,
                 )?;
-                srv_additionals.push(Record::from_rdata(target.clone(), ttl, ip_rdata(ip)));
                 (InstanceAddress::Ip(ip), target)
             }
             InstanceAddress::Host(host) => (InstanceAddress::Host(host.clone()), host),
         }
     };
-    srv_additionals.extend(
-        meta.into_iter().map(|text| {
-            Record::from_rdata(node_name.clone(), ttl, RData::TXT(TXT::new(vec![text])))
-        }),
-    );
     let weight = entry.srv_weight();
-    let srv = SRV::new(1, weight, entry.service.port, target);
-    let wire = match &address {
-        InstanceAddress::Ip(ip) => instance_wire(*ip, &srv, &srv_additionals),
-        InstanceAddress::Host(_) => None,
-    };
-    Some(InstanceRecords {
+    let mut instance = InstanceRecords {
         tags: entry
             .service
             .tags
@@ -190,12 +172,40 @@ fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<Instanc
             .map(|t| t.to_ascii_lowercase())
             .collect(),
         address,
-        srv,
-        srv_additionals,
+        srv: SRV::new(1, weight, entry.service.port, target),
+        node_meta_txt: meta_txt(&entry.node.meta),
         node_name,
         node_address,
-        wire,
-    })
+        wire: None,
+    };
+    if let InstanceAddress::Ip(ip) = instance.address {
+        instance.wire = instance_wire(ip, &instance.srv, &instance.srv_additionals(context.ttl));
+    }
+    Some(instance)
+}
+
+impl InstanceRecords {
+    /// Records for the additional section of an SRV answer: the target's address and the node's
+    /// metadata as TXT. Built when asked (the general path; the fast path copies `wire`), so that
+    /// the cache does not hold them twice: as hickory records they are 272 bytes each.
+    pub fn srv_additionals(&self, ttl: u32) -> Vec<Record> {
+        let address = match self.address {
+            InstanceAddress::Ip(ip) => Some(Record::from_rdata(
+                self.srv.target.clone(),
+                ttl,
+                ip_rdata(ip),
+            )),
+            InstanceAddress::Host(_) => None,
+        };
+        let meta = self.node_meta_txt.iter().map(|text| {
+            Record::from_rdata(
+                self.node_name.clone(),
+                ttl,
+                RData::TXT(TXT::new(vec![text.clone()])),
+            )
+        });
+        address.into_iter().chain(meta).collect()
+    }
 }
 
 fn instance_wire(ip: IpAddr, srv: &SRV, additionals: &[Record]) -> Option<InstanceWire> {

@@ -156,7 +156,7 @@ pub fn service(
                     ttl,
                     RData::SRV(instance.srv.clone()),
                 ));
-                additionals.extend(instance.srv_additionals.iter().cloned());
+                additionals.extend(instance.srv_additionals(ttl));
             }
             return Answer::positive(records, additionals);
         }
