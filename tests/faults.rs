@@ -8,16 +8,7 @@ use std::time::{Duration, Instant};
 
 use consul_dns_bridge::bridge::Bridge;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
-use support::{ConsulAgent, DnsClient, consul::service, dns::ip, start_bridge};
-
-async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
-}
+use support::{ConsulAgent, DnsClient, consul::service, dns::ip, start_bridge, wait_until};
 
 /// A bridge with `--max-stale max_stale` that has answered for `web` and for the prepared
 /// query `webq`, whose agent was then killed, once the bridge has noticed.

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use support::{
@@ -12,6 +12,7 @@ use support::{
     consul::{free_port, service},
     dns::ip,
     pki::Pki,
+    wait_until,
 };
 
 /// A dev agent with HTTPS on its own port (plain HTTP stays on for the harness's fixtures).
@@ -86,18 +87,15 @@ async fn https_with_the_agents_ca_and_a_client_certificate() {
     );
     // The blocking queries run over HTTPS too: a health change arrives.
     agent.consul.set_check("web1", "fail").await;
-    let started = std::time::Instant::now();
-    while bridge.dns.rcode("web.service.consul.", RecordType::A).await != ResponseCode::NXDomain {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "health change not seen over HTTPS"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    println!(
-        "health change over HTTPS seen after {:?}",
-        started.elapsed()
-    );
+    let took = wait_until(
+        "health change over HTTPS",
+        Duration::from_secs(5),
+        async || {
+            bridge.dns.rcode("web.service.consul.", RecordType::A).await == ResponseCode::NXDomain
+        },
+    )
+    .await;
+    println!("health change over HTTPS seen after {took:?}");
 }
 
 /// Over HTTPS Consul speaks HTTP/2, and the parked blocking queries of many watched services
@@ -144,19 +142,18 @@ async fn parked_queries_of_many_services_share_one_http2_connection() {
     );
     // Each of them still sees its service change.
     agent.consul.set_check("svc7", "fail").await;
-    let started = std::time::Instant::now();
-    while bridge
-        .dns
-        .rcode("svc7.service.consul.", RecordType::A)
-        .await
-        != ResponseCode::NXDomain
-    {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "health change not seen over the shared connection"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "health change over the shared connection",
+        Duration::from_secs(5),
+        async || {
+            bridge
+                .dns
+                .rcode("svc7.service.consul.", RecordType::A)
+                .await
+                == ResponseCode::NXDomain
+        },
+    )
+    .await;
 }
 
 /// The agent behind the shared HTTP/2 connection dies and comes back (empty, as a dev agent
@@ -188,18 +185,13 @@ async fn parked_http2_queries_come_back_after_the_agent_restarts() {
         .consul
         .register(service("web", "web9", "10.1.0.9"))
         .await;
-    let started = std::time::Instant::now();
-    while bridge.dns.addresses(web, RecordType::A).await != [ip("10.1.0.9")] {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "the restarted agent's instance not seen over HTTPS"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    println!(
-        "fresh again {:?} after the restarted agent had the new instance",
-        started.elapsed()
-    );
+    let took = wait_until(
+        "the restarted agent's instance",
+        Duration::from_secs(20),
+        async || bridge.dns.addresses(web, RecordType::A).await == [ip("10.1.0.9")],
+    )
+    .await;
+    println!("fresh again {took:?} after the restarted agent had the new instance");
 }
 
 /// Established TCP connections to `port` on this machine, from /proc/net/tcp (only the bridge

@@ -57,3 +57,18 @@ pub async fn start_bridge_at(url: &str, extra: &[&str]) -> (Bridge, DnsClient) {
     let dns = DnsClient::new(bridge.dns_addrs()[0]);
     (bridge, dns)
 }
+
+/// Polls `done` every 20 ms until it holds, failing the test with `what` after `limit`; returns
+/// how long it took.
+pub async fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
