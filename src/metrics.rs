@@ -1,7 +1,7 @@
 //! The Prometheus metrics. The DNS side counts queries and times answers in plain atomics as they
 //! happen; everything (those counts, cache, watches, Consul requests, staleness) is read when
-//! `/metrics` is scraped, so the query path pays a few atomic adds (the UDP fast path one set per batch) and the other parts carry no
-//! metrics code of their own.
+//! `/metrics` is scraped, so the query path pays a few atomic adds (the UDP fast path one set
+//! per batch) and the other parts carry no metrics code of their own.
 
 use std::{
     sync::{
