@@ -10,10 +10,8 @@ use std::{
 };
 
 use consul_dns_bridge::{
-    catalog::Catalog,
-    config::{Config, Parsed},
-    consul::{ConsulClient, types::HealthEntry},
-    dns::{answer::Zone, fast::FastPath},
+    Config, Parsed,
+    bench_support::{AnswerPath, HealthEntry},
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::{
@@ -56,13 +54,11 @@ fn entry(node: &str, node_address: &str, id: &str, address: &str, port: u16) -> 
     serde_json::from_str(&json).expect("fixture JSON")
 }
 
-fn fast_path() -> FastPath {
+fn fast_path() -> AnswerPath {
     let config = match Config::parse(["bench", "--http-listen", "off"]) {
         Ok(Parsed::Run(config)) => config,
         _ => panic!("bench config"),
     };
-    let client = ConsulClient::new(config.consul_addrs.clone(), None, &config.tls)
-        .expect("client (never used)");
     let web = (1..=3)
         .map(|i| {
             entry(
@@ -86,13 +82,8 @@ fn fast_path() -> FastPath {
             )
         })
         .collect();
-    let catalog = Catalog::preloaded(
-        &config,
-        client,
-        "dc1",
-        vec![("web".into(), web), ("db".into(), db)],
-    );
-    FastPath::new(catalog, &Zone::from_config(&config), &config.dns, false)
+    let services = vec![("web".into(), web), ("db".into(), db)];
+    AnswerPath::preloaded(&config, "dc1", services).expect("client (never used)")
 }
 
 fn request(name: &str, qtype: RecordType) -> Vec<u8> {
@@ -121,7 +112,7 @@ fn bench(c: &mut Criterion) {
     let (mut out, mut scratch) = (Vec::with_capacity(1232), Vec::with_capacity(1232));
     for (label, bytes) in &cases {
         let answered = fast.answer(bytes, &mut out, &mut scratch);
-        assert!(answered.is_some(), "{label}: the fast path answers it");
+        assert!(answered, "{label}: the fast path answers it");
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         const RUNS: u64 = 10_000;
         for _ in 0..RUNS {

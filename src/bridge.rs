@@ -8,11 +8,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     catalog::Catalog,
     config::Config,
-    consul::{ConsulClient, ConsulError},
+    consul::{ConsulClient, ConsulError, Endpoint},
     dns::{
-        fallback::Fallback,
-        server::{ConsulHandler, DnsServer, serve},
-        tcp::TcpOptions,
+        ConsulHandler, DnsServer, Fallback, FastPath, GeneralPath, TcpOptions, UdpAnswering, Zone,
+        serve,
     },
     http,
     metrics::{DnsMetrics, Metrics},
@@ -27,6 +26,29 @@ pub enum StartError {
     /// A zone file or the recursors cannot be used.
     #[error("{0}")]
     Fallback(String),
+}
+
+/// What a running bridge reports about its watches (as `/metrics` does); cheap to clone.
+#[derive(Clone)]
+pub struct BridgeStatus {
+    catalog: Catalog,
+}
+
+impl BridgeStatus {
+    /// Watches whose last request to Consul failed (their answers are served stale).
+    pub fn stale_watches(&self) -> usize {
+        self.catalog.stale_watches()
+    }
+
+    /// `.service` names being watched now.
+    pub fn watched_services(&self) -> u64 {
+        self.catalog.watched_services()
+    }
+
+    /// Requests sent to `endpoint` of Consul since start.
+    pub fn consul_requests(&self, endpoint: Endpoint) -> u64 {
+        self.catalog.consul().request_count(endpoint)
+    }
 }
 
 /// A running bridge.
@@ -61,6 +83,17 @@ impl Bridge {
             fallback.clone(),
             dns_metrics.clone(),
         );
+        let fast = FastPath::new(
+            catalog.clone(),
+            &Zone::from_config(config),
+            &config.dns,
+            handler.recursion_available(),
+        );
+        let answering = UdpAnswering {
+            fast: Arc::new(fast),
+            general: GeneralPath::new(Arc::new(handler), !config.dns.disable_compression),
+            metrics: dns_metrics.clone(),
+        };
         let metrics_handle = dns_metrics.clone();
         // HTTP before DNS: a taken metrics port stops the start before DNS is served.
         let stop_http = CancellationToken::new();
@@ -78,11 +111,10 @@ impl Bridge {
             None => None,
         };
         let tcp_options = TcpOptions {
-            compress: !config.dns.disable_compression,
             max_connections: config.tcp_max_connections,
             idle_timeout: config.tcp_idle_timeout,
         };
-        let (server, dns_addrs) = match serve(handler, &config.listen, tcp_options).await {
+        let (server, dns_addrs) = match serve(answering, &config.listen, tcp_options).await {
             Ok(served) => served,
             Err(error) => {
                 catalog.shutdown();
@@ -116,8 +148,11 @@ impl Bridge {
         &self.dns_metrics
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// A handle on what the bridge reports about its watches.
+    pub fn status(&self) -> BridgeStatus {
+        BridgeStatus {
+            catalog: self.catalog.clone(),
+        }
     }
 
     /// Reads the zone files again (SIGHUP). On an error the zones in use stay. Returns how many

@@ -22,7 +22,7 @@ struct AppState {
 }
 
 /// Binds `addr` and serves until `stop` fires. Returns the address bound and the server task.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     metrics: Metrics,
     catalog: Catalog,

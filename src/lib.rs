@@ -1,13 +1,64 @@
 //! consul-dns-bridge: a DNS server that answers for the Consul service catalog.
 //!
+//! ```text
+//!  Consul agent (HTTP)                                 DNS clients (UDP, TCP)
+//!       │ blocking queries                                   │
+//!       ▼                                                    ▼
+//!   consul ──▶ catalog::watches ──writes──▶ catalog ◀──reads── dns
+//! ```
 //! Two sides meet only at the cache ([`catalog`]): [`consul`] keeps it fresh through blocking
-//! queries, [`dns`] answers from it. [`bridge`] wires them together for `main` and the tests;
-//! [`http`] and [`metrics`] show the operator how it is doing.
+//! queries (its watches deliver into [`catalog`]'s slots), [`dns`] answers from it. [`bridge`]
+//! wires them together for `main` and the tests; [`config`] reads the options; [`http`] and
+//! [`metrics`] show the operator how it is doing.
+//!
+//! Modules are private; what `main`, the integration tests and the benchmarks use is re-exported
+//! here, so the compiler reports what nothing uses.
 
-pub mod bridge;
-pub mod catalog;
-pub mod config;
-pub mod consul;
-pub mod dns;
-pub mod http;
-pub mod metrics;
+mod bridge;
+mod catalog;
+mod config;
+mod consul;
+mod dns;
+mod http;
+mod metrics;
+
+pub use bridge::{Bridge, BridgeStatus, StartError};
+pub use config::{Config, ConfigError, LogFormat, Parsed};
+pub use consul::{Endpoint, InstanceKind, install_crypto_provider};
+pub use metrics::DnsMetrics;
+
+/// The UDP fast path over a fixed catalog, for `benches/answer_path.rs`: the answer path in
+/// process, request bytes to response bytes, without Consul or sockets.
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::consul::HealthEntry;
+    use crate::{
+        catalog::Catalog,
+        config::Config,
+        consul::ConsulClient,
+        dns::{FastPath, Zone},
+    };
+
+    pub struct AnswerPath(FastPath);
+
+    impl AnswerPath {
+        /// The local datacenter `datacenter` holding `services` (name, health entries).
+        pub fn preloaded(
+            config: &Config,
+            datacenter: &str,
+            services: Vec<(String, Vec<HealthEntry>)>,
+        ) -> Result<Self, String> {
+            let client = ConsulClient::new(config.consul_addrs.clone(), None, &config.tls)
+                .map_err(|e| e.to_string())?;
+            let catalog = Catalog::preloaded(config, client, datacenter, services);
+            let zone = Zone::from_config(config);
+            Ok(Self(FastPath::new(catalog, &zone, &config.dns, false)))
+        }
+
+        /// Writes the answer to `request` into `out`; `false` when the general path would
+        /// have to answer it.
+        pub fn answer(&self, request: &[u8], out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> bool {
+            self.0.answer(request, out, scratch).is_some()
+        }
+    }
+}

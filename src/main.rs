@@ -5,10 +5,7 @@
 
 use std::process::ExitCode;
 
-use consul_dns_bridge::{
-    bridge::Bridge,
-    config::{Config, LogFormat, Parsed},
-};
+use consul_dns_bridge::{Bridge, Config, LogFormat, Parsed};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -55,9 +52,8 @@ async fn run(config: &Config) -> ExitCode {
 /// else `--log-level`, else info.
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        let level = config.log_level.as_deref().unwrap_or("info");
         // hickory-server logs every malformed packet at warn: a flood would flood the log.
-        EnvFilter::new(format!("hickory_server=error,{level}"))
+        EnvFilter::new(format!("hickory_server=error,{}", config.log_level))
     });
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

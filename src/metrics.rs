@@ -96,7 +96,7 @@ impl Default for DnsMetrics {
 
 impl DnsMetrics {
     /// One answered query. `qtype` is `None` when the question could not be read.
-    pub fn observe(&self, qtype: Option<RecordType>, rcode: ResponseCode, took: Duration) {
+    pub(crate) fn observe(&self, qtype: Option<RecordType>, rcode: ResponseCode, took: Duration) {
         self.queries[qtype_row(qtype)][rcode_column(rcode)].fetch_add(1, Ordering::Relaxed);
         self.latency_buckets[latency_bucket(took)].fetch_add(1, Ordering::Relaxed);
         self.latency_sum_nanos
@@ -104,7 +104,7 @@ impl DnsMetrics {
     }
 
     /// Adds a UDP socket's tally of fast answers, and empties it.
-    pub fn add_fast(&self, tally: &mut FastTally) {
+    pub(crate) fn add_fast(&self, tally: &mut FastTally) {
         if tally.answers == 0 {
             return;
         }
@@ -137,7 +137,7 @@ impl DnsMetrics {
 /// [`DnsMetrics`] once per batch: the sockets' threads run on different cores, and an atomic add
 /// per query on cache lines both write would cost more than the rest of a cached answer.
 #[derive(Debug, Default)]
-pub struct FastTally {
+pub(crate) struct FastTally {
     queries: [[u64; RCODE_COLUMNS]; QTYPE_ROWS],
     latency_buckets: [u64; LATENCY_BOUNDS.len() + 1],
     latency_sum_nanos: u64,
@@ -146,7 +146,7 @@ pub struct FastTally {
 
 impl FastTally {
     /// One query answered by the UDP fast path.
-    pub fn record(&mut self, qtype: RecordType, rcode: ResponseCode, took: Duration) {
+    pub(crate) fn record(&mut self, qtype: RecordType, rcode: ResponseCode, took: Duration) {
         self.queries[qtype_row(Some(qtype))][rcode_column(rcode)] += 1;
         self.latency_buckets[latency_bucket(took)] += 1;
         self.latency_sum_nanos = self.latency_sum_nanos.saturating_add(nanos(took));
@@ -250,7 +250,7 @@ struct Pulled {
 }
 
 /// Everything `/metrics` shows.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     catalog: Catalog,
     dns: Arc<DnsMetrics>,
@@ -258,7 +258,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(catalog: Catalog, dns: Arc<DnsMetrics>) -> Self {
+    pub(crate) fn new(catalog: Catalog, dns: Arc<DnsMetrics>) -> Self {
         let mut registry = Registry::with_prefix("consul_dns_bridge");
         let pulled = Pulled::default();
         registry.register(
@@ -326,7 +326,7 @@ impl Metrics {
     }
 
     /// The Prometheus text format, with the pulled values read now.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         self.pull();
         let mut text = String::new();
         // Writing into a String cannot fail.

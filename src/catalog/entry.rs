@@ -15,19 +15,19 @@ use hickory_proto::rr::{
 };
 use tracing::debug;
 
-use crate::consul::types::HealthEntry;
+use crate::consul::HealthEntry;
 
 /// What every record of an entry shares: where it lives and how long it may be cached.
 #[derive(Debug, Clone)]
-pub struct EntryContext {
-    pub datacenter: String,
-    pub domain: Name,
-    pub ttl: u32,
+pub(crate) struct EntryContext {
+    pub(crate) datacenter: String,
+    pub(crate) domain: Name,
+    pub(crate) ttl: u32,
 }
 
 /// How an instance is reached by address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum InstanceAddress {
+pub(crate) enum InstanceAddress {
     Ip(IpAddr),
     /// A service registered with a host name: answered with a CNAME, as Consul does.
     Host(Name),
@@ -35,36 +35,36 @@ pub enum InstanceAddress {
 
 /// One passing instance, ready to answer with.
 #[derive(Debug, Clone)]
-pub struct InstanceRecords {
+pub(crate) struct InstanceRecords {
     /// Lower-case, for Consul's case-insensitive tag match.
-    pub tags: Vec<String>,
-    pub address: InstanceAddress,
-    pub srv: SRV,
+    pub(crate) tags: Vec<String>,
+    pub(crate) address: InstanceAddress,
+    pub(crate) srv: SRV,
     /// The node's metadata as TXT strings (Consul's `rfc1035-` keys bare, others `key=value`).
-    pub node_meta_txt: Vec<String>,
+    pub(crate) node_meta_txt: Vec<String>,
     /// `<node>.node.<dc>.<domain>` and the node's own address, for NS answers.
-    pub node_name: Name,
-    pub node_address: Option<IpAddr>,
+    pub(crate) node_name: Name,
+    pub(crate) node_address: Option<IpAddr>,
     /// The same answers as wire bytes, for the UDP fast path; `None` when this instance needs the
     /// general path (a host-name address, a TXT string over 255 bytes).
-    pub wire: Option<InstanceWire>,
+    pub(crate) wire: Option<InstanceWire>,
 }
 
 /// An instance's record data encoded once, when Consul's data changed. Names are written whole
 /// (no compression pointers), so the bytes can be copied into any message at any offset.
 #[derive(Debug, Clone)]
-pub struct InstanceWire {
-    pub ip: IpAddr,
+pub(crate) struct InstanceWire {
+    pub(crate) ip: IpAddr,
     /// SRV record data: priority, weight, port, target.
-    pub srv_rdata: Vec<u8>,
+    pub(crate) srv_rdata: Vec<u8>,
     /// The additional-section records of an SRV answer, whole, one after another.
-    pub additionals: Vec<u8>,
-    pub additional_count: u16,
+    pub(crate) additionals: Vec<u8>,
+    pub(crate) additional_count: u16,
 }
 
 /// All passing instances of one service in one datacenter.
 #[derive(Debug, Default)]
-pub struct ServiceAnswers {
+pub(crate) struct ServiceAnswers {
     instances: Vec<InstanceRecords>,
     /// Whether two instances have the same address, or the same node, target and port: answers
     /// then leave the repeats out, which the fast path does not do.
@@ -77,14 +77,14 @@ pub struct ServiceAnswers {
 impl ServiceAnswers {
     /// Builds the records of every passing instance in `entries`. Instances that are not passing
     /// are left out here too, even though the request asked Consul for passing ones only.
-    pub fn build(entries: &[HealthEntry], context: &EntryContext) -> Self {
+    pub(crate) fn build(entries: &[HealthEntry], context: &EntryContext) -> Self {
         let passing: Vec<&HealthEntry> = entries.iter().filter(|e| e.is_passing()).collect();
         Self::from_entries(passing, context)
     }
 
     /// Builds the records of every instance in `entries`, whatever its checks say (a prepared
     /// query's result, already filtered by Consul as the query asks).
-    pub fn build_unfiltered(entries: &[HealthEntry], context: &EntryContext) -> Self {
+    pub(crate) fn build_unfiltered(entries: &[HealthEntry], context: &EntryContext) -> Self {
         Self::from_entries(entries.iter().collect(), context)
     }
 
@@ -110,30 +110,25 @@ impl ServiceAnswers {
         }
     }
 
-    pub fn ttl(&self) -> u32 {
+    pub(crate) fn ttl(&self) -> u32 {
         self.ttl
     }
 
     /// Whether answers must leave repeated instances out.
-    pub fn has_repeats(&self) -> bool {
+    pub(crate) fn has_repeats(&self) -> bool {
         self.has_repeats
     }
 
     /// Every passing instance, in the order Consul gave them.
-    pub fn instances(&self) -> &[InstanceRecords] {
+    pub(crate) fn instances(&self) -> &[InstanceRecords] {
         &self.instances
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.instances.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.instances.len()
-    }
-
     /// The instances carrying `tag` (all when `None`), starting at the next rotation offset.
-    pub fn select<'a>(&'a self, tag: Option<&'a str>) -> impl Iterator<Item = &'a InstanceRecords> {
+    pub(crate) fn select<'a>(
+        &'a self,
+        tag: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a InstanceRecords> {
         let count = self.instances.len().max(1);
         let start = self.rotation.fetch_add(1, Ordering::Relaxed) % count;
         let (tail, head) = self.instances.split_at(start.min(self.instances.len()));
@@ -188,7 +183,7 @@ impl InstanceRecords {
     /// Records for the additional section of an SRV answer: the target's address and the node's
     /// metadata as TXT. Built when asked (the general path; the fast path copies `wire`), so that
     /// the cache does not hold them twice: as hickory records they are 272 bytes each.
-    pub fn srv_additionals(&self, ttl: u32) -> Vec<Record> {
+    pub(crate) fn srv_additionals(&self, ttl: u32) -> Vec<Record> {
         let address = match self.address {
             InstanceAddress::Ip(ip) => Some(Record::from_rdata(
                 self.srv.target.clone(),
@@ -246,7 +241,7 @@ fn instance_wire(ip: IpAddr, srv: &SRV, additionals: &[Record]) -> Option<Instan
 }
 
 /// A name in wire form without compression.
-pub fn write_name(out: &mut Vec<u8>, name: &Name) {
+pub(crate) fn write_name(out: &mut Vec<u8>, name: &Name) {
     for label in name.iter() {
         // Labels of a valid Name are at most 63 bytes.
         out.push(label.len() as u8);
@@ -257,7 +252,7 @@ pub fn write_name(out: &mut Vec<u8>, name: &Name) {
 
 /// A node's metadata as Consul writes it into TXT records: `key=value`, or just the value for
 /// keys starting with `rfc1035-`.
-pub fn meta_txt(meta: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+pub(crate) fn meta_txt(meta: &std::collections::BTreeMap<String, String>) -> Vec<String> {
     meta.iter()
         .map(|(key, value)| {
             if key.to_ascii_lowercase().starts_with("rfc1035-") {
@@ -283,7 +278,7 @@ fn label_name(labels: &[&str], domain: &Name) -> Option<Name> {
 }
 
 /// Consul's `.addr.` label: the address's bytes in hex, 8 digits for IPv4, 32 for IPv6.
-pub fn hex_address(ip: IpAddr) -> String {
+pub(crate) fn hex_address(ip: IpAddr) -> String {
     let bytes = match ip {
         IpAddr::V4(v4) => v4.octets().to_vec(),
         IpAddr::V6(v6) => v6.octets().to_vec(),
@@ -291,7 +286,7 @@ pub fn hex_address(ip: IpAddr) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn ip_rdata(ip: IpAddr) -> RData {
+pub(crate) fn ip_rdata(ip: IpAddr) -> RData {
     match ip {
         IpAddr::V4(v4) => RData::A(A(v4)),
         IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
@@ -301,7 +296,7 @@ pub fn ip_rdata(ip: IpAddr) -> RData {
 impl InstanceAddress {
     /// An address as Consul stores it: an IP, else a host name (fully qualified); `None` when it
     /// is neither.
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         if let Ok(ip) = text.parse::<IpAddr>() {
             return Some(InstanceAddress::Ip(ip));
         }
@@ -312,7 +307,7 @@ impl InstanceAddress {
 
     /// The record data for an address question: `None` when this instance has no record of the
     /// asked family. `v4`/`v6` say which families the question takes.
-    pub fn rdata(&self, v4: bool, v6: bool) -> Option<RData> {
+    pub(crate) fn rdata(&self, v4: bool, v6: bool) -> Option<RData> {
         match self {
             InstanceAddress::Ip(ip @ IpAddr::V4(_)) if v4 => Some(ip_rdata(*ip)),
             InstanceAddress::Ip(ip @ IpAddr::V6(_)) if v6 => Some(ip_rdata(*ip)),
@@ -362,7 +357,7 @@ mod tests {
             "Service":{"Service":"db","Address":"","Port":5432},"Checks":[{"Status":"warning"}]}"#,
         );
         let answers = ServiceAnswers::build(&[passing, warning], &context());
-        assert_eq!(answers.len(), 1);
+        assert_eq!(answers.instances().len(), 1);
         let instance = answers.select(None).next().unwrap();
         assert_eq!(instance.srv.target.to_string(), "n1.node.dc1.consul.");
     }

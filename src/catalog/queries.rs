@@ -27,20 +27,73 @@ use std::{
     time::Duration,
 };
 
+use hickory_proto::rr::Name;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{Catalog, EntryContext, ServiceAnswers, slot::Publisher};
-use crate::consul::{
-    types::{PreparedQuery, QueryExecution},
-    watch::{Freshness, warns},
+use super::{
+    entry::{EntryContext, ServiceAnswers},
+    slot::{Publisher, WatchedSlot},
 };
+use crate::consul::{ConsulClient, Freshness, PreparedQuery, QueryExecution, WatchPolicy, warns};
+
+/// What executing a prepared query needs from the rest of the catalog: the Consul client, and
+/// the service watches whose changes call for a new execution.
+pub(crate) trait QueryContext: Send + Sync + 'static {
+    fn client(&self) -> &ConsulClient;
+    /// For the back-off after a failed execution.
+    fn policy(&self) -> WatchPolicy;
+    /// A query being asked for is executed again at least this often.
+    fn refresh_every(&self) -> Duration;
+    fn domain(&self) -> &Name;
+    fn service_ttl(&self, service: &str) -> u32;
+    /// The local datacenter, when its service list holds `service` (lower-case).
+    fn local_datacenter_listing(&self, service: &str) -> Option<String>;
+    /// A receiver that sees every change of the watched `service` in `dc`, starting the watch.
+    fn subscribe_service(
+        &self,
+        dc: &str,
+        service: &str,
+    ) -> watch::Receiver<Option<Arc<ServiceAnswers>>>;
+}
+
+/// A prepared query's kept result and the demand that decides when it is executed again.
+pub(crate) struct ExecutedQuery {
+    pub(crate) result: WatchedSlot<QueryResult>,
+    pub(crate) demand: Arc<Demand>,
+}
+
+impl ExecutedQuery {
+    /// Executes the query `name` in `dc` now, and again as [`Refresh`] decides, until dropped
+    /// or `stop` fires. `definitions` are the datacenter's watched query definitions.
+    pub(crate) fn start<C: QueryContext>(
+        context: C,
+        dc: &str,
+        name: &str,
+        definitions: watch::Receiver<Option<Arc<QueryNames>>>,
+        freshness: Freshness,
+        stop: &CancellationToken,
+    ) -> Self {
+        let demand: Arc<Demand> = Arc::default();
+        let refresh = Refresh {
+            context,
+            dc: dc.to_owned(),
+            name: name.to_owned(),
+            definitions,
+            demand: demand.clone(),
+        };
+        let result = WatchedSlot::start(stop, freshness, move |publish, stop, freshness| {
+            refresh.run(publish, stop, freshness)
+        });
+        Self { result, demand }
+    }
+}
 
 /// What the definitions of one datacenter allow a DNS name to match, all lower-case (Consul
 /// matches query names and DNS names without regard to case).
 #[derive(Debug, Default)]
-pub struct QueryNames {
+pub(crate) struct QueryNames {
     ids: HashSet<String>,
     names: HashSet<String>,
     /// Names of `name_prefix_match` templates; the empty name matches every name.
@@ -48,7 +101,7 @@ pub struct QueryNames {
 }
 
 impl QueryNames {
-    pub fn build(queries: Vec<PreparedQuery>) -> Self {
+    pub(crate) fn build(queries: Vec<PreparedQuery>) -> Self {
         let mut found = Self::default();
         for query in queries {
             found.ids.insert(query.id.to_ascii_lowercase());
@@ -64,7 +117,7 @@ impl QueryNames {
 
     /// Whether Consul could find a query for `asked` (lower-case): an ID, a name, or a name a
     /// template's prefix matches. A superset of Consul's own resolution, which decides the rest.
-    pub fn may_match(&self, asked: &str) -> bool {
+    pub(crate) fn may_match(&self, asked: &str) -> bool {
         self.ids.contains(asked)
             || self.names.contains(asked)
             || self.template_prefixes.iter().any(|p| asked.starts_with(p))
@@ -74,7 +127,7 @@ impl QueryNames {
 /// Whether a prepared query's name is being asked for, shared by the questions and the task that
 /// executes it.
 #[derive(Debug, Default)]
-pub struct Demand {
+pub(crate) struct Demand {
     /// Asked for since the last execution began.
     asked: AtomicBool,
     /// The task has a reason to execute and waits for a question.
@@ -85,7 +138,7 @@ pub struct Demand {
 impl Demand {
     /// Records a question; `true` when the result may be outdated and the question should wait
     /// for the execution this starts.
-    pub fn ask(&self) -> bool {
+    pub(crate) fn ask(&self) -> bool {
         self.asked.store(true, Ordering::SeqCst);
         if self.pending.load(Ordering::SeqCst) {
             self.wake.notify_one();
@@ -107,9 +160,9 @@ impl Demand {
 
 /// The last execution of one prepared query.
 #[derive(Debug)]
-pub struct QueryResult {
+pub(crate) struct QueryResult {
     /// `None`: Consul has no such query (NXDOMAIN).
-    pub answers: Option<Arc<ServiceAnswers>>,
+    pub(crate) answers: Option<Arc<ServiceAnswers>>,
 }
 
 /// A wait for the next change of one watched value.
@@ -121,31 +174,30 @@ type ChangeFuture<'a> = std::pin::Pin<
 type ServiceKey = (String, String);
 
 /// What the task that keeps one prepared query's result fresh works with.
-pub(super) struct Refresh {
-    pub catalog: Catalog,
-    pub dc: String,
-    pub name: String,
-    pub definitions: watch::Receiver<Option<Arc<QueryNames>>>,
-    pub demand: Arc<Demand>,
+struct Refresh<C> {
+    context: C,
+    dc: String,
+    name: String,
+    definitions: watch::Receiver<Option<Arc<QueryNames>>>,
+    demand: Arc<Demand>,
 }
 
-impl Refresh {
+impl<C: QueryContext> Refresh<C> {
     /// Executes the query now and again whenever its result may have changed and it is asked
     /// for, publishing each result, until `stop` fires.
-    pub async fn run(
+    async fn run(
         self,
         publish: Publisher<QueryResult>,
         stop: CancellationToken,
         freshness: Arc<Freshness>,
     ) {
         let Refresh {
-            catalog,
+            context,
             dc,
             name,
             mut definitions,
             demand,
         } = self;
-        let shared = catalog.shared.clone();
         // Only definitions published from now on are news; the current ones are about to be used.
         definitions.mark_unchanged();
         let mut failures: u32 = 0;
@@ -154,28 +206,27 @@ impl Refresh {
             Vec::new();
         loop {
             demand.asked.store(false, Ordering::SeqCst);
-            let pause = match shared.client.execute_query(&dc, &name).await {
+            let pause = match context.client().execute_query(&dc, &name).await {
                 Ok(execution) => {
                     freshness.contact_ok();
                     failures = 0;
                     let keys = execution
                         .as_ref()
-                        .map(|e| trigger_keys(&catalog, e))
+                        .map(|e| trigger_keys(&context, e))
                         .unwrap_or_default();
                     if triggers.iter().map(|(k, _)| k).ne(keys.iter()) {
                         triggers = keys
                             .into_iter()
                             .map(|key| {
-                                let slot = catalog.service_slot(&key.0, &key.1);
-                                let mut receiver = slot.subscribe();
+                                let mut receiver = context.subscribe_service(&key.0, &key.1);
                                 receiver.mark_unchanged();
                                 (key, receiver)
                             })
                             .collect();
                     }
-                    let answers = execution.map(|e| Arc::new(answers(&catalog, e)));
+                    let answers = execution.map(|e| Arc::new(answers(&context, e)));
                     publish.send_replace(Some(Arc::new(QueryResult { answers })));
-                    shared.query_refresh
+                    context.refresh_every()
                 }
                 Err(error) => {
                     freshness.contact_failed();
@@ -187,7 +238,7 @@ impl Refresh {
                     } else {
                         debug!(query = %name, %dc, failures, %error, "cannot execute a prepared query; retrying");
                     }
-                    shared.policy.backoff(failures)
+                    context.policy().backoff(failures)
                 }
             };
             let mut changes: Vec<ChangeFuture<'_>> = triggers
@@ -218,13 +269,11 @@ impl Refresh {
 }
 
 /// The service in the local datacenter (when it exists there) and in the one that answered.
-fn trigger_keys(catalog: &Catalog, execution: &QueryExecution) -> Vec<ServiceKey> {
+fn trigger_keys(context: &impl QueryContext, execution: &QueryExecution) -> Vec<ServiceKey> {
     let service = execution.service.to_ascii_lowercase();
     let answered = execution.datacenter.to_ascii_lowercase();
     let mut keys = Vec::new();
-    if let Some(local) = catalog.local_datacenter()
-        && catalog.local_service_exists(&service)
-    {
+    if let Some(local) = context.local_datacenter_listing(&service) {
         keys.push((local, service.clone()));
     }
     if !execution.nodes.is_empty() && !keys.iter().any(|(dc, _)| *dc == answered) {
@@ -235,19 +284,19 @@ fn trigger_keys(catalog: &Catalog, execution: &QueryExecution) -> Vec<ServiceKey
 
 /// The records of an execution: every instance Consul chose (it has applied the query's own
 /// health filter), named in the datacenter that answered, with the query's TTL if it sets one.
-fn answers(catalog: &Catalog, execution: QueryExecution) -> ServiceAnswers {
+fn answers(context: &impl QueryContext, execution: QueryExecution) -> ServiceAnswers {
     let ttl = go_duration_seconds(&execution.dns.ttl)
-        .unwrap_or_else(|| catalog.service_ttl(&execution.service));
-    let context = EntryContext {
+        .unwrap_or_else(|| context.service_ttl(&execution.service));
+    let entry_context = EntryContext {
         datacenter: execution.datacenter.to_ascii_lowercase(),
-        domain: catalog.domain().clone(),
+        domain: context.domain().clone(),
         ttl,
     };
-    ServiceAnswers::build_unfiltered(&execution.nodes, &context)
+    ServiceAnswers::build_unfiltered(&execution.nodes, &entry_context)
 }
 
 /// Whole seconds of a Go duration (`30s`, `1m30s`, `1.5h`, `500ms`); `None` when empty or bad.
-pub fn go_duration_seconds(text: &str) -> Option<u32> {
+pub(crate) fn go_duration_seconds(text: &str) -> Option<u32> {
     if text.is_empty() {
         return None;
     }
@@ -280,7 +329,7 @@ pub fn go_duration_seconds(text: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consul::types::QueryTemplate;
+    use crate::consul::QueryTemplate;
 
     fn query(id: &str, name: &str, template: bool) -> PreparedQuery {
         PreparedQuery {

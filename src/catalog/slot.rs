@@ -9,11 +9,11 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::consul::watch::Freshness;
+use crate::consul::Freshness;
 
-pub type Publisher<T> = watch::Sender<Option<Arc<T>>>;
+pub(crate) type Publisher<T> = watch::Sender<Option<Arc<T>>>;
 
-pub struct WatchedSlot<T> {
+pub(crate) struct WatchedSlot<T> {
     current: watch::Receiver<Option<Arc<T>>>,
     freshness: Arc<Freshness>,
     _stop: DropGuard,
@@ -22,7 +22,7 @@ pub struct WatchedSlot<T> {
 impl<T: Send + Sync + 'static> WatchedSlot<T> {
     /// Spawns `task` with the sender it publishes into, a token that fires when the slot is
     /// dropped or `parent` is cancelled, and the freshness it must keep up to date.
-    pub fn start<F, Fut>(parent: &CancellationToken, freshness: Freshness, task: F) -> Self
+    pub(crate) fn start<F, Fut>(parent: &CancellationToken, freshness: Freshness, task: F) -> Self
     where
         F: FnOnce(Publisher<T>, CancellationToken, Arc<Freshness>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
@@ -39,7 +39,7 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
     }
 
     /// A slot holding `value` with no watch behind it (a preloaded catalog).
-    pub fn fixed(value: T, freshness: Freshness) -> Self {
+    pub(crate) fn fixed(value: T, freshness: Freshness) -> Self {
         let (_, current) = watch::channel(Some(Arc::new(value)));
         Self {
             current,
@@ -49,24 +49,28 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
     }
 
     /// Whether the value may still be served: fresh, or stale for no longer than `max_stale`.
-    pub fn servable(&self, max_stale: Duration) -> bool {
+    pub(crate) fn servable(&self, max_stale: Duration) -> bool {
         self.freshness
             .stale_for()
             .is_none_or(|stale| stale <= max_stale)
     }
 
-    pub fn freshness(&self) -> &Freshness {
+    pub(crate) fn freshness(&self) -> &Freshness {
         &self.freshness
     }
 
     /// The latest value, if the first one has arrived.
-    pub fn current(&self) -> Option<Arc<T>> {
+    pub(crate) fn current(&self) -> Option<Arc<T>> {
         self.current.borrow().clone()
     }
 
     /// The latest value if it may be served (see [`Self::servable`]), waiting up to `timeout`
     /// for the first one; `None` when it may not or has not arrived in time.
-    pub async fn servable_value(&self, max_stale: Duration, timeout: Duration) -> Option<Arc<T>> {
+    pub(crate) async fn servable_value(
+        &self,
+        max_stale: Duration,
+        timeout: Duration,
+    ) -> Option<Arc<T>> {
         if !self.servable(max_stale) {
             return None;
         }
@@ -74,12 +78,12 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
     }
 
     /// A receiver that sees every new value.
-    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<T>>> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Option<Arc<T>>> {
         self.current.clone()
     }
 
     /// The latest value, waiting up to `timeout` for the first one.
-    pub async fn first(&self, timeout: Duration) -> Option<Arc<T>> {
+    pub(crate) async fn first(&self, timeout: Duration) -> Option<Arc<T>> {
         if let Some(value) = self.current() {
             return Some(value);
         }

@@ -13,7 +13,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -22,7 +22,9 @@ use reqwest::{StatusCode, Url, header::HeaderValue};
 use serde::de::DeserializeOwned;
 
 use super::{
-    WatchIndex,
+    blocking::{Blocking, WatchIndex},
+    endpoint::{Endpoint, EndpointCounts, InstanceKind},
+    error::{ConsulError, MAX_BODY_BYTES},
     lanes::{Lanes, MakeClient, Versions},
     types::{AgentSelf, HealthEntry, Node, PreparedQuery, QueryExecution, ServiceNames},
 };
@@ -34,114 +36,13 @@ use crate::config::{ConsulTls, Token};
 const BLOCKING_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 /// Timeout of a request that does not block.
 const PLAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest answer body read. A health answer for a service with thousands of instances is a
-/// few MB; anything far past that is a broken or hostile server, not data to hold.
-pub const MAX_BODY_BYTES: usize = 32 << 20;
 /// How much of an error status's body goes into the error (Consul says why there, e.g.
 /// `ACL not found`).
 const STATUS_BODY_EXCERPT: usize = 120;
 
-/// The Consul endpoints the bridge uses, for counting requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    AgentSelf,
-    Datacenters,
-    CatalogServices,
-    CatalogNodes,
-    HealthService,
-    HealthConnect,
-    HealthIngress,
-    PreparedQueries,
-    QueryExecute,
-}
-
-impl Endpoint {
-    pub const ALL: [Endpoint; 9] = [
-        Endpoint::AgentSelf,
-        Endpoint::Datacenters,
-        Endpoint::CatalogServices,
-        Endpoint::CatalogNodes,
-        Endpoint::HealthService,
-        Endpoint::HealthConnect,
-        Endpoint::HealthIngress,
-        Endpoint::PreparedQueries,
-        Endpoint::QueryExecute,
-    ];
-
-    /// The endpoint as logs and metrics name it.
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::QueryExecute => "/v1/query/<name>/execute",
-            other => other.base(),
-        }
-    }
-
-    /// The URL path before the per-request segments (a service or query name).
-    fn base(self) -> &'static str {
-        match self {
-            Endpoint::AgentSelf => "/v1/agent/self",
-            Endpoint::Datacenters => "/v1/catalog/datacenters",
-            Endpoint::CatalogServices => "/v1/catalog/services",
-            Endpoint::CatalogNodes => "/v1/catalog/nodes",
-            Endpoint::HealthService => "/v1/health/service",
-            Endpoint::HealthConnect => "/v1/health/connect",
-            Endpoint::HealthIngress => "/v1/health/ingress",
-            Endpoint::PreparedQueries | Endpoint::QueryExecute => "/v1/query",
-        }
-    }
-
-    /// The URL path after the per-request segments.
-    fn suffix(self) -> &'static [&'static str] {
-        match self {
-            Endpoint::QueryExecute => &["execute"],
-            _ => &[],
-        }
-    }
-}
-
-/// Which health endpoint a watch of one service's passing instances reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthEndpoint {
-    /// `/v1/health/service/<name>`: the service's own instances.
-    Service,
-    /// `/v1/health/connect/<name>`: its Connect proxies and Connect-native instances.
-    Connect,
-    /// `/v1/health/ingress/<name>`: the ingress gateways exposing it.
-    Ingress,
-}
-
-/// A decoded answer plus the `X-Consul-Index` it came with.
-#[derive(Debug)]
-pub struct Blocking<T> {
-    pub value: T,
-    pub index: WatchIndex,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConsulError {
-    /// The client cannot be built from the options given.
-    #[error("{0}")]
-    Setup(String),
-    #[error("{path}: request failed: {reason}")]
-    Transport { path: String, reason: String },
-    #[error("{path}: HTTP {status}{}{reason}", if reason.is_empty() { "" } else { ": " })]
-    Status {
-        path: String,
-        status: StatusCode,
-        /// The start of the body, on one line.
-        reason: String,
-    },
-    #[error("{path}: answer larger than {MAX_BODY_BYTES} bytes")]
-    TooLarge { path: String },
-    #[error("{path}: cannot decode the answer: {reason}")]
-    Decode { path: String, reason: String },
-    #[error("{path}: answer has no valid X-Consul-Index header")]
-    MissingIndex { path: String },
-}
-
 /// A cheap-to-clone handle on one agent's HTTP API.
 #[derive(Clone)]
-pub struct ConsulClient {
+pub(crate) struct ConsulClient {
     inner: Arc<Inner>,
 }
 
@@ -151,12 +52,12 @@ struct Inner {
     /// Index into `agents` of the one requests go to now.
     current: AtomicUsize,
     token: Option<HeaderValue>,
-    requests: [AtomicU64; Endpoint::ALL.len()],
-    errors: [AtomicU64; Endpoint::ALL.len()],
+    requests: EndpointCounts,
+    errors: EndpointCounts,
 }
 
 impl ConsulClient {
-    pub fn new(
+    pub(crate) fn new(
         agents: Vec<Url>,
         token: Option<&Token>,
         tls: &ConsulTls,
@@ -201,12 +102,6 @@ impl ConsulClient {
         })
     }
 
-    /// The agent requests go to now.
-    pub fn current_agent(&self) -> &Url {
-        let at = self.inner.current.load(Ordering::Relaxed);
-        &self.inner.agents[at % self.inner.agents.len()]
-    }
-
     /// Moves later requests to the next agent, unless another request already moved them away
     /// from `failed`.
     fn fail_over(&self, failed: usize) {
@@ -229,28 +124,28 @@ impl ConsulClient {
     }
 
     /// How many requests went to `endpoint` since start.
-    pub fn request_count(&self, endpoint: Endpoint) -> u64 {
-        self.inner.requests[endpoint as usize].load(Ordering::Relaxed)
+    pub(crate) fn request_count(&self, endpoint: Endpoint) -> u64 {
+        self.inner.requests.get(endpoint)
     }
 
     /// How many requests to `endpoint` failed since start (any error: transport, status, body).
-    pub fn error_count(&self, endpoint: Endpoint) -> u64 {
-        self.inner.errors[endpoint as usize].load(Ordering::Relaxed)
+    pub(crate) fn error_count(&self, endpoint: Endpoint) -> u64 {
+        self.inner.errors.get(endpoint)
     }
 
     /// The datacenter of the agent we talk to.
-    pub async fn agent_datacenter(&self) -> Result<String, ConsulError> {
+    pub(crate) async fn agent_datacenter(&self) -> Result<String, ConsulError> {
         let answer: AgentSelf = self.get_plain(Endpoint::AgentSelf, &[], &[]).await?.0;
         Ok(answer.config.datacenter)
     }
 
     /// Every datacenter known over the WAN (this endpoint does not block).
-    pub async fn datacenters(&self) -> Result<Vec<String>, ConsulError> {
+    pub(crate) async fn datacenters(&self) -> Result<Vec<String>, ConsulError> {
         Ok(self.get_plain(Endpoint::Datacenters, &[], &[]).await?.0)
     }
 
     /// Blocking query on the names of all services of `dc`.
-    pub async fn service_names(
+    pub(crate) async fn service_names(
         &self,
         dc: &str,
         index: WatchIndex,
@@ -261,7 +156,7 @@ impl ConsulClient {
     }
 
     /// Blocking query on every node of `dc`, with its address and metadata.
-    pub async fn nodes(
+    pub(crate) async fn nodes(
         &self,
         dc: &str,
         index: WatchIndex,
@@ -271,26 +166,22 @@ impl ConsulClient {
             .await
     }
 
-    /// Blocking query on the passing instances of one service from `endpoint` (`?passing`:
-    /// every service and node check passing).
-    pub async fn passing_instances(
+    /// Blocking query on the passing instances of one service of `kind` (`?passing`: every
+    /// service and node check passing).
+    pub(crate) async fn passing_instances(
         &self,
-        endpoint: HealthEndpoint,
+        kind: InstanceKind,
         dc: &str,
         service: &str,
         index: WatchIndex,
         wait: Duration,
     ) -> Result<Blocking<Vec<HealthEntry>>, ConsulError> {
-        let endpoint = match endpoint {
-            HealthEndpoint::Service => Endpoint::HealthService,
-            HealthEndpoint::Connect => Endpoint::HealthConnect,
-            HealthEndpoint::Ingress => Endpoint::HealthIngress,
-        };
-        self.blocking(endpoint, &[service], dc, index, wait).await
+        self.blocking(Endpoint::Health(kind), &[service], dc, index, wait)
+            .await
     }
 
     /// Blocking query on the prepared query definitions of `dc`.
-    pub async fn prepared_queries(
+    pub(crate) async fn prepared_queries(
         &self,
         dc: &str,
         index: WatchIndex,
@@ -302,7 +193,7 @@ impl ConsulClient {
 
     /// Executes the prepared query `name` (a name, an ID, or a name a template matches) in
     /// `dc`, as Consul's DNS does; `None` when Consul has no such query.
-    pub async fn execute_query(
+    pub(crate) async fn execute_query(
         &self,
         dc: &str,
         name: &str,
@@ -327,10 +218,7 @@ impl ConsulClient {
         wait: Duration,
     ) -> Result<Blocking<T>, ConsulError> {
         let mut query = vec![("dc", dc.to_owned())];
-        if matches!(
-            endpoint,
-            Endpoint::HealthService | Endpoint::HealthConnect | Endpoint::HealthIngress
-        ) {
+        if matches!(endpoint, Endpoint::Health(_)) {
             query.push(("passing", "1".to_owned()));
         }
         if index.is_set() {
@@ -376,7 +264,7 @@ impl ConsulClient {
     ) -> Result<(T, Option<WatchIndex>), ConsulError> {
         let result = self.request(http, endpoint, segments, query, timeout).await;
         if result.is_err() {
-            self.inner.errors[endpoint as usize].fetch_add(1, Ordering::Relaxed);
+            self.inner.errors.add(endpoint);
         }
         result
     }
@@ -409,7 +297,7 @@ impl ConsulClient {
         if let Some(token) = &self.inner.token {
             request = request.header("X-Consul-Token", token.clone());
         }
-        self.inner.requests[endpoint as usize].fetch_add(1, Ordering::Relaxed);
+        self.inner.requests.add(endpoint);
         let transport = |e: reqwest::Error| ConsulError::Transport {
             path: path.into(),
             reason: describe(e, timeout),

@@ -17,21 +17,21 @@ use std::sync::{
 
 /// Parked queries per HTTP/2 connection: below Go's default of 250 concurrent streams, with a
 /// margin for the agent's own limits changing.
-pub const PARKED_PER_LANE: usize = 200;
+pub(crate) const PARKED_PER_LANE: usize = 200;
 
 /// Which HTTP versions a client may speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Versions {
+pub(crate) enum Versions {
     Http1Only,
     /// HTTP/2 when the agent offers it (ALPN over HTTPS), else HTTP/1.1.
     Negotiated,
 }
 
 /// Builds one more HTTP client with the bridge's settings.
-pub type MakeClient = Box<dyn Fn(Versions) -> Result<reqwest::Client, String> + Send + Sync>;
+pub(crate) type MakeClient = Box<dyn Fn(Versions) -> Result<reqwest::Client, String> + Send + Sync>;
 
 /// The clients requests go out on.
-pub struct Lanes {
+pub(crate) struct Lanes {
     /// Requests that do not park, the agent's datacenter first among them. HTTP/1.1 only: an
     /// agent refusing the client certificate (TLS 1.3 says so after the handshake) is then
     /// reported by its alert, `BadCertificate`; over HTTP/2 the client's first write fails first
@@ -49,7 +49,7 @@ struct Lane {
 }
 
 /// A parked query's place in its lane, given back when the query ends (dropped).
-pub struct ParkedSlot {
+pub(crate) struct ParkedSlot {
     lane: Arc<Lane>,
 }
 
@@ -61,7 +61,7 @@ impl Drop for ParkedSlot {
 
 impl ParkedSlot {
     /// The client to send the parked query with.
-    pub fn client(&self) -> &reqwest::Client {
+    pub(crate) fn client(&self) -> &reqwest::Client {
         &self.lane.http
     }
 }
@@ -69,7 +69,7 @@ impl ParkedSlot {
 impl Lanes {
     /// `multiplexed`: the agents are reached over HTTPS, where parked queries share connections.
     /// Builds the first client now, so that bad settings are reported at start.
-    pub fn new(multiplexed: bool, make: MakeClient) -> Result<Self, String> {
+    pub(crate) fn new(multiplexed: bool, make: MakeClient) -> Result<Self, String> {
         let plain = make(Versions::Http1Only)?;
         let lanes = if multiplexed {
             Vec::new()
@@ -88,12 +88,12 @@ impl Lanes {
     }
 
     /// The client for a request that does not park.
-    pub fn plain(&self) -> &reqwest::Client {
+    pub(crate) fn plain(&self) -> &reqwest::Client {
         &self.plain
     }
 
     /// A lane with room for one more parked query, opening a new one when all are full.
-    pub fn park(&self) -> Result<ParkedSlot, String> {
+    pub(crate) fn park(&self) -> Result<ParkedSlot, String> {
         // A poisoned lock only means another watch panicked while choosing; the list is intact.
         let mut lanes = self.parked.lock().unwrap_or_else(|p| p.into_inner());
         let roomy = lanes.iter().find(|lane| {

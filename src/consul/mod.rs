@@ -1,11 +1,30 @@
 //! Everything that talks to Consul: the HTTP client, the JSON it returns, and the blocking-query
 //! loop that keeps a value fresh. Nothing here knows about DNS.
+//!
+//! - [`client`]: one request to an agent (URL, token header, failover between agents), with
+//!   [`endpoint`] naming the endpoints and [`lanes`] choosing the connection a request takes;
+//!   [`tls`] applies the `CONSUL_*` HTTPS options.
+//! - [`watch`]: the blocking-query loop; [`freshness`]: whether its value is current.
+//! - [`types`]: the JSON Consul answers with.
 
-pub mod client;
-pub mod lanes;
-pub mod tls;
-pub mod types;
-pub mod watch;
+mod blocking;
+mod client;
+mod endpoint;
+mod error;
+mod freshness;
+mod lanes;
+mod tls;
+mod types;
+mod watch;
 
-pub use client::{Blocking, ConsulClient, ConsulError, Endpoint};
-pub use watch::{WatchIndex, WatchPolicy};
+pub(crate) use blocking::{Blocking, WatchIndex};
+pub(crate) use client::ConsulClient;
+pub use endpoint::{Endpoint, InstanceKind};
+pub use error::ConsulError;
+pub(crate) use freshness::{Freshness, WatchStats};
+pub use tls::install_crypto_provider;
+pub use types::HealthEntry;
+#[cfg(test)]
+pub(crate) use types::QueryTemplate;
+pub(crate) use types::{Node, PreparedQuery, QueryExecution, ServiceNames};
+pub(crate) use watch::{WatchPolicy, run as run_watch, warns};

@@ -16,7 +16,7 @@ pub fn install_crypto_provider() {
 }
 
 /// Adds the options to `builder`. Without a CA option the system's roots are used.
-pub fn configure(builder: ClientBuilder, tls: &ConsulTls) -> Result<ClientBuilder, String> {
+pub(crate) fn configure(builder: ClientBuilder, tls: &ConsulTls) -> Result<ClientBuilder, String> {
     install_crypto_provider();
     let mut roots = Vec::new();
     if let Some(file) = &tls.ca_file {

@@ -8,73 +8,71 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 
 /// `/v1/catalog/services`: service name to its tags.
-pub type ServiceNames = HashMap<String, Option<Vec<String>>>;
+pub(crate) type ServiceNames = HashMap<String, Option<Vec<String>>>;
 
 /// One element of `/v1/health/service/<name>`: an instance with its node and checks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HealthEntry {
-    pub node: Node,
-    pub service: Service,
+    pub(crate) node: Node,
+    pub(crate) service: Service,
     #[serde(default, deserialize_with = "null_as_default")]
-    pub checks: Vec<Check>,
+    pub(crate) checks: Vec<Check>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Node {
-    pub node: String,
+pub(crate) struct Node {
+    pub(crate) node: String,
     #[serde(default)]
-    pub address: String,
+    pub(crate) address: String,
     #[serde(default, deserialize_with = "null_as_default")]
-    pub meta: BTreeMap<String, String>,
+    pub(crate) meta: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Service {
-    #[serde(rename = "ID", default)]
-    pub id: String,
-    pub service: String,
+pub(crate) struct Service {
+    pub(crate) service: String,
     #[serde(default, deserialize_with = "null_as_default")]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     #[serde(default)]
-    pub address: String,
+    pub(crate) address: String,
     #[serde(default)]
-    pub port: u16,
+    pub(crate) port: u16,
     #[serde(default)]
-    pub weights: Option<Weights>,
+    pub(crate) weights: Option<Weights>,
 }
 
 /// SRV weights by health state, as registered (`Weights` in the service definition).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Weights {
+pub(crate) struct Weights {
     #[serde(default)]
-    pub passing: u16,
+    pub(crate) passing: u16,
     #[serde(default)]
-    pub warning: u16,
+    pub(crate) warning: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Check {
-    pub status: String,
+pub(crate) struct Check {
+    pub(crate) status: String,
     /// Empty for a node-level check.
     #[serde(default)]
-    pub service_name: String,
+    pub(crate) service_name: String,
 }
 
 impl HealthEntry {
     /// Passing in Consul's strict sense: every check of the instance and of its node says
     /// `passing` (a `warning` is not passing, as with `only_passing = true`).
-    pub fn is_passing(&self) -> bool {
+    pub(crate) fn is_passing(&self) -> bool {
         self.checks.iter().all(|check| check.status == "passing")
     }
 
     /// The SRV weight Consul gives this instance: its `Weights` for the worst state of its own
     /// and its node's checks (1 and 1 when it has none), 0 when one is critical.
-    pub fn srv_weight(&self) -> u16 {
+    pub(crate) fn srv_weight(&self) -> u16 {
         let weights = self.service.weights.unwrap_or(Weights {
             passing: 1,
             warning: 1,
@@ -104,56 +102,56 @@ impl HealthEntry {
 /// One element of `/v1/query`: what decides whether a DNS name can match the query.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct PreparedQuery {
+pub(crate) struct PreparedQuery {
     #[serde(rename = "ID")]
-    pub id: String,
+    pub(crate) id: String,
     #[serde(default)]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub template: QueryTemplate,
+    pub(crate) template: QueryTemplate,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct QueryTemplate {
+pub(crate) struct QueryTemplate {
     /// `name_prefix_match` for a template, empty for a plain query.
     #[serde(rename = "Type", default)]
-    pub kind: String,
+    pub(crate) kind: String,
 }
 
 /// `/v1/query/<name>/execute`: the instances chosen, where they live, and the DNS TTL.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct QueryExecution {
+pub(crate) struct QueryExecution {
     #[serde(default)]
-    pub service: String,
+    pub(crate) service: String,
     #[serde(default, deserialize_with = "null_as_default")]
-    pub nodes: Vec<HealthEntry>,
+    pub(crate) nodes: Vec<HealthEntry>,
     #[serde(rename = "DNS", default)]
-    pub dns: QueryDns,
+    pub(crate) dns: QueryDns,
     /// The datacenter that answered (another one after a failover).
-    pub datacenter: String,
+    pub(crate) datacenter: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct QueryDns {
+pub(crate) struct QueryDns {
     /// A Go duration (`10s`, `1m30s`), empty when the query sets none.
     #[serde(rename = "TTL", default)]
-    pub ttl: String,
+    pub(crate) ttl: String,
 }
 
 /// `/v1/agent/self`, only the datacenter.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct AgentSelf {
-    pub config: AgentConfig,
+pub(crate) struct AgentSelf {
+    pub(crate) config: AgentConfig,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct AgentConfig {
-    pub datacenter: String,
+pub(crate) struct AgentConfig {
+    pub(crate) datacenter: String,
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>

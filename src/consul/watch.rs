@@ -13,71 +13,47 @@
 //! - `wait` and every pause carry jitter, so thousands of watches do not wake in step;
 //! - errors back off exponentially with jitter, up to a cap.
 
-use std::{
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{future::Future, sync::atomic::Ordering, time::Duration};
 
 use rand::Rng;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use super::{Blocking, ConsulError};
-
-/// Consul's `X-Consul-Index`. Zero means "not known yet": the request does not block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct WatchIndex(u64);
-
-impl WatchIndex {
-    pub const ZERO: WatchIndex = WatchIndex(0);
-
-    pub fn new(index: u64) -> Self {
-        Self(index)
-    }
-
-    pub fn get(self) -> u64 {
-        self.0
-    }
-
-    /// Whether a request with this index would block.
-    pub fn is_set(self) -> bool {
-        self.0 > 0
-    }
-}
+use super::{
+    blocking::{Blocking, WatchIndex},
+    error::ConsulError,
+    freshness::Freshness,
+};
 
 /// Timing of one watch loop.
 #[derive(Debug, Clone, Copy)]
-pub struct WatchPolicy {
+pub(crate) struct WatchPolicy {
     /// `wait=` sent to Consul, before jitter.
-    pub wait: Duration,
+    pub(crate) wait: Duration,
     /// Pause after an answer that gives no reason to trust the index.
-    pub suspicious_pause: Duration,
+    pub(crate) suspicious_pause: Duration,
     /// First back-off after an error; doubles per failure up to `retry_cap`.
-    pub retry_base: Duration,
-    pub retry_cap: Duration,
+    pub(crate) retry_base: Duration,
+    pub(crate) retry_cap: Duration,
 }
 
 /// Whether the `failures`-th failure in a row is logged as a warning: the first and every tenth
 /// after it (the others at debug), so an agent down for hours cannot flood the log.
-pub fn warns(failures: u32) -> bool {
+pub(crate) fn warns(failures: u32) -> bool {
     failures % 10 == 1
 }
 
 impl WatchPolicy {
     /// The pause after `failures` failures in a row (at least 1): `retry_base`, doubling per
     /// failure up to `retry_cap`.
-    pub fn backoff(&self, failures: u32) -> Duration {
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
         self.retry_base
             .saturating_mul(1 << failures.min(16).saturating_sub(1))
             .min(self.retry_cap)
     }
 
-    pub fn with_wait(wait: Duration) -> Self {
+    pub(crate) fn with_wait(wait: Duration) -> Self {
         Self {
             wait,
             suspicious_pause: Duration::from_secs(1),
@@ -89,15 +65,15 @@ impl WatchPolicy {
 
 /// What to do after one answer: where to block next, whether the data is new, how long to pause.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Step {
-    pub next: WatchIndex,
-    pub changed: bool,
-    pub pause: bool,
+pub(crate) struct Step {
+    pub(crate) next: WatchIndex,
+    pub(crate) changed: bool,
+    pub(crate) pause: bool,
 }
 
 /// Applies the index rules to one answer. `sent` is the index the request carried, `received`
 /// the one the answer carried, `early` whether it came back well before `wait` elapsed.
-pub fn step(sent: WatchIndex, received: WatchIndex, early: bool) -> Step {
+pub(crate) fn step(sent: WatchIndex, received: WatchIndex, early: bool) -> Step {
     if received < sent {
         return Step {
             next: WatchIndex::ZERO,
@@ -109,112 +85,15 @@ pub fn step(sent: WatchIndex, received: WatchIndex, early: bool) -> Step {
     let untrusted = received.get() <= 1;
     let early_without_change = sent.is_set() && !changed && early;
     Step {
-        next: WatchIndex(received.get().max(1)),
+        next: WatchIndex::new(received.get().max(1)),
         changed,
         pause: untrusted || early_without_change,
     }
 }
 
-/// Counts shared by every watch, read by the metrics.
-#[derive(Debug, Default)]
-pub struct WatchStats {
-    /// Watches whose last request failed.
-    pub stale: AtomicUsize,
-    /// Blocking queries that returned with new data.
-    pub wakeups_changed: AtomicU64,
-    /// Blocking queries that returned without a change (the wait ran out).
-    pub wakeups_unchanged: AtomicU64,
-}
-
-/// Whether a watch's value still reflects Consul: fresh while its requests succeed, stale from
-/// the first failure until the next success. Watches share one count of stale watches, so the
-/// operator gets one log line when Consul goes away and one when it is back, not one per watch.
-pub struct Freshness {
-    what: String,
-    epoch: Instant,
-    /// 0 while fresh; else milliseconds since `epoch` at the first failure, plus one.
-    stale_since: AtomicU64,
-    /// Milliseconds since `epoch` of the last successful answer, plus one; 0: none yet.
-    last_ok: AtomicU64,
-    stats: Arc<WatchStats>,
-}
-
-impl Freshness {
-    pub fn new(what: String, stats: Arc<WatchStats>) -> Self {
-        Self {
-            what,
-            epoch: Instant::now(),
-            stale_since: AtomicU64::new(0),
-            last_ok: AtomicU64::new(0),
-            stats,
-        }
-    }
-
-    /// What is watched, e.g. `service web in dc1`.
-    pub fn what(&self) -> &str {
-        &self.what
-    }
-
-    /// Time since the last successful answer; since the start while there has been none.
-    pub fn since_last_answer(&self) -> Duration {
-        let last = self.last_ok.load(Ordering::Relaxed).saturating_sub(1);
-        self.epoch
-            .elapsed()
-            .saturating_sub(Duration::from_millis(last))
-    }
-
-    fn now_millis(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
-    }
-
-    /// How long the value has been stale, or `None` while fresh.
-    pub fn stale_for(&self) -> Option<Duration> {
-        match self.stale_since.load(Ordering::Relaxed) {
-            0 => None,
-            since => Some(
-                self.epoch
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(since - 1)),
-            ),
-        }
-    }
-
-    pub(crate) fn contact_ok(&self) {
-        self.last_ok.store(self.now_millis(), Ordering::Relaxed);
-        if self.stale_since.swap(0, Ordering::Relaxed) != 0 {
-            debug!(what = %self.what, "fresh again");
-            if self.stats.stale.fetch_sub(1, Ordering::Relaxed) == 1 {
-                info!("Consul answers again: every answer is fresh");
-            }
-        }
-    }
-
-    pub(crate) fn contact_failed(&self) {
-        let now = self.now_millis();
-        let became_stale = self
-            .stale_since
-            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok();
-        if became_stale {
-            debug!(what = %self.what, "stale");
-            if self.stats.stale.fetch_add(1, Ordering::Relaxed) == 0 {
-                warn!("Consul does not answer: serving the last known answers (stale)");
-            }
-        }
-    }
-}
-
-impl Drop for Freshness {
-    fn drop(&mut self) {
-        if self.stale_since.load(Ordering::Relaxed) != 0 {
-            self.contact_ok();
-        }
-    }
-}
-
 /// Runs until `stop` fires: asks `fetch(index, wait)`, hands every changed value to `deliver`,
 /// and keeps `freshness` up to date.
-pub async fn run<T, F, Fut, D>(
+pub(crate) async fn run<T, F, Fut, D>(
     freshness: &Freshness,
     policy: WatchPolicy,
     stop: CancellationToken,
@@ -225,7 +104,7 @@ pub async fn run<T, F, Fut, D>(
     Fut: Future<Output = Result<Blocking<T>, ConsulError>>,
     D: FnMut(T),
 {
-    let what = freshness.what.as_str();
+    let what = freshness.what();
     let mut index = WatchIndex::ZERO;
     let mut failures: u32 = 0;
     let mut zero_index_streak = false;
@@ -246,8 +125,8 @@ pub async fn run<T, F, Fut, D>(
                 let early = started.elapsed() < wait / 2;
                 let step = step(index, received, early);
                 let wakeups = match step.changed {
-                    true => &freshness.stats.wakeups_changed,
-                    false => &freshness.stats.wakeups_unchanged,
+                    true => &freshness.stats().wakeups_changed,
+                    false => &freshness.stats().wakeups_unchanged,
                 };
                 wakeups.fetch_add(1, Ordering::Relaxed);
                 if received < index && received.is_set() {

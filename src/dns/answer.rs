@@ -3,10 +3,7 @@
 //! Owner names of answers are the query name exactly as asked (Consul does the same), so the
 //! records are made per query from the ready record data of the cache entry.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::{
     op::ResponseCode,
@@ -16,6 +13,7 @@ use hickory_proto::{
     },
 };
 
+use super::wire::{record_cap, soa_serial};
 use crate::{
     catalog::{NodeRecord, ServiceAnswers, ip_rdata},
     config::{Config, SoaTimers},
@@ -23,39 +21,39 @@ use crate::{
 
 /// What answers in the Consul domain share.
 #[derive(Debug, Clone)]
-pub struct Zone {
+pub(crate) struct Zone {
     /// Lower-case, fully qualified; also for names asked under the alternative domain, as
     /// Consul (its SRV targets and SOA stay in the primary domain).
-    pub domain: Name,
-    pub soa: SoaTimers,
-    pub node_ttl: u32,
-    /// At most this many instances in an address answer of a service (0: all).
-    pub a_record_limit: usize,
+    pub(crate) domain: Name,
+    pub(crate) soa: SoaTimers,
+    pub(crate) node_ttl: u32,
+    /// At most this many instances in an address answer of a service (`usize::MAX`: all).
+    pub(crate) a_record_limit: usize,
 }
 
 impl Zone {
-    pub fn from_config(config: &Config) -> Self {
+    pub(crate) fn from_config(config: &Config) -> Self {
         Self {
             domain: config.domain.clone(),
             soa: config.dns.soa,
             node_ttl: u32::try_from(config.node_ttl.as_secs()).unwrap_or(u32::MAX),
-            a_record_limit: config.dns.a_record_limit,
+            a_record_limit: record_cap(config.dns.a_record_limit),
         }
     }
 }
 
 /// A response without its header and question: what the handler writes.
 #[derive(Debug)]
-pub struct Answer {
-    pub rcode: ResponseCode,
-    pub authoritative: bool,
-    pub answers: Vec<Record>,
-    pub authorities: Vec<Record>,
-    pub additionals: Vec<Record>,
+pub(crate) struct Answer {
+    pub(crate) rcode: ResponseCode,
+    pub(crate) authoritative: bool,
+    pub(crate) answers: Vec<Record>,
+    pub(crate) authorities: Vec<Record>,
+    pub(crate) additionals: Vec<Record>,
 }
 
 impl Answer {
-    pub fn error(rcode: ResponseCode) -> Self {
+    pub(crate) fn error(rcode: ResponseCode) -> Self {
         Self {
             rcode,
             authoritative: false,
@@ -66,12 +64,12 @@ impl Answer {
     }
 
     /// NXDOMAIN with the zone's SOA, so resolvers cache the negative answer properly.
-    pub fn nxdomain(zone: &Zone) -> Self {
+    pub(crate) fn nxdomain(zone: &Zone) -> Self {
         Self::negative(ResponseCode::NXDomain, zone)
     }
 
     /// NOERROR without data, with the SOA.
-    pub fn nodata(zone: &Zone) -> Self {
+    pub(crate) fn nodata(zone: &Zone) -> Self {
         Self::negative(ResponseCode::NoError, zone)
     }
 
@@ -98,11 +96,9 @@ impl Answer {
 
 /// Consul's SOA: `ns.<domain> hostmaster.<domain>`, serial the current time, the configured
 /// timers, and the minimum as its TTL.
-pub fn soa(zone: &Zone) -> Record {
+pub(crate) fn soa(zone: &Zone) -> Record {
     let domain = &zone.domain;
-    let serial = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as u32);
+    let serial = soa_serial();
     let under = |label: &str| {
         Name::from_ascii(label)
             .and_then(|l| l.append_domain(domain))
@@ -124,7 +120,7 @@ pub fn soa(zone: &Zone) -> Record {
 /// A service question answered from its cache entry, `tag` already lower-case. As Consul, an
 /// instance that repeats one already answered (same address; for SRV, same node, target and
 /// port) is left out, and address answers stop at `a_record_limit` instances.
-pub fn service(
+pub(crate) fn service(
     asked: &Name,
     qtype: RecordType,
     answers: &ServiceAnswers,
@@ -162,10 +158,7 @@ pub fn service(
         }
         _ => return Answer::nodata(zone),
     };
-    let limit = match zone.a_record_limit {
-        0 => usize::MAX,
-        limit => limit,
-    };
+    let limit = zone.a_record_limit;
     let mut records: Vec<Record> = Vec::new();
     for rdata in selected.filter_map(|instance| instance.address.rdata(v4, v6)) {
         if records.iter().any(|r| r.data == rdata) {
@@ -184,7 +177,7 @@ pub fn service(
 
 /// A reverse-lookup answer: one PTR to `target`, whatever the type asked, and for an SOA
 /// question the domain's SOA in the authority section too (as Consul).
-pub fn pointer(asked: &Name, qtype: RecordType, target: Name, zone: &Zone) -> Answer {
+pub(crate) fn pointer(asked: &Name, qtype: RecordType, target: Name, zone: &Zone) -> Answer {
     // Consul's PTR answers carry TTL 0 whatever node_ttl and service_ttl say.
     let record = Record::from_rdata(asked.clone(), 0, RData::PTR(PTR(target)));
     let mut answer = Answer::positive(vec![record], Vec::new());
@@ -196,7 +189,7 @@ pub fn pointer(asked: &Name, qtype: RecordType, target: Name, zone: &Zone) -> An
 
 /// NOERROR with nothing in any section, not even an SOA: what Consul gives for some questions it
 /// does not look up.
-pub fn empty() -> Answer {
+pub(crate) fn empty() -> Answer {
     Answer {
         rcode: ResponseCode::NoError,
         authoritative: true,
@@ -209,7 +202,7 @@ pub fn empty() -> Answer {
 /// `<hex>.addr.` names, as Consul answers them: whatever the question type, an A for 8 hex
 /// digits and an AAAA for 32, owned by the name in lower case; NXDOMAIN when the digits are not
 /// hex; an empty NOERROR (without SOA) for any other length.
-pub fn address(asked: &Name, hex: &str, zone: &Zone) -> Answer {
+pub(crate) fn address(asked: &Name, hex: &str, zone: &Zone) -> Answer {
     let ttl = zone.node_ttl;
     // Go's hex.DecodeString (Consul's) fails on an odd length as on a bad digit; the length is
     // looked at as len / 2 bytes.
@@ -246,7 +239,7 @@ pub fn address(asked: &Name, hex: &str, zone: &Zone) -> Answer {
 /// for A, AAAA and ANY questions; the node's metadata as TXT in the answer for TXT and ANY, in
 /// the additional section for A and AAAA; other types, and no address of the asked family, an
 /// empty NOERROR without SOA.
-pub fn node(asked: &Name, qtype: RecordType, node: &NodeRecord, ttl: u32) -> Answer {
+pub(crate) fn node(asked: &Name, qtype: RecordType, node: &NodeRecord, ttl: u32) -> Answer {
     let mut answers = Vec::new();
     let mut additionals = Vec::new();
     let (v4, v6) = match qtype {
@@ -278,7 +271,7 @@ pub fn node(asked: &Name, qtype: RecordType, node: &NodeRecord, ttl: u32) -> Ans
 }
 
 /// NS records of the domain naming the Consul servers, with their addresses as glue.
-pub fn nameservers(servers: &ServiceAnswers, zone: &Zone) -> (Vec<Record>, Vec<Record>) {
+pub(crate) fn nameservers(servers: &ServiceAnswers, zone: &Zone) -> (Vec<Record>, Vec<Record>) {
     let (domain, ttl) = (&zone.domain, zone.node_ttl);
     let mut ns = Vec::new();
     let mut glue = Vec::new();
@@ -300,14 +293,14 @@ pub fn nameservers(servers: &ServiceAnswers, zone: &Zone) -> (Vec<Record>, Vec<R
 }
 
 /// Consul answers NS questions for any name in its domain with the domain's servers.
-pub fn ns_question(servers: &ServiceAnswers, zone: &Zone) -> Answer {
+pub(crate) fn ns_question(servers: &ServiceAnswers, zone: &Zone) -> Answer {
     let (ns, glue) = nameservers(servers, zone);
     Answer::positive(ns, glue)
 }
 
 /// Consul answers SOA questions for any name in its domain with the SOA, the servers as
 /// authority and their addresses as glue.
-pub fn soa_question(servers: &ServiceAnswers, zone: &Zone) -> Answer {
+pub(crate) fn soa_question(servers: &ServiceAnswers, zone: &Zone) -> Answer {
     let (ns, glue) = nameservers(servers, zone);
     Answer {
         authorities: ns,

@@ -10,12 +10,12 @@ use std::{io, net::SocketAddr, os::fd::AsRawFd};
 use socket2::{SockAddr, SockAddrStorage};
 
 /// Datagrams taken per receive call.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 
 const STORAGE_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as _;
 
 /// Buffers for up to [`BATCH`] received datagrams.
-pub struct Inbox {
+pub(crate) struct Inbox {
     buffer_size: usize,
     /// `BATCH` buffers of `buffer_size` bytes, one after another.
     incoming: Vec<u8>,
@@ -31,7 +31,7 @@ pub struct Inbox {
 /// Answers waiting to be sent: bytes one after another, with each one's end and peer, and the
 /// headers of one send call (kept for their capacity).
 #[derive(Default)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     outgoing: Vec<u8>,
     ends: Vec<usize>,
     peers: Vec<SockAddr>,
@@ -40,7 +40,7 @@ pub struct Outbox {
 }
 
 impl Inbox {
-    pub fn new(buffer_size: usize) -> Self {
+    pub(crate) fn new(buffer_size: usize) -> Self {
         let mut incoming = vec![0u8; buffer_size * BATCH];
         // SAFETY: all-zero bytes are a valid (unspecified) sockaddr_storage.
         let mut sources: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
@@ -77,7 +77,7 @@ impl Inbox {
 
     /// Blocks (up to the socket's read timeout) for at least one datagram and takes every one
     /// already queued, up to [`BATCH`]. Returns how many arrived.
-    pub fn receive(&mut self, socket: &std::net::UdpSocket) -> io::Result<usize> {
+    pub(crate) fn receive(&mut self, socket: &std::net::UdpSocket) -> io::Result<usize> {
         self.received = 0;
         // The kernel shortens each source length to the address it wrote; give back the room.
         for header in &mut self.headers {
@@ -103,7 +103,7 @@ impl Inbox {
 
     /// Datagram `i` of the last receive and where it came from (`None` for a source that is
     /// not an IP address).
-    pub fn datagram(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+    pub(crate) fn datagram(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         if i >= self.received {
             return None;
         }
@@ -124,14 +124,14 @@ impl Inbox {
 
 impl Outbox {
     /// Queues `answer` for `peer`; sent by the next `flush`.
-    pub fn queue(&mut self, answer: &[u8], peer: SocketAddr) {
+    pub(crate) fn queue(&mut self, answer: &[u8], peer: SocketAddr) {
         self.outgoing.extend_from_slice(answer);
         self.ends.push(self.outgoing.len());
         self.peers.push(SockAddr::from(peer));
     }
 
     /// Sends every queued answer; returns how many could not be sent.
-    pub fn flush(&mut self, socket: &std::net::UdpSocket) -> usize {
+    pub(crate) fn flush(&mut self, socket: &std::net::UdpSocket) -> usize {
         self.iovecs.clear();
         let mut start = 0;
         for end in &self.ends {

@@ -8,34 +8,30 @@
 //! path, which answers it as before. The answers are the same records the general path gives
 //! (the differential test against Consul's DNS runs over this path).
 
-use std::{
-    net::IpAddr,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::net::IpAddr;
 
 use hickory_proto::{
     op::ResponseCode,
     rr::{Name, RecordType},
 };
 
-use super::answer::Zone;
+use super::{
+    answer::Zone,
+    wire::{CLASS_IN, TYPE_OPT, soa_serial, udp_payload},
+};
 use crate::{
     catalog::{CachedLookup, Catalog, ServiceAnswers, write_name},
     config::{DnsOptions, SoaTimers},
 };
 
 const HEADER_LEN: usize = 12;
-const CLASS_IN: u16 = 1;
-const TYPE_OPT: u16 = 41;
 /// The most labels the fast path looks at: `_svc._tag.service.<domain labels>`.
 const MAX_LABELS: usize = 12;
 /// A compression pointer to the question name, which always starts right after the header.
 const POINTER_TO_QUESTION: [u8; 2] = [0xC0, 0x0C];
-/// The largest UDP answer we send, whatever the client advertises (as the general path).
-const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// What the fast path needs to answer; cheap to share between sockets.
-pub struct FastPath {
+pub(crate) struct FastPath {
     catalog: Catalog,
     /// The domain's labels, lower-case, in order (`["consul"]`).
     domain_labels: Vec<Vec<u8>>,
@@ -64,7 +60,7 @@ struct Question<'a> {
 }
 
 impl FastPath {
-    pub fn new(
+    pub(crate) fn new(
         catalog: Catalog,
         zone: &Zone,
         options: &DnsOptions,
@@ -78,10 +74,7 @@ impl FastPath {
         Self {
             soa_head: soa_head(&domain, zone.soa.min_ttl),
             soa: zone.soa,
-            a_record_limit: match zone.a_record_limit {
-                0 => usize::MAX,
-                limit => limit,
-            },
+            a_record_limit: zone.a_record_limit,
             general_path_without_edns: options.udp_answer_limit.is_some(),
             // Its answers point back to the question name; uncompressed ones go the general way.
             enabled: !options.disable_compression,
@@ -94,7 +87,7 @@ impl FastPath {
     /// Writes the answer to `request` into `out` and returns its type and code, or `None` when
     /// the general path must answer.
     /// `scratch` is a buffer the caller keeps between queries, as `out`.
-    pub fn answer(
+    pub(crate) fn answer(
         &self,
         request: &[u8],
         out: &mut Vec<u8>,
@@ -119,11 +112,7 @@ impl FastPath {
         if !matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::SRV) {
             return None;
         }
-        let limit = usize::from(
-            question
-                .edns_payload
-                .map_or(512, |size| size.clamp(512, MAX_UDP_PAYLOAD)),
-        );
+        let limit = usize::from(udp_payload(question.edns_payload));
         out.clear();
         let rcode = match self.catalog.cached_local(service) {
             CachedLookup::NotCached => return None,
@@ -132,7 +121,7 @@ impl FastPath {
                 ResponseCode::NXDomain
             }
             CachedLookup::Found(answers) => {
-                self.positive(request, &question, qtype, &answers, tag, out, scratch)?
+                self.positive(request, &question, &answers, tag, out, scratch)?
             }
         };
         (out.len() <= limit).then_some((qtype, rcode))
@@ -208,12 +197,9 @@ impl FastPath {
     ) {
         self.header(request, rcode, (0, 1), question, out);
         out.extend_from_slice(&self.soa_head);
-        let serial = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as u32);
         let timers = self.soa;
         for value in [
-            serial,
+            soa_serial(),
             timers.refresh,
             timers.retry,
             timers.expire,
@@ -224,12 +210,10 @@ impl FastPath {
         opt(question, out);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn positive(
         &self,
         request: &[u8],
         question: &Question<'_>,
-        qtype: RecordType,
         answers: &ServiceAnswers,
         tag: Option<&str>,
         out: &mut Vec<u8>,
@@ -240,6 +224,7 @@ impl FastPath {
             return None;
         }
         let ttl = answers.ttl();
+        let qtype = RecordType::from(question.qtype);
         // Header and question first; the counts are patched at the end.
         self.header(request, ResponseCode::NoError, (0, 0), question, out);
         additionals.clear();
@@ -304,7 +289,7 @@ fn opt(question: &Question<'_>, out: &mut Vec<u8>) {
     if let Some(size) = question.edns_payload {
         out.push(0);
         out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-        out.extend_from_slice(&size.clamp(512, MAX_UDP_PAYLOAD).to_be_bytes());
+        out.extend_from_slice(&udp_payload(Some(size)).to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
     }
 }

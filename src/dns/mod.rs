@@ -1,12 +1,39 @@
 //! The DNS side: reads questions, answers them from the catalog. It never talks to Consul.
+//!
+//! ```text
+//!  listeners ──▶ udp ──▶ fast (cached A/AAAA/SRV, NXDOMAIN: bytes in, bytes out)
+//!      │          └────┐
+//!      └──────▶ tcp ──▶ general ──▶ handler ──▶ name, answer ──▶ response
+//!                                      └──▶ fallback (zones, recursors)
+//! ```
+//! - [`listeners`] binds and runs the transports; [`udp`] (with [`batch`] for `recvmmsg`) and
+//!   [`tcp`] read messages.
+//! - [`fast`] answers the common UDP questions from pre-encoded bytes; everything else goes
+//!   through [`general`] to the [`handler`], which parses the name ([`name`]), fills the
+//!   sections ([`answer`]) and writes them ([`response`]).
+//! - [`fallback`] serves names outside the domain: [`zones`] and [`recursors`].
+//! - [`wire`] holds the constants both answer paths share.
 
-pub mod answer;
-pub mod batch;
-pub mod fallback;
-pub mod fast;
-pub mod name;
-pub mod recursors;
-pub mod response;
-pub mod server;
-pub mod tcp;
-pub mod udp;
+mod answer;
+mod batch;
+mod fallback;
+mod fast;
+mod general;
+mod handler;
+mod listeners;
+mod name;
+mod recursors;
+mod response;
+mod tcp;
+mod udp;
+mod wire;
+mod zones;
+
+pub(crate) use answer::Zone;
+pub(crate) use fallback::Fallback;
+pub(crate) use fast::FastPath;
+pub(crate) use general::GeneralPath;
+pub(crate) use handler::ConsulHandler;
+pub(crate) use listeners::{DnsServer, serve};
+pub(crate) use tcp::TcpOptions;
+pub(crate) use udp::UdpAnswering;

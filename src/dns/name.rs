@@ -7,22 +7,20 @@
 
 use hickory_proto::rr::{Name, RecordType};
 
+use crate::catalog::InstanceKind;
+
 /// What a query name inside or outside our domain means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryName {
-    /// `[<tag>.]<service>.service[.<dc>].<domain>` or `_<service>._<tag>.service[...]`.
-    Service {
+pub(crate) enum QueryName {
+    /// Instances of a service: `[<tag>.]<service>.service[.<dc>].<domain>` or
+    /// `_<service>._<tag>.service[...]` (kind `Service`); `[<tag>.]<service>.connect[...]`
+    /// (the service's Connect proxies and Connect-native instances) or `.ingress` (the ingress
+    /// gateways exposing it), where Consul ignores a tag, so `tag` is `None`.
+    Instances {
+        kind: InstanceKind,
         service: String,
         tag: Option<String>,
         datacenter: Option<String>,
-    },
-    /// `[<tag>.]<service>.connect[.<dc>].<domain>` (the service's Connect proxies and
-    /// Connect-native instances) or `.ingress` (the ingress gateways exposing it); Consul
-    /// ignores a tag here.
-    Gateway {
-        service: String,
-        datacenter: Option<String>,
-        ingress: bool,
     },
     /// `<hex>.addr[.<dc>].<domain>`: an address spelled in hex (the SRV targets we hand out).
     /// The hex is lower-case and not checked yet: Consul answers bad hex and bad lengths
@@ -45,7 +43,7 @@ pub enum QueryName {
 }
 
 /// Whether `name` is in `in-addr.arpa.` or `ip6.arpa.` (cheap: no allocation).
-pub fn is_reverse(name: &Name) -> bool {
+pub(crate) fn is_reverse(name: &Name) -> bool {
     let mut labels = name.iter().rev();
     let (Some(arpa), Some(zone)) = (labels.next(), labels.next()) else {
         return false;
@@ -56,7 +54,7 @@ pub fn is_reverse(name: &Name) -> bool {
 
 /// The address a reverse-lookup name stands for: `d.c.b.a.in-addr.arpa.` or the 32 nibbles of
 /// `ip6.arpa.`; `None` for any other name (including partial ones).
-pub fn reverse_address(name: &Name) -> Option<std::net::IpAddr> {
+pub(crate) fn reverse_address(name: &Name) -> Option<std::net::IpAddr> {
     if !is_reverse(name) {
         return None;
     }
@@ -89,7 +87,7 @@ pub fn reverse_address(name: &Name) -> Option<std::net::IpAddr> {
 }
 
 /// Parses `name` (any case), asked with `qtype`, against `domain` (lower-case, fully qualified).
-pub fn parse(name: &Name, domain: &Name, qtype: RecordType) -> QueryName {
+pub(crate) fn parse(name: &Name, domain: &Name, qtype: RecordType) -> QueryName {
     if !domain.zone_of(name) {
         return QueryName::OutOfDomain;
     }
@@ -133,10 +131,14 @@ fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
             node: parts.join("."),
             datacenter: datacenter.cloned(),
         }),
-        kind @ ("connect" | "ingress") => parts.last().map(|service| QueryName::Gateway {
+        kind @ ("connect" | "ingress") => parts.last().map(|service| QueryName::Instances {
+            kind: match kind {
+                "ingress" => InstanceKind::Ingress,
+                _ => InstanceKind::Connect,
+            },
             service: service.clone(),
+            tag: None,
             datacenter: datacenter.cloned(),
-            ingress: kind == "ingress",
         }),
         "query" => (!parts.is_empty()).then(|| QueryName::PreparedQuery {
             query: parts.join("."),
@@ -164,7 +166,8 @@ fn service_name(parts: &[String], datacenter: Option<&String>) -> Option<QueryNa
     if service.is_empty() {
         return None;
     }
-    Some(QueryName::Service {
+    Some(QueryName::Instances {
+        kind: InstanceKind::Service,
         service,
         tag,
         datacenter: datacenter.cloned(),
@@ -188,7 +191,8 @@ mod tests {
     }
 
     fn service(service: &str, tag: Option<&str>, dc: Option<&str>) -> QueryName {
-        QueryName::Service {
+        QueryName::Instances {
+            kind: InstanceKind::Service,
             service: service.into(),
             tag: tag.map(Into::into),
             datacenter: dc.map(Into::into),
@@ -285,17 +289,25 @@ mod tests {
 
     #[test]
     fn connect_and_ingress_forms_ignore_the_tag() {
-        let gateway = |service: &str, dc: Option<&str>, ingress| QueryName::Gateway {
+        let gateway = |service: &str, dc: Option<&str>, kind| QueryName::Instances {
+            kind,
             service: service.into(),
+            tag: None,
             datacenter: dc.map(Into::into),
-            ingress,
         };
-        assert_eq!(parse_str("db.connect.consul."), gateway("db", None, false));
+        let (connect, ingress) = (InstanceKind::Connect, InstanceKind::Ingress);
+        assert_eq!(
+            parse_str("db.connect.consul."),
+            gateway("db", None, connect)
+        );
         assert_eq!(
             parse_str("v1.DB.connect.dc2.consul."),
-            gateway("db", Some("dc2"), false)
+            gateway("db", Some("dc2"), connect)
         );
-        assert_eq!(parse_str("web.ingress.consul."), gateway("web", None, true));
+        assert_eq!(
+            parse_str("web.ingress.consul."),
+            gateway("web", None, ingress)
+        );
         assert_eq!(parse_str("connect.consul."), QueryName::OtherInDomain);
     }
 

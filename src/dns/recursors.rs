@@ -18,14 +18,14 @@ use hickory_server::{
 
 use crate::config::{RecursorStrategy, Recursors};
 
-pub struct RecursorChain {
+pub(crate) struct RecursorChain {
     origin: LowerName,
     upstreams: Vec<ForwardZoneHandler>,
     strategy: RecursorStrategy,
 }
 
 impl RecursorChain {
-    pub fn new(recursors: &Recursors) -> Result<Self, String> {
+    pub(crate) fn new(recursors: &Recursors) -> Result<Self, String> {
         let upstreams = recursors
             .addrs
             .iter()

@@ -20,7 +20,7 @@ use tracing::error;
 
 /// Sends responses to one peer over one connection or socket.
 #[derive(Clone)]
-pub struct WireResponse {
+pub(crate) struct WireResponse {
     peer: SocketAddr,
     replies: BufDnsStreamHandle,
     protocol: Protocol,
@@ -28,7 +28,7 @@ pub struct WireResponse {
 }
 
 impl WireResponse {
-    pub fn new(
+    pub(crate) fn new(
         peer: SocketAddr,
         replies: BufDnsStreamHandle,
         protocol: Protocol,

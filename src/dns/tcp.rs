@@ -1,29 +1,18 @@
 //! DNS over TCP with a cap on open connections, which hickory-server's own TCP listener lacks.
 //!
-//! The framing (two length bytes), the idle timeout and the response encoding are hickory's;
-//! this module only accepts, counts, and gives each message of a connection, one after the
-//! other, to the same request handler that serves UDP, so pipelined queries are answered in the
-//! order they came.
+//! The framing (two length bytes) and the idle timeout are hickory's; this module only
+//! accepts, counts, and gives each message of a connection, one after the other, to the general
+//! path that also serves UDP, so pipelined queries are answered in the order they came.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
-use hickory_proto::op::{Header, Message, MessageType, ResponseCode};
-
-use super::response::WireResponse;
 use hickory_server::{
-    net::{
-        BufDnsStreamHandle, DnsStreamHandle,
-        runtime::{TokioTime, iocompat::AsyncIoTokioAsStd},
-        tcp::TcpStream as DnsTcpStream,
-        xfer::Protocol,
-    },
-    proto::{
-        op::SerialMessage,
-        serialize::binary::{BinDecodable, BinDecoder},
-    },
-    server::{Request, RequestHandler, TimeoutStream},
+    net::{runtime::iocompat::AsyncIoTokioAsStd, tcp::TcpStream as DnsTcpStream, xfer::Protocol},
+    server::{RequestHandler, TimeoutStream},
 };
+
+use super::general::GeneralPath;
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
@@ -37,21 +26,19 @@ const RESPONSE_BUFFER: usize = 32;
 /// How long a connection may still flush its last answers once shutdown began.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_millis(200);
 
-/// Bounds on the TCP side, and how its answers are written.
+/// Bounds on the TCP side.
 #[derive(Debug, Clone, Copy)]
-pub struct TcpOptions {
+pub(crate) struct TcpOptions {
     /// Connections open at once; one more is closed as soon as it is accepted.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A connection that sends nothing for this long is closed.
-    pub idle_timeout: Duration,
-    /// Whether names in answers may be compressed.
-    pub compress: bool,
+    pub(crate) idle_timeout: Duration,
 }
 
 /// Accepts until `stop` fires, then waits for the open connections to finish what they hold.
-pub async fn serve<H: RequestHandler>(
+pub(crate) async fn serve<H: RequestHandler>(
     listener: TcpListener,
-    handler: Arc<H>,
+    general: GeneralPath<H>,
     limits: TcpOptions,
     stop: CancellationToken,
 ) {
@@ -80,7 +67,7 @@ pub async fn serve<H: RequestHandler>(
                 connections.spawn(connection(
                     stream,
                     peer,
-                    handler.clone(),
+                    general.clone(),
                     limits,
                     stop.clone(),
                     slot,
@@ -105,7 +92,7 @@ pub async fn serve<H: RequestHandler>(
 async fn connection<H: RequestHandler>(
     stream: TcpStream,
     peer: SocketAddr,
-    handler: Arc<H>,
+    general: GeneralPath<H>,
     options: TcpOptions,
     stop: CancellationToken,
     _slot: OwnedSemaphorePermit,
@@ -129,59 +116,15 @@ async fn connection<H: RequestHandler>(
         match next {
             Some(Ok(message)) => {
                 let (bytes, _) = message.into_parts();
-                answer(
-                    handler.as_ref(),
-                    bytes,
-                    peer,
-                    replies.clone(),
-                    Protocol::Tcp,
-                    options.compress,
-                )
-                .await;
+                general
+                    .answer(bytes, peer, replies.clone(), Protocol::Tcp)
+                    .await;
             }
             Some(Err(error)) => {
                 debug!(%peer, %error, "TCP connection closed");
                 return;
             }
             None => return,
-        }
-    }
-}
-
-/// One message, as hickory-server's own loop treats it: no header, no answer; a header but an
-/// unreadable rest, FORMERR; a response, ignored (no reflection); else the handler. UDP's general
-/// path uses it too.
-/// `compress`: whether names in the response may be compressed.
-pub async fn answer<H: RequestHandler>(
-    handler: &H,
-    bytes: Vec<u8>,
-    peer: SocketAddr,
-    mut replies: BufDnsStreamHandle,
-    protocol: Protocol,
-    compress: bool,
-) {
-    let Ok(header) = Header::read(&mut BinDecoder::new(&bytes)) else {
-        return;
-    };
-    match Request::from_bytes(bytes, peer, protocol) {
-        Ok(request) if request.metadata.message_type == MessageType::Response => {}
-        Ok(request) => {
-            let response = WireResponse::new(peer, replies, protocol, compress);
-            handler
-                .handle_request::<_, TokioTime>(&request, response)
-                .await;
-        }
-        Err(error) => {
-            debug!(%peer, %error, ?protocol, "undecodable query");
-            let mut reply = Message::error_msg(
-                header.metadata.id,
-                header.metadata.op_code,
-                ResponseCode::FormErr,
-            );
-            reply.metadata.recursion_desired = header.metadata.recursion_desired;
-            if let Ok(encoded) = reply.to_vec() {
-                let _ = replies.send(SerialMessage::new(encoded, peer));
-            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! DNS over UDP: one socket per core on the same address (`SO_REUSEPORT`, so the kernel spreads
 //! clients over them), each served by a thread that answers from the fast path when it can and
-//! hands every other message to the hickory-server request path on the async runtime, exactly as
-//! TCP does.
+//! hands every other message to the general path on the async runtime, exactly as TCP does.
+//! The general path's answers are sent by a blocking thread of their own per socket, so a send
+//! that waits for the kernel never holds up a runtime worker.
 
 use std::{
     io,
@@ -11,7 +12,10 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use hickory_server::net::{BufDnsStreamHandle, xfer::Protocol};
+use hickory_server::{
+    net::{BufDnsStreamHandle, xfer::Protocol},
+    server::RequestHandler,
+};
 use socket2::{Domain, Socket, Type};
 use tokio::{runtime::Handle, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -20,10 +24,9 @@ use tracing::{debug, warn};
 use super::{
     batch::{Inbox, Outbox},
     fast::FastPath,
-    server::ConsulHandler,
-    tcp,
+    general::GeneralPath,
 };
-use crate::metrics::FastTally;
+use crate::metrics::{DnsMetrics, FastTally};
 
 /// Larger than any query we answer; longer datagrams are cut (and then malformed).
 const RECEIVE_BUFFER: usize = 4096;
@@ -35,7 +38,7 @@ const SOCKET_RECEIVE_BUFFER: usize = 4 << 20;
 
 /// Binds `count` sockets on `addr` with `SO_REUSEPORT`; with port 0 the first one picks the port
 /// and the others join it.
-pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+pub(crate) fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
     let first = bind_one(addr)?;
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
@@ -58,11 +61,28 @@ fn bind_one(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// What a socket's loop answers with.
+pub(crate) struct UdpAnswering<H> {
+    pub(crate) fast: Arc<FastPath>,
+    pub(crate) general: GeneralPath<H>,
+    /// Where the fast path's answers are counted (the general path counts its own).
+    pub(crate) metrics: Arc<DnsMetrics>,
+}
+
+impl<H> Clone for UdpAnswering<H> {
+    fn clone(&self) -> Self {
+        Self {
+            fast: self.fast.clone(),
+            general: self.general.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
 /// Serves every socket until `stop` fires; each loop ends once its general-path queries are done.
-pub fn serve(
+pub(crate) fn serve<H: RequestHandler>(
     sockets: Vec<std::net::UdpSocket>,
-    handler: Arc<ConsulHandler>,
-    fast: Arc<FastPath>,
+    answering: UdpAnswering<H>,
     stop: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> io::Result<()> {
@@ -71,9 +91,8 @@ pub fn serve(
         socket.set_nonblocking(false)?;
         // Wakes the loop to notice shutdown.
         socket.set_read_timeout(Some(STOP_CHECK))?;
-        let (handler, fast, stop, runtime) =
-            (handler.clone(), fast.clone(), stop.clone(), runtime.clone());
-        tasks.spawn_blocking(move || socket_loop(socket, handler, fast, stop, runtime));
+        let (answering, stop, runtime) = (answering.clone(), stop.clone(), runtime.clone());
+        tasks.spawn_blocking(move || socket_loop(socket, answering, stop, runtime));
     }
     Ok(())
 }
@@ -81,28 +100,36 @@ pub fn serve(
 /// One socket's loop, on a thread of its own: a blocking receive wakes it straight from the
 /// kernel with every query already queued (a batch), and the batch's fast answers go out
 /// together before the next receive.
-fn socket_loop(
+fn socket_loop<H: RequestHandler>(
     socket: std::net::UdpSocket,
-    handler: Arc<ConsulHandler>,
-    fast: Arc<FastPath>,
+    answering: UdpAnswering<H>,
     stop: CancellationToken,
     runtime: Handle,
 ) {
+    let UdpAnswering {
+        fast,
+        general: general_path,
+        metrics,
+    } = answering;
     let local = socket
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    // Answers of the general path come back through hickory's stream handle; a task sends them.
+    // Answers of the general path come back through hickory's stream handle; a blocking thread
+    // sends them, as the socket is in blocking mode for the receive loop.
     let (replies, mut outgoing) = BufDnsStreamHandle::new(local);
     let sender = match socket.try_clone() {
-        Ok(sending) => runtime.spawn(async move {
-            while let Some(message) = outgoing.next().await {
-                // A UDP send on a blocking socket returns at once unless the kernel's send
-                // buffer is full, which a DNS server's answers do not fill.
-                if let Err(error) = sending.send_to(message.bytes(), message.addr()) {
-                    debug!(%error, peer = %message.addr(), "cannot send a UDP answer");
-                }
-            }
-        }),
+        Ok(sending) => {
+            let waiting = runtime.clone();
+            runtime.spawn_blocking(move || {
+                waiting.block_on(async move {
+                    while let Some(message) = outgoing.next().await {
+                        if let Err(error) = sending.send_to(message.bytes(), message.addr()) {
+                            debug!(%error, peer = %message.addr(), "cannot send a UDP answer");
+                        }
+                    }
+                })
+            })
+        }
         Err(error) => {
             warn!(%error, "cannot clone the UDP socket; not serving on it");
             return;
@@ -146,9 +173,14 @@ fn socket_loop(
                 tally.record(qtype, rcode, started.elapsed());
                 continue;
             }
-            general_path(&handler, &replies, request, peer, &runtime, &mut general);
+            let (path, replies) = (general_path.clone(), replies.with_remote_addr(peer));
+            let bytes = request.to_vec();
+            general.spawn_on(
+                async move { path.answer(bytes, peer, replies, Protocol::Udp).await },
+                &runtime,
+            );
         }
-        handler.metrics().add_fast(&mut tally);
+        metrics.add_fast(&mut tally);
         let unsent = outbox.flush(&socket);
         if unsent > 0 {
             debug!(unsent, "UDP answers the kernel did not take");
@@ -162,33 +194,4 @@ fn socket_loop(
             warn!("the UDP answer sender stopped abnormally");
         }
     });
-}
-
-/// Hands one message to the hickory-server request path on the runtime; its answer goes out
-/// through `replies`.
-fn general_path(
-    handler: &Arc<ConsulHandler>,
-    replies: &BufDnsStreamHandle,
-    request: &[u8],
-    peer: SocketAddr,
-    runtime: &Handle,
-    general: &mut JoinSet<()>,
-) {
-    let (handler, replies) = (handler.clone(), replies.with_remote_addr(peer));
-    let compress = !handler.options().disable_compression;
-    let bytes = request.to_vec();
-    general.spawn_on(
-        async move {
-            tcp::answer(
-                handler.as_ref(),
-                bytes,
-                peer,
-                replies,
-                Protocol::Udp,
-                compress,
-            )
-            .await;
-        },
-        runtime,
-    );
 }

@@ -1,0 +1,93 @@
+//! The local datacenter: learned from the agent at start (unless configured), with its service
+//! list watched from then on and the list of WAN-known datacenters read every 30 s.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::{
+    slot::WatchedSlot,
+    watches::{ServiceNameSet, WatchContext, watch_service_names},
+};
+use crate::consul::warns;
+
+/// How often the list of datacenters is read again (that endpoint cannot block).
+const DATACENTERS_REFRESH: Duration = Duration::from_secs(30);
+
+/// Known once the agent has told us where we are.
+pub(crate) struct LocalDatacenter {
+    pub(crate) name: String,
+    pub(crate) names: WatchedSlot<ServiceNameSet>,
+    /// Every datacenter Consul knows over the WAN, lower-case.
+    datacenters: watch::Sender<Arc<HashSet<String>>>,
+}
+
+/// Where the local datacenter is published once known.
+pub(crate) type LocalPublisher = watch::Sender<Option<Arc<LocalDatacenter>>>;
+
+impl LocalDatacenter {
+    pub(crate) fn new(name: String, names: WatchedSlot<ServiceNameSet>) -> Self {
+        let (datacenters, _) = watch::channel(Arc::new(HashSet::from([name.clone()])));
+        Self {
+            name,
+            names,
+            datacenters,
+        }
+    }
+
+    /// Whether `dc` (lower-case) is this datacenter or one Consul knows over the WAN.
+    pub(crate) fn knows(&self, dc: &str) -> bool {
+        dc == self.name || self.datacenters.borrow().contains(dc)
+    }
+}
+
+/// Learns the local datacenter (from the agent unless `configured`) and the list of
+/// datacenters, retrying until Consul answers, then publishes them and keeps the list fresh.
+pub(crate) async fn bootstrap(
+    context: WatchContext,
+    configured: Option<String>,
+    publish: LocalPublisher,
+) {
+    let mut failures: u32 = 0;
+    let name = loop {
+        let found = match &configured {
+            Some(dc) => Ok(dc.clone()),
+            None => context.client.agent_datacenter().await,
+        };
+        match found {
+            Ok(dc) => break dc.to_ascii_lowercase(),
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                if warns(failures) {
+                    warn!(failures, %error, "cannot learn the agent's datacenter; retrying");
+                } else {
+                    debug!(failures, %error, "cannot learn the agent's datacenter; retrying");
+                }
+            }
+        }
+        tokio::select! {
+            _ = context.stop.cancelled() => return,
+            _ = tokio::time::sleep(context.policy.backoff(failures)) => {}
+        }
+    };
+    info!(datacenter = %name, "serving the Consul catalog");
+    let names = watch_service_names(&context, &name);
+    let local = Arc::new(LocalDatacenter::new(name, names));
+    publish.send_replace(Some(local.clone()));
+    loop {
+        match context.client.datacenters().await {
+            Ok(list) => {
+                let set = list.into_iter().map(|dc| dc.to_ascii_lowercase()).collect();
+                local.datacenters.send_replace(Arc::new(set));
+            }
+            Err(error) => {
+                warn!(%error, "cannot read the list of datacenters; keeping the last one")
+            }
+        }
+        tokio::select! {
+            _ = context.stop.cancelled() => return,
+            _ = tokio::time::sleep(DATACENTERS_REFRESH) => {}
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! What the DNS side asks the catalog: a service's instances, a node, a prepared query's
+//! result, the name of an address. Each lookup answers from the cache; only a first question
+//! starts a watch and waits (bounded) for its first answer.
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use hickory_proto::rr::Name;
+use tokio::{sync::watch, time::Instant};
+
+use super::{
+    entry::{InstanceAddress, ServiceAnswers},
+    handle::Catalog,
+    local::LocalDatacenter,
+    nodes::NodeRecord,
+    queries::{ExecutedQuery, QueryContext},
+    slot::WatchedSlot,
+    watches::{watch_instances, watch_nodes, watch_query_definitions, watch_service_names},
+};
+use crate::consul::{ConsulClient, InstanceKind, WatchPolicy};
+
+/// How long a query waits for data that is not in the cache yet: the datacenter at start, the
+/// service list, or the first answer of a newly watched service.
+const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a question waits for the execution of a query whose result may be outdated before
+/// it is answered with the result it has.
+const QUERY_REFRESH_WAIT: Duration = Duration::from_millis(500);
+
+/// What the cache knows of a (datacenter, service) asked for.
+pub(crate) enum ServiceLookup {
+    Found(Arc<ServiceAnswers>),
+    /// No such datacenter or service: NXDOMAIN.
+    Unknown,
+    /// Consul has not answered in time, or the last answer is older than `max-stale`: SERVFAIL,
+    /// never an NXDOMAIN a resolver would keep.
+    NotReady,
+}
+
+/// What the cache knows of a node asked for.
+pub(crate) enum NodeLookup {
+    Found(NodeRecord),
+    /// No such datacenter or node: NXDOMAIN.
+    Unknown,
+    /// Consul has not answered in time, or too long ago: SERVFAIL.
+    NotReady,
+}
+
+/// What the cache can say about a local service without waiting or starting a watch: the UDP
+/// fast path answers from this and leaves everything else to the general path.
+pub(crate) enum CachedLookup {
+    Found(Arc<ServiceAnswers>),
+    /// Not in the local service list: NXDOMAIN.
+    Unknown,
+    /// Not watched yet, not loaded, or too stale: ask [`Catalog::service`].
+    NotCached,
+}
+
+type InstancesKey = (String, String, InstanceKind);
+
+thread_local! {
+    /// The key of a cache lookup, reused so that a lookup on the query path does not allocate.
+    static LOOKUP_KEY: std::cell::RefCell<InstancesKey> =
+        const { std::cell::RefCell::new((String::new(), String::new(), InstanceKind::Service)) };
+}
+
+impl Catalog {
+    /// The passing instances of `service` in `datacenter` (the local one when `None`).
+    /// `service` and `datacenter` must be lower-case.
+    pub(crate) async fn service(&self, datacenter: Option<&str>, service: &str) -> ServiceLookup {
+        self.instances(datacenter, service, InstanceKind::Service)
+            .await
+    }
+
+    /// What a `.service`, `.connect` or `.ingress` name (`kind`) of `service` in `datacenter`
+    /// answers with; watched only for a service in the datacenter's service list, so a random
+    /// name costs Consul nothing. `service` and `datacenter` must be lower-case.
+    pub(crate) async fn instances(
+        &self,
+        datacenter: Option<&str>,
+        service: &str,
+        kind: InstanceKind,
+    ) -> ServiceLookup {
+        let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
+        let Some(local) = self.local(deadline).await else {
+            return ServiceLookup::NotReady;
+        };
+        let dc = datacenter.unwrap_or(&local.name);
+        let max_stale = self.shared.max_stale;
+        let names = if dc == local.name {
+            local
+                .names
+                .servable_value(max_stale, remaining(deadline))
+                .await
+        } else {
+            if !local.knows(dc) {
+                return ServiceLookup::Unknown;
+            }
+            let slot = self
+                .shared
+                .caches
+                .remote_names
+                .get_with_by_ref(dc, || Arc::new(watch_service_names(&self.shared.watch, dc)));
+            slot.servable_value(max_stale, remaining(deadline)).await
+        };
+        let Some(names) = names else {
+            return ServiceLookup::NotReady;
+        };
+        if !names.contains(service) {
+            return ServiceLookup::Unknown;
+        }
+        let slot = self.instances_slot(dc, service, kind);
+        if !slot.servable(max_stale) {
+            return ServiceLookup::NotReady;
+        }
+        let counter = match slot.current().is_some() {
+            true => &self.shared.cache_hits,
+            false => &self.shared.cache_misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match slot.first(remaining(deadline)).await {
+            Some(answers) => ServiceLookup::Found(answers),
+            None => ServiceLookup::NotReady,
+        }
+    }
+
+    /// The result of the prepared query `name` (lower-case: a name, an ID, or a name a template
+    /// matches) in `datacenter` (the local one when `None`). Only a name the datacenter's
+    /// definitions can match is executed; the first question for it waits (bounded) for the
+    /// execution, later ones are answered from the result kept fresh in the background.
+    pub(crate) async fn prepared_query(
+        &self,
+        datacenter: Option<&str>,
+        name: &str,
+    ) -> ServiceLookup {
+        let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
+        let Some(local) = self.local(deadline).await else {
+            return ServiceLookup::NotReady;
+        };
+        let dc = datacenter.unwrap_or(&local.name);
+        if !local.knows(dc) {
+            return ServiceLookup::Unknown;
+        }
+        let (shared, max_stale) = (&self.shared, self.shared.max_stale);
+        let definitions = shared
+            .caches
+            .query_definitions
+            .get_with_by_ref(dc, || Arc::new(watch_query_definitions(&shared.watch, dc)));
+        let Some(names) = definitions
+            .servable_value(max_stale, remaining(deadline))
+            .await
+        else {
+            return ServiceLookup::NotReady;
+        };
+        if !names.may_match(name) {
+            return ServiceLookup::Unknown;
+        }
+        let key = (dc.to_owned(), name.to_owned());
+        let query = shared.caches.query_results.get_with_by_ref(&key, || {
+            let what = format!("prepared query {name} in {dc}");
+            Arc::new(ExecutedQuery::start(
+                self.clone(),
+                dc,
+                name,
+                definitions.subscribe(),
+                shared.watch.freshness(what),
+                &shared.watch.stop,
+            ))
+        });
+        let slot = &query.result;
+        if !slot.servable(max_stale) {
+            return ServiceLookup::NotReady;
+        }
+        if query.demand.ask() {
+            // A change came while nobody asked: wait (bounded) for the execution it starts. A
+            // failed execution wakes us too, and a slow one is not waited for long: the last
+            // result is better than a late answer.
+            let mut next = slot.subscribe();
+            next.mark_unchanged();
+            let wait = remaining(deadline).min(QUERY_REFRESH_WAIT);
+            let _ = tokio::time::timeout(wait, next.changed()).await;
+        }
+        match slot.first(remaining(deadline)).await {
+            Some(result) => match &result.answers {
+                Some(answers) => ServiceLookup::Found(answers.clone()),
+                None => ServiceLookup::Unknown,
+            },
+            None => ServiceLookup::NotReady,
+        }
+    }
+
+    /// The node `name` (any case) of `datacenter` (the local one when `None`). The first
+    /// question for a datacenter starts a watch on its node list; later ones are answered from it.
+    pub(crate) async fn node(&self, datacenter: Option<&str>, name: &str) -> NodeLookup {
+        let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
+        let Some(local) = self.local(deadline).await else {
+            return NodeLookup::NotReady;
+        };
+        let dc = datacenter.unwrap_or(&local.name);
+        if !local.knows(dc) {
+            return NodeLookup::Unknown;
+        }
+        match self
+            .nodes_slot(dc)
+            .servable_value(self.shared.max_stale, remaining(deadline))
+            .await
+        {
+            Some(nodes) => match nodes.get(&name.to_ascii_lowercase()) {
+                Some(node) => NodeLookup::Found(node.clone()),
+                None => NodeLookup::Unknown,
+            },
+            None => NodeLookup::NotReady,
+        }
+    }
+
+    /// The name a reverse lookup of `ip` gives, as Consul's: the local node with that address
+    /// (`<node>.node.<dc>.<domain>`), else a service with that address
+    /// (`<service>.service.<dc>.<domain>`). Services are looked for among those the bridge
+    /// watches (Consul searches its whole catalog). `None`: no match, or no data yet.
+    pub(crate) async fn reverse(&self, ip: IpAddr) -> Option<Name> {
+        let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
+        let local = self.local(deadline).await?;
+        let dc = local.name.as_str();
+        let under = |labels: [&str; 3]| {
+            Name::from_labels(labels.iter().map(|l| l.as_bytes()))
+                .and_then(|name| name.append_domain(self.domain()))
+                .ok()
+        };
+        if let Some(nodes) = self
+            .nodes_slot(dc)
+            .servable_value(self.shared.max_stale, remaining(deadline))
+            .await
+        {
+            let mut matching: Vec<&NodeRecord> = nodes
+                .values()
+                .filter(|node| matches!(node.address, InstanceAddress::Ip(a) if a == ip))
+                .collect();
+            // Several nodes on one address: answer the same one every time.
+            matching.sort_by(|a, b| a.name.cmp(&b.name));
+            if let Some(node) = matching.first() {
+                return under([node.name.as_str(), "node", dc]);
+            }
+        }
+        let mut services: Vec<String> = self
+            .shared
+            .caches
+            .instances
+            .iter()
+            .filter(|(key, slot)| {
+                key.0 == dc
+                    && key.2 == InstanceKind::Service
+                    && slot.current().is_some_and(|answers| {
+                        answers
+                            .instances()
+                            .iter()
+                            .any(|i| matches!(i.address, InstanceAddress::Ip(a) if a == ip))
+                    })
+            })
+            .map(|(key, _)| key.1.clone())
+            .collect();
+        services.sort();
+        let service = services.first()?;
+        under([service.as_str(), "service", dc])
+    }
+
+    /// The passing instances of a local `service` (lower-case) if they are cached and may be
+    /// served, without waiting. Counts a cache hit when found.
+    pub(crate) fn cached_local(&self, service: &str) -> CachedLookup {
+        let Some(local) = self.shared.local.borrow().clone() else {
+            return CachedLookup::NotCached;
+        };
+        let max_stale = self.shared.max_stale;
+        if !local.names.servable(max_stale) {
+            return CachedLookup::NotCached;
+        }
+        let Some(names) = local.names.current() else {
+            return CachedLookup::NotCached;
+        };
+        if !names.contains(service) {
+            return CachedLookup::Unknown;
+        }
+        let slot = LOOKUP_KEY.with(|key| {
+            let mut key = key.borrow_mut();
+            key.0.clear();
+            key.0.push_str(&local.name);
+            key.1.clear();
+            key.1.push_str(service);
+            self.shared.caches.instances.get(&*key)
+        });
+        let Some(slot) = slot else {
+            return CachedLookup::NotCached;
+        };
+        match slot.current() {
+            Some(answers) if slot.servable(max_stale) => {
+                self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
+                CachedLookup::Found(answers)
+            }
+            _ => CachedLookup::NotCached,
+        }
+    }
+
+    async fn local(&self, deadline: Instant) -> Option<Arc<LocalDatacenter>> {
+        let mut local = self.shared.local.clone();
+        let found = tokio::time::timeout_at(deadline, local.wait_for(Option::is_some)).await;
+        match found {
+            Ok(Ok(value)) => value.clone(),
+            _ => None,
+        }
+    }
+
+    /// The watched slot of (`dc`, `service`, `kind`), started if it is not watched yet.
+    fn instances_slot(
+        &self,
+        dc: &str,
+        service: &str,
+        kind: InstanceKind,
+    ) -> Arc<WatchedSlot<ServiceAnswers>> {
+        let key = (dc.to_owned(), service.to_owned(), kind);
+        self.shared.caches.instances.get_with_by_ref(&key, || {
+            let ttl = self.service_ttl(service);
+            Arc::new(watch_instances(&self.shared.watch, dc, service, kind, ttl))
+        })
+    }
+
+    /// The node list of `dc`, watched from its first use on.
+    fn nodes_slot(&self, dc: &str) -> Arc<WatchedSlot<super::nodes::NodeMap>> {
+        self.shared
+            .caches
+            .nodes
+            .get_with_by_ref(dc, || Arc::new(watch_nodes(&self.shared.watch, dc)))
+    }
+}
+
+impl QueryContext for Catalog {
+    fn client(&self) -> &ConsulClient {
+        self.consul()
+    }
+
+    fn policy(&self) -> WatchPolicy {
+        self.shared.watch.policy
+    }
+
+    fn refresh_every(&self) -> Duration {
+        self.shared.query_refresh
+    }
+
+    fn domain(&self) -> &Name {
+        Catalog::domain(self)
+    }
+
+    fn service_ttl(&self, service: &str) -> u32 {
+        Catalog::service_ttl(self, service)
+    }
+
+    fn local_datacenter_listing(&self, service: &str) -> Option<String> {
+        let local = self.shared.local.borrow().clone()?;
+        let listed = local.names.current()?.contains(service);
+        listed.then(|| local.name.clone())
+    }
+
+    fn subscribe_service(
+        &self,
+        dc: &str,
+        service: &str,
+    ) -> watch::Receiver<Option<Arc<ServiceAnswers>>> {
+        self.instances_slot(dc, service, InstanceKind::Service)
+            .subscribe()
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}

@@ -1,0 +1,141 @@
+//! Where Consul's data enters the cache: each function starts one blocking-query watch whose
+//! every new answer is turned into the cached value (records built once, here) and published
+//! into its slot. A health change reaches DNS answers through [`watch_instances`].
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use hickory_proto::rr::Name;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    entry::{EntryContext, ServiceAnswers},
+    nodes::{NodeMap, node_map},
+    queries::QueryNames,
+    slot::WatchedSlot,
+};
+use crate::consul::{
+    Blocking, ConsulClient, ConsulError, Freshness, InstanceKind, ServiceNames, WatchIndex,
+    WatchPolicy, WatchStats, run_watch,
+};
+
+/// Names of the services of one datacenter, lower-case.
+pub(crate) type ServiceNameSet = std::collections::HashSet<String>;
+
+/// What every watch is started with; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct WatchContext {
+    pub(crate) client: ConsulClient,
+    pub(crate) policy: WatchPolicy,
+    pub(crate) domain: Name,
+    pub(crate) stats: Arc<WatchStats>,
+    /// Fires at shutdown; every watch's own token is a child of it.
+    pub(crate) stop: CancellationToken,
+}
+
+impl WatchContext {
+    pub(crate) fn freshness(&self, what: String) -> Freshness {
+        Freshness::new(what, self.stats.clone())
+    }
+}
+
+/// Watches the passing instances of `kind` of `service` in `dc`; `ttl` is their records' TTL.
+pub(crate) fn watch_instances(
+    context: &WatchContext,
+    dc: &str,
+    service: &str,
+    kind: InstanceKind,
+    ttl: u32,
+) -> WatchedSlot<ServiceAnswers> {
+    let entry_context = EntryContext {
+        datacenter: dc.to_owned(),
+        domain: context.domain.clone(),
+        ttl,
+    };
+    let what = match kind {
+        InstanceKind::Service => format!("service {service} in {dc}"),
+        InstanceKind::Connect => format!("Connect instances of {service} in {dc}"),
+        InstanceKind::Ingress => format!("ingress gateways of {service} in {dc}"),
+    };
+    let (client, policy) = (context.client.clone(), context.policy);
+    let service = service.to_owned();
+    WatchedSlot::start(
+        &context.stop,
+        context.freshness(what),
+        move |publish, stop, freshness| async move {
+            let fetch = |index, wait| {
+                let (client, dc, service) = (
+                    client.clone(),
+                    entry_context.datacenter.clone(),
+                    service.clone(),
+                );
+                async move {
+                    client
+                        .passing_instances(kind, &dc, &service, index, wait)
+                        .await
+                }
+            };
+            let deliver = |entries: Vec<_>| {
+                let answers = ServiceAnswers::build(&entries, &entry_context);
+                publish.send_replace(Some(Arc::new(answers)));
+            };
+            run_watch(&freshness, policy, stop, fetch, deliver).await;
+        },
+    )
+}
+
+/// Watches the node list of `dc`.
+pub(crate) fn watch_nodes(context: &WatchContext, dc: &str) -> WatchedSlot<NodeMap> {
+    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
+        client.nodes(&dc, index, wait).await
+    };
+    watch_list(context, dc, "nodes", fetch, node_map)
+}
+
+/// Watches the prepared-query definitions of `dc`.
+pub(crate) fn watch_query_definitions(context: &WatchContext, dc: &str) -> WatchedSlot<QueryNames> {
+    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
+        client.prepared_queries(&dc, index, wait).await
+    };
+    watch_list(context, dc, "prepared queries", fetch, QueryNames::build)
+}
+
+/// Watches the service list of `dc`.
+pub(crate) fn watch_service_names(context: &WatchContext, dc: &str) -> WatchedSlot<ServiceNameSet> {
+    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
+        client.service_names(&dc, index, wait).await
+    };
+    watch_list(context, dc, "service list", fetch, service_name_set)
+}
+
+/// Starts the watch of one datacenter-wide list (its services, its nodes): `fetch` asks Consul
+/// with the index and wait it is given, `build` turns each new answer into the cached value.
+fn watch_list<R, T, F, Fut>(
+    context: &WatchContext,
+    dc: &str,
+    what: &str,
+    fetch: F,
+    build: fn(R) -> T,
+) -> WatchedSlot<T>
+where
+    R: Send + 'static,
+    T: Send + Sync + 'static,
+    F: Fn(ConsulClient, String, WatchIndex, Duration) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Blocking<R>, ConsulError>> + Send,
+{
+    let (client, policy, dc) = (context.client.clone(), context.policy, dc.to_owned());
+    WatchedSlot::start(
+        &context.stop,
+        context.freshness(format!("{what} of {dc}")),
+        move |publish, stop, freshness| async move {
+            let fetch = |index, wait| fetch(client.clone(), dc.clone(), index, wait);
+            let deliver = |answer: R| {
+                publish.send_replace(Some(Arc::new(build(answer))));
+            };
+            run_watch(&freshness, policy, stop, fetch, deliver).await;
+        },
+    )
+}
+
+fn service_name_set(names: ServiceNames) -> ServiceNameSet {
+    names.into_keys().map(|n| n.to_ascii_lowercase()).collect()
+}

@@ -1,0 +1,147 @@
+//! Every option, declared once: its name, value, environment variable, default and help text.
+//!
+//! This declaration drives the command line, the `--config` file (same names, read by
+//! [`super::file`]), the defaults and `--help`. [`super::Config::parse`] turns the parsed values
+//! into the typed [`super::Config`]; nothing else names a default.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{ArgAction, Parser};
+use hickory_proto::rr::Name;
+use reqwest::Url;
+
+use super::values::{
+    HttpListen, LogFormat, RecursorStrategy, parse_bool, parse_connection_cap, parse_consul_addr,
+    parse_count, parse_datacenter, parse_domain, parse_duration, parse_http_listen, parse_listen,
+    parse_log_format, parse_log_level, parse_recursor, parse_recursor_strategy, parse_seconds,
+    parse_service_ttl, parse_timeout, parse_watch_wait,
+};
+
+/// The options as given, defaults filled in.
+#[derive(Parser, Debug)]
+#[command(
+    name = "consul-dns-bridge",
+    version,
+    about = "Answers DNS for the Consul catalog"
+)]
+pub(super) struct Options {
+    /// TOML file with any of the options below, by the same names
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Address to serve DNS on, UDP and TCP (repeatable)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8653", value_parser = parse_listen)]
+    pub(crate) listen: Vec<SocketAddr>,
+    /// Consul agent HTTP address; repeat to fail over between agents
+    #[arg(long, value_name = "URL", env = "CONSUL_HTTP_ADDR",
+          default_value = "http://127.0.0.1:8500", value_parser = parse_consul_addr)]
+    pub(crate) consul_addr: Vec<Url>,
+    /// ACL token, sent as X-Consul-Token
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CONSUL_HTTP_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+    /// Use HTTPS for Consul addresses, also those given as host:port or http://
+    #[arg(long, value_name = "BOOL", env = "CONSUL_HTTP_SSL", default_value = "false",
+          action = ArgAction::Set, value_parser = parse_bool)]
+    pub(crate) http_ssl: bool,
+    /// Check the agent's certificate; false accepts any
+    #[arg(long, value_name = "BOOL", env = "CONSUL_HTTP_SSL_VERIFY", default_value = "true",
+          action = ArgAction::Set, value_parser = parse_bool)]
+    pub(crate) http_ssl_verify: bool,
+    /// CA certificate (PEM) that signs the agent's HTTPS certificate [default: system roots]
+    #[arg(long, value_name = "FILE", env = "CONSUL_CACERT")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Directory of CA certificates (PEM) that sign the agent's HTTPS certificate
+    #[arg(long, value_name = "DIR", env = "CONSUL_CAPATH")]
+    pub(crate) ca_path: Option<PathBuf>,
+    /// Client certificate (PEM) for agents that verify incoming HTTPS
+    #[arg(long, value_name = "FILE", env = "CONSUL_CLIENT_CERT")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert
+    #[arg(long, value_name = "FILE", env = "CONSUL_CLIENT_KEY")]
+    pub(crate) client_key: Option<PathBuf>,
+    /// DNS domain answered for
+    #[arg(long, value_name = "NAME", default_value = "consul.", value_parser = parse_domain)]
+    pub(crate) domain: Name,
+    /// Datacenter of names without one [default: the agent's own]
+    #[arg(long, value_name = "DC", value_parser = parse_datacenter)]
+    pub(crate) datacenter: Option<String>,
+    /// TTL of service answers: 10s for all, or NAME=10s / PREFIX*=10s / *=10s (repeatable)
+    #[arg(long, value_name = "[NAME=]DURATION", default_value = "0s",
+          value_parser = parse_service_ttl)]
+    pub(crate) service_ttl: Vec<(Option<String>, Duration)>,
+    /// TTL of node answers
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub(crate) node_ttl: Duration,
+    /// Second domain answered like --domain (Consul's alt_domain) [default: none]
+    #[arg(long, value_name = "NAME", value_parser = parse_domain)]
+    pub(crate) alt_domain: Option<Name>,
+    /// At most this many instances in A/AAAA answers; 0 is no limit
+    #[arg(long, value_name = "N", default_value = "0", value_parser = parse_count)]
+    pub(crate) a_record_limit: usize,
+    /// UDP answers without EDNS hold at most N records, as Consul [default: none: all that fit, TC when not]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub(crate) udp_answer_limit: Option<usize>,
+    /// Write names in answers without compression
+    #[arg(long, value_name = "BOOL", default_value = "false", action = ArgAction::Set, value_parser = parse_bool)]
+    pub(crate) disable_compression: bool,
+    /// Set TC on answers cut to --udp-answer-limit
+    #[arg(long, value_name = "BOOL", default_value = "false", action = ArgAction::Set, value_parser = parse_bool)]
+    pub(crate) enable_truncate: bool,
+    /// SOA refresh, seconds (file: also `[soa] refresh`)
+    #[arg(long, value_name = "SECONDS", default_value = "3600", value_parser = parse_seconds)]
+    pub(crate) soa_refresh: u32,
+    /// SOA retry, seconds
+    #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = parse_seconds)]
+    pub(crate) soa_retry: u32,
+    /// SOA expire, seconds
+    #[arg(long, value_name = "SECONDS", default_value = "86400", value_parser = parse_seconds)]
+    pub(crate) soa_expire: u32,
+    /// SOA minimum TTL (negative caching), also the SOA's TTL, seconds
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_seconds)]
+    pub(crate) soa_min_ttl: u32,
+    /// Stop watching a service not asked for during this long
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub(crate) watch_idle_timeout: Duration,
+    /// wait= of each Consul blocking query, at most 10m
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_watch_wait)]
+    pub(crate) watch_wait: Duration,
+    /// Serve the last known answers this long while Consul does not answer; 0 disables
+    #[arg(long, value_name = "DURATION", default_value = "72h", value_parser = parse_duration)]
+    pub(crate) max_stale: Duration,
+    /// Execute a prepared query being asked for again at least this often (also at once when its service or the definitions change)
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_timeout)]
+    pub(crate) prepared_query_refresh: Duration,
+    /// TCP connections open at once; more are closed as soon as accepted (BIND's tcp-clients)
+    #[arg(long, value_name = "N", default_value = "150", value_parser = parse_connection_cap)]
+    pub(crate) tcp_max_connections: usize,
+    /// Close a TCP connection that sends nothing for this long
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub(crate) tcp_idle_timeout: Duration,
+    /// Upstream resolver (IP or IP:PORT) for names outside the domain (repeatable) [default: none, REFUSED]
+    #[arg(long, visible_alias = "recursors", value_name = "ADDR", value_parser = parse_recursor)]
+    pub(crate) recursor: Vec<SocketAddr>,
+    /// sequential (in the order given) or random
+    #[arg(long, value_name = "STRATEGY", default_value = "sequential",
+          value_parser = parse_recursor_strategy)]
+    pub(crate) recursor_strategy: RecursorStrategy,
+    /// How long one recursor gets before the next is tried
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_timeout)]
+    pub(crate) recursor_timeout: Duration,
+    /// Directory of <origin>.zone files served authoritatively [default: zones/ when present]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) zones_dir: Option<PathBuf>,
+    /// Address of /metrics, /health and /ready; "off" disables
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8654",
+          value_parser = parse_http_listen)]
+    pub(crate) http_listen: HttpListen,
+    /// text or json
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = parse_log_format)]
+    pub(crate) log_format: LogFormat,
+    /// error, warn, info, debug or trace, or a filter like info,consul_dns_bridge=debug; RUST_LOG wins
+    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = parse_log_level)]
+    pub(crate) log_level: String,
+}

@@ -1,0 +1,187 @@
+//! The value types of options and the parsers that read them from text. The command line and
+//! the `--config` file use the very same parsers, so a value means the same in both and a bad
+//! one is reported the same way.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use hickory_proto::rr::Name;
+use reqwest::Url;
+
+/// A Consul ACL token. It prints as `<redacted>` everywhere, so no log line, error or `Debug`
+/// dump can leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Token(pub(super) String);
+
+impl Token {
+    /// The secret itself, for the one place that puts it in a request header.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Consul's `recursor_strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum RecursorStrategy {
+    /// Always in the order given; the next only when one fails.
+    #[default]
+    Sequential,
+    /// Spread over all of them (hickory rotates them round-robin).
+    Random,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `--http-listen`: an address, or off.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpListen(pub Option<SocketAddr>);
+
+pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    SocketAddr::from_str(text)
+        .map_err(|_| format!("expected IP:PORT such as 127.0.0.1:8653, got '{text}'"))
+}
+
+/// Accepts what Consul's own `CONSUL_HTTP_ADDR` accepts: a URL, or `host:port` meaning HTTP.
+pub(crate) fn parse_consul_addr(text: &str) -> Result<Url, String> {
+    let with_scheme = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("http://{text}")
+    };
+    let url = Url::parse(&with_scheme).map_err(|e| format!("not a URL ({e})"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err(format!("expected http://HOST:PORT, got '{text}'")),
+    }
+}
+
+pub(crate) fn parse_http_listen(text: &str) -> Result<HttpListen, String> {
+    match text {
+        "off" | "" => Ok(HttpListen(None)),
+        _ => SocketAddr::from_str(text)
+            .map(|addr| HttpListen(Some(addr)))
+            .map_err(|_| format!("expected IP:PORT such as 127.0.0.1:8654, or off, got '{text}'")),
+    }
+}
+
+pub(crate) fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("expected text or json, got '{text}'")),
+    }
+}
+
+pub(crate) fn parse_log_level(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("not a log level or filter ({e})"))
+}
+
+/// An upstream resolver as Consul's `recursors` takes it: an IP, with an optional port.
+pub(crate) fn parse_recursor(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    SocketAddr::from_str(text)
+        .map_err(|_| format!("expected an IP or IP:PORT such as 127.0.0.1:53, got '{text}'"))
+}
+
+pub(crate) fn parse_recursor_strategy(text: &str) -> Result<RecursorStrategy, String> {
+    match text {
+        "sequential" => Ok(RecursorStrategy::Sequential),
+        "random" => Ok(RecursorStrategy::Random),
+        _ => Err(format!("expected sequential or random, got '{text}'")),
+    }
+}
+
+/// Go's `strconv.ParseBool`, which Consul uses for its boolean variables.
+pub(crate) fn parse_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("expected true or false, got '{text}'")),
+    }
+}
+
+pub(crate) fn parse_domain(text: &str) -> Result<Name, String> {
+    let mut name = Name::from_ascii(text).map_err(|e| format!("not a DNS name ({e})"))?;
+    if name.is_root() {
+        return Err("the root cannot be the Consul domain".into());
+    }
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
+}
+
+pub(crate) fn parse_datacenter(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(format!("not a datacenter name: '{text}'"))
+    }
+}
+
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("expected a duration like 10s ({e})"))
+}
+
+/// `10s` (every service) or `NAME=10s`, `PREFIX*=10s`, `*=10s`.
+pub(crate) fn parse_service_ttl(text: &str) -> Result<(Option<String>, Duration), String> {
+    match text.split_once('=') {
+        Some((name, ttl)) if !name.is_empty() => Ok((Some(name.to_owned()), parse_duration(ttl)?)),
+        Some(_) => Err(format!("expected NAME=DURATION, got '{text}'")),
+        None => Ok((None, parse_duration(text)?)),
+    }
+}
+
+pub(crate) fn parse_count(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .map_err(|_| format!("expected a whole number, got '{text}'"))
+}
+
+pub(crate) fn parse_seconds(text: &str) -> Result<u32, String> {
+    text.parse::<u32>()
+        .map_err(|_| format!("expected a number of seconds, got '{text}'"))
+}
+
+pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err("must be more than 0s".into()),
+        timeout => Ok(timeout),
+    }
+}
+
+pub(crate) fn parse_connection_cap(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(cap) if cap >= 1 => Ok(cap),
+        _ => Err(format!(
+            "expected a whole number of at least 1, got '{text}'"
+        )),
+    }
+}
+
+pub(crate) fn parse_watch_wait(text: &str) -> Result<Duration, String> {
+    let wait = parse_duration(text)?;
+    if wait < Duration::from_secs(1) || wait > Duration::from_secs(600) {
+        return Err("Consul accepts a wait from 1s to 10m".into());
+    }
+    Ok(wait)
+}

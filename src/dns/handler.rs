@@ -1,0 +1,310 @@
+//! The request handler of the general path: reads the question, asks the catalog, and writes
+//! the answer through hickory-server's request and response types (which truncate with TC to
+//! the client's UDP size). Names outside the Consul domain go to the zone files and recursors.
+//! Every transport hands its messages here through [`super::general`]; a request error becomes
+//! a response code here and nowhere else.
+
+use std::{sync::Arc, time::Instant};
+
+use hickory_proto::{
+    op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
+    rr::{Name, RData, RecordType},
+};
+use hickory_server::{
+    net::{runtime::Time, xfer::Protocol},
+    server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
+    zone_handler::MessageResponseBuilder,
+};
+use tracing::warn;
+
+use super::{
+    answer::{self, Answer, Zone},
+    fallback::Fallback,
+    name::{self, QueryName},
+    wire::{MAX_UDP_ANSWER_LIMIT, udp_payload},
+};
+use crate::{
+    catalog::{CONSUL_SERVICE, Catalog, NodeLookup, ServiceLookup},
+    config::{Config, DnsOptions},
+    metrics::DnsMetrics,
+};
+
+/// A question for a reverse name, with the address it spells (`None` for a partial name, which
+/// Consul also finds nothing for).
+struct ReverseQuestion {
+    asked: Name,
+    qtype: RecordType,
+    address: Option<std::net::IpAddr>,
+}
+
+/// Answers queries for the Consul domain from the catalog, and hands other names to the zone
+/// files and recursors when there are any.
+#[derive(Clone)]
+pub(crate) struct ConsulHandler {
+    catalog: Catalog,
+    zone: Zone,
+    options: DnsOptions,
+    fallback: Option<Arc<Fallback>>,
+    metrics: Arc<DnsMetrics>,
+}
+
+impl ConsulHandler {
+    pub(crate) fn new(
+        catalog: Catalog,
+        config: &Config,
+        fallback: Option<Arc<Fallback>>,
+        metrics: Arc<DnsMetrics>,
+    ) -> Self {
+        Self {
+            catalog,
+            zone: Zone::from_config(config),
+            options: config.dns.clone(),
+            fallback,
+            metrics,
+        }
+    }
+
+    /// Whether `name` is in the domain or the alternative domain.
+    fn is_ours(&self, name: &Name) -> bool {
+        self.zone.domain.zone_of(name)
+            || self
+                .options
+                .alt_domain
+                .as_ref()
+                .is_some_and(|alt| alt.zone_of(name))
+    }
+
+    /// Whether answers carry RA: exactly when outside names are forwarded, as Consul.
+    pub(crate) fn recursion_available(&self) -> bool {
+        self.fallback.as_ref().is_some_and(|f| f.forwards())
+    }
+
+    /// A well-formed query for a name in `in-addr.arpa.` / `ip6.arpa.`.
+    fn reverse_question(&self, request: &Request) -> Option<ReverseQuestion> {
+        if request.metadata.op_code != OpCode::Query {
+            return None;
+        }
+        let info = request.request_info().ok()?;
+        let asked = info.query.original().name();
+        name::is_reverse(asked).then(|| ReverseQuestion {
+            asked: asked.clone(),
+            qtype: info.query.query_type(),
+            address: name::reverse_address(asked),
+        })
+    }
+
+    /// Whether `request` is a well-formed query for a name outside the Consul domains.
+    fn is_outside(&self, request: &Request) -> bool {
+        request.metadata.op_code == OpCode::Query
+            && request
+                .request_info()
+                .is_ok_and(|info| !self.is_ours(info.query.original().name()))
+    }
+
+    async fn answer(&self, request: &Request) -> Answer {
+        if request.metadata.op_code != OpCode::Query {
+            return Answer::error(ResponseCode::NotImp);
+        }
+        let Ok(info) = request.request_info() else {
+            return Answer::error(ResponseCode::FormErr);
+        };
+        let asked = info.query.original().name();
+        let qtype = info.query.query_type();
+        let zone = &self.zone;
+        let mut parsed = name::parse(asked, &zone.domain, qtype);
+        if parsed == QueryName::OutOfDomain
+            && let Some(alt) = &self.options.alt_domain
+        {
+            parsed = name::parse(asked, alt, qtype);
+        }
+        if parsed == QueryName::OutOfDomain {
+            return Answer::error(ResponseCode::Refused);
+        }
+        match qtype {
+            RecordType::AXFR | RecordType::IXFR => return Answer::error(ResponseCode::NotImp),
+            RecordType::NS | RecordType::SOA => return self.zone_question(qtype).await,
+            _ => {}
+        }
+        if let QueryName::Address { hex } = &parsed {
+            return answer::address(asked, hex, zone);
+        }
+        if let QueryName::Node { node, datacenter } = &parsed {
+            // Consul looks a node up only for these types; any other gets an empty NOERROR,
+            // even for a node that does not exist.
+            if !matches!(
+                qtype,
+                RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::TXT
+            ) {
+                return answer::empty();
+            }
+            return match self.catalog.node(datacenter.as_deref(), node).await {
+                NodeLookup::Found(record) => answer::node(asked, qtype, &record, zone.node_ttl),
+                NodeLookup::Unknown => Answer::nxdomain(zone),
+                NodeLookup::NotReady => Answer::error(ResponseCode::ServFail),
+            };
+        }
+        let (lookup, tag) = match parsed {
+            QueryName::Instances {
+                kind,
+                service,
+                tag,
+                datacenter,
+            } => {
+                let lookup = self
+                    .catalog
+                    .instances(datacenter.as_deref(), &service, kind);
+                (lookup.await, tag)
+            }
+            QueryName::PreparedQuery { query, datacenter } => (
+                self.catalog
+                    .prepared_query(datacenter.as_deref(), &query)
+                    .await,
+                None,
+            ),
+            _ => return Answer::nxdomain(zone),
+        };
+        match lookup {
+            ServiceLookup::Found(answers) => {
+                answer::service(asked, qtype, &answers, tag.as_deref(), zone)
+            }
+            ServiceLookup::Unknown => Answer::nxdomain(zone),
+            ServiceLookup::NotReady => Answer::error(ResponseCode::ServFail),
+        }
+    }
+
+    /// NS and SOA questions, which Consul answers alike for every name in its domain.
+    async fn zone_question(&self, qtype: RecordType) -> Answer {
+        match self.catalog.service(None, CONSUL_SERVICE).await {
+            ServiceLookup::Found(servers) if qtype == RecordType::NS => {
+                answer::ns_question(&servers, &self.zone)
+            }
+            ServiceLookup::Found(servers) => answer::soa_question(&servers, &self.zone),
+            ServiceLookup::Unknown | ServiceLookup::NotReady => {
+                Answer::error(ResponseCode::ServFail)
+            }
+        }
+    }
+}
+
+impl ConsulHandler {
+    /// Consul's `udp_answer_limit` for a UDP question without EDNS: at most that many answers,
+    /// and of the additional records only the first for each SRV target kept. Returns whether
+    /// TC is to be set: answers were cut and `enable_truncate` asks for it.
+    fn limit_udp_answers(&self, answer: &mut Answer) -> bool {
+        let Some(limit) = self.options.udp_answer_limit else {
+            return false;
+        };
+        let limit = limit.min(MAX_UDP_ANSWER_LIMIT);
+        if answer.answers.len() <= limit {
+            return false;
+        }
+        answer.answers.truncate(limit);
+        let targets: Vec<Name> = answer
+            .answers
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::SRV(srv) => Some(srv.target.to_lowercase()),
+                _ => None,
+            })
+            .collect();
+        let mut kept: Vec<Name> = Vec::new();
+        answer.additionals.retain(|record| {
+            let name = record.name.to_lowercase();
+            let keep = targets.contains(&name) && !kept.contains(&name);
+            if keep {
+                kept.push(name);
+            }
+            keep
+        });
+        self.options.enable_truncate
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for ConsulHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let started = Instant::now();
+        let info = self.respond::<R, T>(request, response_handle).await;
+        let qtype = request
+            .request_info()
+            .ok()
+            .map(|info| info.query.query_type());
+        self.metrics
+            .observe(qtype, info.response_code, started.elapsed());
+        info
+    }
+}
+
+impl ConsulHandler {
+    async fn respond<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        // Reverse names: the catalog first, as Consul, then the zones and recursors.
+        let reverse = self.reverse_question(request);
+        let pointer = match reverse.as_ref().and_then(|r| r.address) {
+            Some(ip) => self.catalog.reverse(ip).await,
+            None => None,
+        };
+        if pointer.is_none()
+            && let Some(fallback) = &self.fallback
+            && self.is_outside(request)
+        {
+            return fallback.handle::<R, T>(request, response_handle).await;
+        }
+        let answer = match (reverse, pointer) {
+            (Some(r), Some(target)) => answer::pointer(&r.asked, r.qtype, target, &self.zone),
+            // Consul recurses when it has no name for the address; without recursors: SERVFAIL.
+            (Some(_), None) => Answer::error(ResponseCode::ServFail),
+            (None, _) => self.answer(request).await,
+        };
+        let mut answer = answer;
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        if request.protocol() == Protocol::Udp && request.edns.is_none() {
+            metadata.truncation = self.limit_udp_answers(&mut answer);
+        }
+        metadata.authoritative = answer.authoritative;
+        // As Consul: recursion is available exactly when recursors are configured.
+        metadata.recursion_available = self.recursion_available();
+        metadata.response_code = answer.rcode;
+        // hickory caps a UDP answer at the response's advertised payload, so the client's own
+        // size (bounded) goes there: the answer never exceeds what the client can take.
+        let edns = request.edns.as_ref().map(|asked| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(udp_payload(Some(asked.max_payload())));
+            edns
+        });
+        let mut builder = MessageResponseBuilder::new(&request.queries, None);
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+        let response = builder.build(
+            metadata,
+            answer.answers.iter(),
+            answer.authorities.iter(),
+            std::iter::empty(),
+            answer.additionals.iter(),
+        );
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(error) => {
+                warn!(%error, "cannot send a DNS response");
+                let mut metadata = Metadata::new(
+                    request.metadata.id,
+                    MessageType::Response,
+                    request.metadata.op_code,
+                );
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! A second datacenter and prepared queries against real agents: health flips in dc2 reach the
+//! answers of `<svc>.service.dc2` and of a query that fails over to dc2; new, changed and deleted
+//! query definitions are seen; random query and dc2 names cost Consul nothing.
+//!
+//! dc1 is the agent the bridge uses; dc2 a second dev agent on 127.0.0.2 with the same ports,
+//! joined over the WAN. Times are printed (`-- --nocapture`) from the moment Consul accepted the
+//! change to the first answer that shows it.
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use crate::support::{ConsulAgent, DnsClient, consul::service, dns::ip, start_bridge};
+use consul_dns_bridge::{Endpoint, InstanceKind};
+use hickory_proto::{op::ResponseCode, rr::RecordType};
+use serde_json::json;
+
+/// Asks `name` every millisecond until its A answer is `expected` (sorted; empty means
+/// NXDOMAIN), and returns how long that took; fails after 10 s.
+async fn time_until(dns: &DnsClient, name: &str, expected: &[&str]) -> Duration {
+    let expected: Vec<IpAddr> = expected.iter().map(|a| ip(a)).collect();
+    let started = Instant::now();
+    let mut last = (ResponseCode::NoError, Vec::new());
+    while started.elapsed() < Duration::from_secs(10) {
+        let response = dns.query(name, RecordType::A).await;
+        let mut got: Vec<IpAddr> = response
+            .answers
+            .iter()
+            .filter_map(|r| r.data.ip_addr())
+            .collect();
+        got.sort();
+        let rcode = response.metadata.response_code;
+        let done = match expected.is_empty() {
+            true => rcode == ResponseCode::NXDomain,
+            false => rcode == ResponseCode::NoError && got == expected,
+        };
+        if done {
+            return started.elapsed();
+        }
+        last = (rcode, got);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("{name} never answered {expected:?}; last answer {last:?}");
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_flips_in_dc2_reach_service_and_failover_query_answers() {
+    let dc1 = ConsulAgent::start().await;
+    let dc2 = ConsulAgent::start_wan_peer(&dc1, [127, 0, 0, 2], "dc2").await;
+    dc2.register(service("web", "web9", "10.9.0.1")).await;
+    dc2.register(service("web", "web10", "10.9.0.2")).await;
+    dc1.register(service("failsvc", "fail1", "10.1.9.1").critical())
+        .await;
+    dc2.register(service("failsvc", "fail2", "10.9.1.1")).await;
+    dc1.create_query(json!({
+        "Name": "failq",
+        "Service": {"Service": "failsvc", "Failover": {"Datacenters": ["dc2"]}}
+    }))
+    .await;
+    let (bridge, dns) = start_bridge(&dc1, &[]).await;
+
+    time_until(&dns, "web.service.dc2.consul.", &["10.9.0.1", "10.9.0.2"]).await;
+    time_until(&dns, "failq.query.consul.", &["10.9.1.1"]).await;
+
+    dc2.set_check("web9", "fail").await;
+    let dc2_down = time_until(&dns, "web.service.dc2.consul.", &["10.9.0.2"]).await;
+    dc2.set_check("web9", "pass").await;
+    let dc2_up = time_until(&dns, "web.service.dc2.consul.", &["10.9.0.1", "10.9.0.2"]).await;
+
+    // The failover query: dc2's only instance fails (no instance anywhere: NXDOMAIN), dc1's
+    // comes back (answered locally), dc1's fails again (failover to dc2 once dc2 passes).
+    dc2.set_check("fail2", "fail").await;
+    let failover_gone = time_until(&dns, "failq.query.consul.", &[]).await;
+    dc1.set_check("fail1", "pass").await;
+    let back_local = time_until(&dns, "failq.query.consul.", &["10.1.9.1"]).await;
+    dc2.set_check("fail2", "pass").await;
+    dc1.set_check("fail1", "fail").await;
+    let failed_over = time_until(&dns, "failq.query.consul.", &["10.9.1.1"]).await;
+
+    println!(
+        "dc2 service: instance down {}, up {}; failover query: dc2 down {}, back in dc1 {}, failed over to dc2 {}",
+        ms(dc2_down),
+        ms(dc2_up),
+        ms(failover_gone),
+        ms(back_local),
+        ms(failed_over)
+    );
+    // Far below the 3 s refresh: the changes came through the watches, not the timer.
+    for taken in [dc2_down, dc2_up, failover_gone, back_local, failed_over] {
+        assert!(taken < Duration::from_secs(1), "took {taken:?}");
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_changed_and_deleted_queries_are_seen() {
+    let dc1 = ConsulAgent::start().await;
+    dc1.register(service("web", "web1", "10.1.0.1").tags(&["v1"]))
+        .await;
+    dc1.register(service("web", "web2", "10.1.0.2")).await;
+    let (bridge, dns) = start_bridge(&dc1, &[]).await;
+    assert_eq!(
+        dns.rcode("lateq.query.consul.", RecordType::A).await,
+        ResponseCode::NXDomain
+    );
+
+    let definition =
+        |tags: &[&str]| json!({"Name": "lateq", "Service": {"Service": "web", "Tags": tags}});
+    let id = dc1.create_query(definition(&[])).await;
+    let created = time_until(&dns, "lateq.query.consul.", &["10.1.0.1", "10.1.0.2"]).await;
+    dc1.put(&format!("/v1/query/{id}"), definition(&["v1"]))
+        .await;
+    let changed = time_until(&dns, "lateq.query.consul.", &["10.1.0.1"]).await;
+    dc1.delete_query(&id).await;
+    let deleted = time_until(&dns, "lateq.query.consul.", &[]).await;
+    println!(
+        "query definitions: created {}, changed {}, deleted {}",
+        ms(created),
+        ms(changed),
+        ms(deleted)
+    );
+    // A dev agent's empty query table has index 1, which the watch does not trust to block on:
+    // it asks again after a pause of 0.5-1 s (jittered), so a first query can take that long.
+    assert!(
+        created < Duration::from_secs(2),
+        "created: took {created:?}"
+    );
+    for taken in [changed, deleted] {
+        assert!(taken < Duration::from_secs(1), "took {taken:?}");
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_query_gateway_and_dc2_names_cause_no_consul_requests() {
+    let dc1 = ConsulAgent::start().await;
+    let dc2 = ConsulAgent::start_wan_peer(&dc1, [127, 0, 0, 3], "dc2").await;
+    dc1.register(service("web", "web1", "10.1.0.1")).await;
+    dc2.register(service("web", "web9", "10.9.0.1")).await;
+    dc1.create_query(json!({"Name": "webq", "Service": {"Service": "web"}}))
+        .await;
+    dc1.create_query(json!({
+        "Name": "tmpl-", "Template": {"Type": "name_prefix_match"},
+        "Service": {"Service": "${name.suffix}"}
+    }))
+    .await;
+    let (bridge, dns) = start_bridge(&dc1, &[]).await;
+    // Start the watches random names are answered from: dc1's queries, dc2's services and nodes.
+    time_until(&dns, "webq.query.consul.", &["10.1.0.1"]).await;
+    time_until(&dns, "web.service.dc2.consul.", &["10.9.0.1"]).await;
+    assert_eq!(
+        dns.rcode("node-dc2.node.dc2.consul.", RecordType::A).await,
+        ResponseCode::NoError
+    );
+    let status = bridge.status();
+    let counts = || -> Vec<u64> {
+        Endpoint::ALL
+            .iter()
+            .map(|e| status.consul_requests(*e))
+            .collect()
+    };
+    let at = |endpoint| {
+        Endpoint::ALL
+            .iter()
+            .position(|e| *e == endpoint)
+            .unwrap_or(0)
+    };
+    let before = counts();
+
+    for i in 0..1000 {
+        let kind = ["query", "node.dc2", "service.dc2", "connect", "ingress"][i % 5];
+        let name = format!("r{:x}{i}.{kind}.consul.", rand::random::<u64>());
+        assert_eq!(
+            dns.rcode(&name, RecordType::A).await,
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+    }
+    let after = counts();
+    for ((endpoint, b), a) in Endpoint::ALL.iter().zip(&before).zip(&after) {
+        println!("{}: {b} -> {a}", endpoint.path());
+    }
+    let moved = |endpoint: Endpoint| after[at(endpoint)] - before[at(endpoint)];
+    assert_eq!(moved(Endpoint::QueryExecute), 0, "no random name executed");
+    assert_eq!(
+        moved(Endpoint::Health(InstanceKind::Service)),
+        0,
+        "no health request"
+    );
+    assert_eq!(
+        moved(Endpoint::Health(InstanceKind::Connect)),
+        0,
+        "no Connect health request"
+    );
+    // At most a parked watch coming back at the end of its wait.
+    for endpoint in [
+        Endpoint::PreparedQueries,
+        Endpoint::CatalogServices,
+        Endpoint::CatalogNodes,
+    ] {
+        assert!(
+            moved(endpoint) <= 2,
+            "{}: {}",
+            endpoint.path(),
+            moved(endpoint)
+        );
+    }
+
+    // A name a template matches is executed: once, then answered from the cache.
+    for _ in 0..3 {
+        time_until(&dns, "tmpl-web.query.consul.", &["10.1.0.1"]).await;
+    }
+    let executed =
+        status.consul_requests(Endpoint::QueryExecute) - after[at(Endpoint::QueryExecute)];
+    println!("tmpl-web.query asked 3 times: {executed} execution(s)");
+    assert!((1..=2).contains(&executed), "{executed} executions");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_not_asked_for_is_not_executed_again_until_asked() {
+    let dc1 = ConsulAgent::start().await;
+    dc1.register(service("web", "web1", "10.1.0.1")).await;
+    dc1.register(service("web", "web2", "10.1.0.2")).await;
+    dc1.create_query(json!({"Name": "webq", "Service": {"Service": "web"}}))
+        .await;
+    let (bridge, dns) = start_bridge(&dc1, &["--prepared-query-refresh", "200ms"]).await;
+    let status = bridge.status();
+    let executions = || status.consul_requests(Endpoint::QueryExecute);
+    assert_eq!(
+        dns.addresses("webq.query.consul.", RecordType::A).await,
+        [ip("10.1.0.1"), ip("10.1.0.2")]
+    );
+    assert_eq!(executions(), 1);
+
+    // Five health changes and many refresh periods with nobody asking: no execution.
+    for verb in ["fail", "pass", "fail", "pass", "fail"] {
+        dc1.set_check("web1", verb).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(executions(), 1, "executed while nobody asked");
+
+    // The next question waits for the execution the changes called for: the answer is current.
+    let started = Instant::now();
+    assert_eq!(
+        dns.addresses("webq.query.consul.", RecordType::A).await,
+        [ip("10.1.0.2")]
+    );
+    println!(
+        "first question after the changes answered in {} with {} execution(s) in all",
+        ms(started.elapsed()),
+        executions()
+    );
+    assert_eq!(executions(), 2);
+    bridge.shutdown().await;
+}

@@ -1,0 +1,327 @@
+//! A property test (a fuzz target in CI size) of the whole request path, from raw bytes on a UDP
+//! socket to the bytes that come back. Each case is a query built field by field (odd flags, counts,
+//! names, types, classes and EDNS) and then mutated, or plain random bytes. Every case checks the
+//! answer against rules that hold for any input; the bridge must still answer a real query at the end.
+//!
+//! `PROPTEST_CASES` sets the number of cases (default 3000 here); run it longer by hand with e.g.
+//! `PROPTEST_CASES=200000 cargo test --release --test fuzz -- --nocapture`.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    time::Duration,
+};
+
+use crate::support::{ConsulAgent, consul::service, dns::ip, start_bridge};
+use hickory_proto::{
+    op::{Message, MessageType, OpCode, ResponseCode},
+    rr::{Name, RecordType},
+};
+use proptest::{
+    prelude::*,
+    test_runner::{Config as RunnerConfig, TestRunner},
+};
+
+/// Labels that steer names into the interesting parts of the Consul namespace.
+const LABELS: &[&str] = &[
+    "web", "db", "service", "consul", "dc1", "dc9", "_web", "_tcp", "_udp", "primary", "node",
+    "addr", "query", "com", "x",
+];
+
+fn label() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => proptest::sample::select(LABELS).prop_map(|l| l.as_bytes().to_vec()),
+        1 => proptest::collection::vec(any::<u8>(), 0..70),
+    ]
+}
+
+fn qtype() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        4 => proptest::sample::select(&[1u16, 28, 33, 16, 255, 2, 6, 252, 251, 12, 5, 0][..]),
+        1 => any::<u16>(),
+    ]
+}
+
+/// A query written field by field, so that counts and contents may disagree.
+#[derive(Debug, Clone)]
+struct RawQuery {
+    id: u16,
+    flags: u16,
+    counts: [u16; 4],
+    labels: Vec<Vec<u8>>,
+    qtype: u16,
+    qclass: u16,
+    edns: Option<(u16, u8, Vec<u8>)>,
+    mutations: Vec<(usize, u8)>,
+    cut: Option<usize>,
+}
+
+impl RawQuery {
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(128);
+        bytes.extend_from_slice(&self.id.to_be_bytes());
+        bytes.extend_from_slice(&self.flags.to_be_bytes());
+        for count in self.counts {
+            bytes.extend_from_slice(&count.to_be_bytes());
+        }
+        for label in &self.labels {
+            // The length byte is taken as given (it may lie), so this reaches pointer and
+            // extended-label bit patterns too.
+            bytes.push(label.len().min(255) as u8);
+            bytes.extend_from_slice(label);
+        }
+        bytes.push(0);
+        bytes.extend_from_slice(&self.qtype.to_be_bytes());
+        bytes.extend_from_slice(&self.qclass.to_be_bytes());
+        if let Some((size, version, options)) = &self.edns {
+            bytes.push(0); // root owner
+            bytes.extend_from_slice(&41u16.to_be_bytes());
+            bytes.extend_from_slice(&size.to_be_bytes());
+            bytes.extend_from_slice(&[0, *version, 0, 0]);
+            bytes.extend_from_slice(&(options.len() as u16).to_be_bytes());
+            bytes.extend_from_slice(options);
+        }
+        for (at, value) in &self.mutations {
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                bytes[at] = *value;
+            }
+        }
+        if let Some(cut) = self.cut {
+            bytes.truncate(cut);
+        }
+        bytes
+    }
+}
+
+fn raw_query() -> impl Strategy<Value = RawQuery> {
+    let flags = prop_oneof![
+        4 => Just(0x0100u16),                         // a plain query with RD
+        1 => (0u16..16).prop_map(|opcode| opcode << 11),
+        1 => any::<u16>(),
+    ];
+    let counts = prop_oneof![
+        6 => Just(None),
+        1 => proptest::array::uniform4(0u16..4).prop_map(Some),
+    ];
+    let edns = proptest::option::weighted(
+        0.5,
+        (
+            prop_oneof![Just(1232u16), Just(512), Just(0), any::<u16>()],
+            prop_oneof![4 => Just(0u8), 1 => any::<u8>()],
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ),
+    );
+    (
+        any::<u16>(),
+        flags,
+        counts,
+        proptest::collection::vec(label(), 0..8),
+        qtype(),
+        prop_oneof![4 => Just(1u16), 1 => any::<u16>()],
+        edns,
+        proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+        proptest::option::weighted(0.15, 0usize..80),
+    )
+        .prop_map(
+            |(id, flags, counts, labels, qtype, qclass, edns, mutations, cut)| {
+                let additional = u16::from(edns.is_some());
+                RawQuery {
+                    id,
+                    flags,
+                    counts: counts.unwrap_or([1, 0, 0, additional]),
+                    labels,
+                    qtype,
+                    qclass,
+                    edns,
+                    mutations,
+                    cut,
+                }
+            },
+        )
+}
+
+fn packet() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        5 => raw_query().prop_map(|query| query.encode()),
+        1 => proptest::collection::vec(any::<u8>(), 0..600),
+    ]
+}
+
+/// What every answer to `request` must satisfy, whatever the request holds.
+fn check_answer(request: &[u8], reply: Option<&[u8]>) -> Result<(), TestCaseError> {
+    if request.len() < 12 {
+        // No ID to answer to: nothing may come back.
+        prop_assert!(reply.is_none(), "answered a packet without a header");
+        return Ok(());
+    }
+    let parsed = Message::from_vec(request).ok();
+    let is_response = request[2] & 0x80 != 0;
+    let Some(reply) = reply else {
+        // Silence is right only for messages that are themselves responses (no reflection).
+        prop_assert!(
+            is_response && parsed.is_some(),
+            "no answer to a {}-byte request",
+            request.len()
+        );
+        return Ok(());
+    };
+    let answer = Message::from_vec(reply)
+        .map_err(|e| TestCaseError::fail(format!("undecodable answer: {e}")))?;
+    prop_assert_eq!(
+        answer.metadata.id,
+        u16::from_be_bytes([request[0], request[1]])
+    );
+    prop_assert_eq!(answer.metadata.message_type, MessageType::Response);
+    let limit = parsed
+        .as_ref()
+        .and_then(|m| m.edns.as_ref())
+        .map_or(512, |edns| usize::from(edns.max_payload()).clamp(512, 1232));
+    prop_assert!(reply.len() <= limit, "{} bytes > {limit}", reply.len());
+    let rcode = answer.metadata.response_code;
+    // Reverse names are looked up in the catalog as Consul does: a PTR, or SERVFAIL when no node
+    // or service has the address (Consul would recurse; there are no recursors here).
+    let reverse = parsed.as_ref().is_some_and(|m| {
+        m.queries.len() == 1 && {
+            let name = m.queries[0].name().to_lowercase().to_ascii();
+            name.ends_with(".in-addr.arpa.")
+                || name.ends_with(".ip6.arpa.")
+                || name == "in-addr.arpa."
+                || name == "ip6.arpa."
+        }
+    });
+    if reverse && is_standard_query(parsed.as_ref()) {
+        prop_assert!(
+            matches!(rcode, ResponseCode::NoError | ResponseCode::ServFail),
+            "reverse name got {rcode}"
+        );
+        return Ok(());
+    }
+    // The catalog is loaded: no case may fail on our side.
+    prop_assert_ne!(rcode, ResponseCode::ServFail);
+    let Some(request) = parsed else {
+        prop_assert_eq!(rcode, ResponseCode::FormErr);
+        return Ok(());
+    };
+    if request.metadata.op_code != OpCode::Query {
+        prop_assert!(
+            matches!(rcode, ResponseCode::NotImp | ResponseCode::FormErr),
+            "opcode {:?} got {rcode}",
+            request.metadata.op_code
+        );
+        return Ok(());
+    }
+    if request.queries.len() != 1 {
+        prop_assert_eq!(rcode, ResponseCode::FormErr);
+        return Ok(());
+    }
+    let query = &request.queries[0];
+    // By labels, not text: a label may itself hold "\x06consul" and print like the domain.
+    let in_domain = Name::from_ascii("consul.")
+        .map_err(|e| TestCaseError::fail(e.to_string()))?
+        .zone_of(query.name());
+    if !in_domain {
+        prop_assert_eq!(rcode, ResponseCode::Refused, "outside the domain");
+    } else if matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR) {
+        prop_assert_eq!(rcode, ResponseCode::NotImp);
+    } else {
+        prop_assert!(
+            matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain),
+            "{} {} got {rcode}",
+            query.name(),
+            query.query_type()
+        );
+        prop_assert_eq!(answer.queries.as_slice(), request.queries.as_slice());
+        if rcode == ResponseCode::NXDomain {
+            prop_assert!(
+                answer
+                    .authorities
+                    .iter()
+                    .any(|r| r.record_type() == RecordType::SOA)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A standard query (the only kind the reverse rule applies to).
+fn is_standard_query(message: Option<&Message>) -> bool {
+    message.is_some_and(|m| m.metadata.op_code == OpCode::Query)
+}
+
+fn exchange(socket: &UdpSocket, to: SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
+    socket.send_to(request, to).ok()?;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (len, from) = socket.recv_from(&mut buf).ok()?;
+        // A late answer to an earlier case would carry its ID; skip anything not from the bridge.
+        if from == to {
+            buf.truncate(len);
+            return Some(buf);
+        }
+    }
+}
+
+#[test]
+fn any_bytes_get_a_well_formed_answer_or_none() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (consul, bridge, dns) = runtime.block_on(async {
+        let consul = ConsulAgent::start().await;
+        consul
+            .register(service("web", "web1", "10.1.0.1").tags(&["primary"]))
+            .await;
+        consul.register_numbered("db", 30, "10.2.0").await;
+        let (bridge, dns) = start_bridge(&consul, &[]).await;
+        // Warm both watches, so no case waits for a first answer from Consul.
+        for name in ["web.service.consul.", "db.service.consul."] {
+            assert!(!dns.query(name, RecordType::A).await.answers.is_empty());
+        }
+        (consul, bridge, dns)
+    });
+
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let answered = std::cell::Cell::new(0u32);
+    let silent = std::cell::Cell::new(0u32);
+    let result = runner.run(&packet(), |request| {
+        // Only a query is sure to be answered; don't sit long on packets that may get none.
+        let maybe_silent = request.len() < 12 || request[2] & 0x80 != 0;
+        let wait = if maybe_silent { 100 } else { 1000 };
+        socket
+            .set_read_timeout(Some(Duration::from_millis(wait)))
+            .expect("timeout");
+        let reply = exchange(&socket, dns.addr, &request);
+        match reply {
+            Some(_) => answered.set(answered.get() + 1),
+            None => silent.set(silent.get() + 1),
+        }
+        check_answer(&request, reply.as_deref())
+    });
+    println!(
+        "{cases} cases: {} answered, {} without answer",
+        answered.get(),
+        silent.get()
+    );
+    runtime.block_on(async {
+        assert_eq!(
+            dns.addresses("web.service.consul.", RecordType::A).await,
+            [ip("10.1.0.1")]
+        );
+        bridge.shutdown().await;
+    });
+    drop(consul);
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}

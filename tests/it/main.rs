@@ -1,0 +1,24 @@
+//! The integration tests, one binary (linked once): each module starts real servers (a Consul
+//! agent, the bridge in process or as its binary, dnsmasq) on loopback through [`support`].
+
+mod support;
+
+mod bridge;
+mod cli;
+mod cluster;
+mod consul_faults;
+mod datacenters;
+mod differential;
+mod docker;
+mod fast_path;
+mod faults;
+mod forwarding;
+mod fuzz;
+mod hostile;
+mod metrics;
+mod process;
+mod resolvers;
+mod structure;
+mod tcp;
+mod tls;
+mod zones;

@@ -1,0 +1,68 @@
+//! The harness every integration test uses: a real Consul agent on free loopback ports, fixtures
+//! registered through Consul's own APIs, a DNS client, and a bridge started in-process.
+//! Everything started here stops in `Drop`, also when a test fails.
+
+pub mod binary;
+pub mod cluster;
+pub mod consul;
+pub mod dns;
+pub mod dnsmasq;
+pub mod fake_consul;
+pub mod pki;
+pub mod zones;
+
+use consul_dns_bridge::{Bridge, Config, Parsed};
+
+pub use self::{consul::ConsulAgent, dns::DnsClient};
+
+/// Starts a bridge in this process against `agent`, listening on a free loopback port;
+/// `extra` are more command-line options.
+pub async fn start_bridge(agent: &ConsulAgent, extra: &[&str]) -> (Bridge, DnsClient) {
+    start_bridge_at(&agent.http_url(), extra).await
+}
+
+/// Starts a bridge in this process against the Consul HTTP address `url`.
+pub async fn start_bridge_at(url: &str, extra: &[&str]) -> (Bridge, DnsClient) {
+    let mut args = vec![
+        "consul-dns-bridge",
+        "--listen",
+        "127.0.0.1:0",
+        "--consul-addr",
+        url,
+    ];
+    // The checkout's zones/ would be served by default (tests run in it); tests that want zones
+    // say so.
+    let no_zones = std::env::temp_dir().join(format!("cdb-no-zones-{}", std::process::id()));
+    std::fs::create_dir_all(&no_zones).expect("empty zones dir");
+    if !extra.contains(&"--zones-dir") {
+        args.extend(["--zones-dir", no_zones.to_str().expect("utf-8 temp path")]);
+    }
+    // Tests run in parallel: each bridge gets its own metrics port.
+    if !extra.contains(&"--http-listen") {
+        args.extend(["--http-listen", "127.0.0.1:0"]);
+    }
+    args.extend_from_slice(extra);
+    let config = match Config::parse(args) {
+        Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Display(_)) => panic!("options asked for help text"),
+        Err(error) => panic!("bad test options: {error}"),
+    };
+    let bridge = Bridge::start(&config).await.expect("bridge starts");
+    let dns = DnsClient::new(bridge.dns_addrs()[0]);
+    (bridge, dns)
+}
+
+/// Polls `done` every 20 ms until it holds, failing the test with `what` after `limit`; returns
+/// how long it took.
+pub async fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
