@@ -8,7 +8,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{ConsulAgent, DnsClient, consul::service, dns::Transport, start_bridge};
+use crate::support::{
+    ConsulAgent, DnsClient,
+    consul::service,
+    dns::{Transport, comparable},
+    start_bridge,
+};
 use hickory_proto::{
     op::Message,
     rr::{RData, Record, RecordType},
@@ -389,8 +394,7 @@ fn normalize(message: &Message) -> Normalized {
 }
 
 fn record(record: &Record, message: &Message) -> String {
-    let name = record.name.to_string().to_ascii_lowercase();
-    let data = match &record.data {
+    comparable(record, |data| match data {
         RData::SRV(srv) => {
             let mut resolved: Vec<String> = message
                 .additionals
@@ -399,18 +403,13 @@ fn record(record: &Record, message: &Message) -> String {
                 .map(|r| r.data.to_string())
                 .collect();
             resolved.sort();
-            format!(
+            Some(format!(
                 "{} {} {} -> {resolved:?}",
                 srv.priority, srv.weight, srv.port
-            )
+            ))
         }
-        RData::SOA(soa) => format!(
-            "{} {} {} {} {} {}",
-            soa.mname, soa.rname, soa.refresh, soa.retry, soa.expire, soa.minimum
-        ),
-        other => other.to_string().to_ascii_lowercase(),
-    };
-    format!("{name} {} {} {data}", record.ttl, record.record_type())
+        _ => None,
+    })
 }
 
 /// Consul's DNS options set alike on both sides (the same values Consul is started with):
@@ -587,22 +586,18 @@ fn without_addresses(message: &Message) -> (String, bool, [Vec<String>; 3]) {
         let mut list: Vec<String> = records
             .iter()
             .map(|r| {
-                let name = r.name.to_string().to_ascii_lowercase();
-                let name = match name.contains(".addr.") {
-                    true => "<addr>".to_owned(),
-                    false => name,
-                };
-                let data = match &r.data {
-                    RData::A(_) | RData::AAAA(_) => String::new(),
-                    RData::SRV(srv) if cut => format!("{}", srv.priority),
-                    RData::SRV(srv) => format!("{} {} {}", srv.priority, srv.weight, srv.port),
-                    RData::SOA(soa) => format!(
-                        "{} {} {} {} {} {}",
-                        soa.mname, soa.rname, soa.refresh, soa.retry, soa.expire, soa.minimum
-                    ),
-                    other => other.to_string().to_ascii_lowercase(),
-                };
-                format!("{name} {} {} {data}", r.ttl, r.record_type())
+                let text = comparable(r, |data| match data {
+                    RData::A(_) | RData::AAAA(_) => Some(String::new()),
+                    RData::SRV(srv) if cut => Some(format!("{}", srv.priority)),
+                    RData::SRV(srv) => {
+                        Some(format!("{} {} {}", srv.priority, srv.weight, srv.port))
+                    }
+                    _ => None,
+                });
+                match r.name.to_string().to_ascii_lowercase().contains(".addr.") {
+                    true => format!("<addr>{}", &text[text.find(' ').unwrap_or(0)..]),
+                    false => text,
+                }
             })
             .collect();
         list.sort();

@@ -3,37 +3,13 @@
 //! the answers must match record for record. The fast-path counter shows the UDP answers really
 //! came from it.
 
-use crate::support::{ConsulAgent, consul::service, dns::Transport, start_bridge};
-use hickory_proto::{
-    op::Message,
-    rr::{RData, Record, RecordType},
+use crate::support::{
+    ConsulAgent,
+    consul::service,
+    dns::{Transport, sorted_section},
+    start_bridge,
 };
-
-/// A record as comparable text; answers rotate, so sections are compared sorted.
-fn text(record: &Record) -> String {
-    let data = match &record.data {
-        // The SOA serial is the clock's second; it may tick between two answers.
-        RData::SOA(soa) => format!("SOA {} {}", soa.mname, soa.rname),
-        other => other.to_string(),
-    };
-    format!(
-        "{} {} {} {}",
-        record.name.to_lowercase(),
-        record.ttl,
-        record.record_type(),
-        data
-    )
-}
-
-fn sorted(records: &[Record]) -> Vec<String> {
-    let mut texts: Vec<String> = records
-        .iter()
-        .filter(|r| r.record_type() != RecordType::OPT)
-        .map(text)
-        .collect();
-    texts.sort();
-    texts
-}
+use hickory_proto::{op::Message, rr::RecordType};
 
 fn summary(message: &Message) -> String {
     let m = &message.metadata;
@@ -44,9 +20,9 @@ fn summary(message: &Message) -> String {
         m.recursion_available,
         m.recursion_desired,
         m.truncation,
-        sorted(&message.answers),
-        sorted(&message.authorities),
-        sorted(&message.additionals)
+        sorted_section(&message.answers, |_| None),
+        sorted_section(&message.authorities, |_| None),
+        sorted_section(&message.additionals, |_| None)
     )
 }
 

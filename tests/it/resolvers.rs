@@ -6,7 +6,7 @@ use std::{net::SocketAddr, process::Command, time::Duration};
 
 use crate::support::{
     ConsulAgent, DnsClient, consul::service, dns::ip, dnsmasq::Dnsmasq, start_bridge,
-    start_bridge_at, zones::ZoneDir,
+    start_bridge_at, wait_until, zones::ZoneDir,
 };
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
@@ -46,22 +46,14 @@ async fn dnsmasq_forwards_the_consul_domain_to_the_bridge() {
     );
     // TTL 0 by default: dnsmasq does not cache, so a health change shows through it at once.
     consul.set_check("web2", "fail").await;
-    let started = std::time::Instant::now();
-    while through
-        .addresses("web.service.consul.", RecordType::A)
-        .await
-        != [ip("10.1.0.1")]
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "flip through dnsmasq"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    println!(
-        "health change seen through dnsmasq after {:?}",
-        started.elapsed()
-    );
+    let took = wait_until("flip through dnsmasq", Duration::from_secs(5), async || {
+        through
+            .addresses("web.service.consul.", RecordType::A)
+            .await
+            == [ip("10.1.0.1")]
+    })
+    .await;
+    println!("health change seen through dnsmasq after {took:?}");
     bridge.shutdown().await;
 }
 

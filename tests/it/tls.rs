@@ -9,7 +9,7 @@ use crate::support::{
     consul::{free_port, service},
     dns::ip,
     pki::Pki,
-    wait_until,
+    poll_until, wait_until,
 };
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
@@ -124,12 +124,11 @@ async fn parked_queries_of_many_services_share_one_http2_connection() {
     // Connections opened in the first burst, before HTTP/2 was agreed on, are closed once it is.
     // Besides the parked queries' connection, the requests that do not park (the agent's
     // datacenter) keep one HTTP/1.1 connection in the pool.
-    let started = std::time::Instant::now();
-    let mut open = established_to(agent.https_port);
-    while open > 2 && started.elapsed() < std::time::Duration::from_secs(5) {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        open = established_to(agent.https_port);
-    }
+    poll_until(Duration::from_secs(5), async || {
+        established_to(agent.https_port) <= 2
+    })
+    .await;
+    let open = established_to(agent.https_port);
     println!(
         "{} watched services, {open} connection(s) to the HTTPS port",
         SERVICES + 1
@@ -220,19 +219,17 @@ fn established_to(port: u16) -> usize {
 async fn refused(bridge: &BridgeBinary, expect: &str) -> (ResponseCode, String) {
     bridge.wait_listening().await;
     let rcode = bridge.dns.rcode("web.service.consul.", RecordType::A).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let log = bridge.log();
-        if let Some(line) = log.lines().find(|line| line.contains(expect)) {
-            println!("{line}");
-            return (rcode, line.to_owned());
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "expected {expect:?} in the log:\n{log}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let found = async || bridge.log().lines().any(|line| line.contains(expect));
+    if poll_until(Duration::from_secs(10), found).await.is_none() {
+        panic!("expected {expect:?} in the log:\n{}", bridge.log());
     }
+    let log = bridge.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains(expect))
+        .unwrap_or_default();
+    println!("{line}");
+    (rcode, line.to_owned())
 }
 
 /// Every failed request in the log, not only the first of a streak.

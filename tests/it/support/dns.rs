@@ -7,7 +7,7 @@ use std::{
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
-    rr::{Name, RData, RecordType},
+    rr::{Name, RData, Record, RecordType},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -149,4 +149,30 @@ pub async fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
 
 pub fn ip(text: &str) -> IpAddr {
     text.parse().expect("test IP")
+}
+
+/// A record as text to compare answers by: owner in lower case, TTL, type and data. `data`
+/// may spell a record's data its own way (`None`: the default, where the SOA leaves out its
+/// serial, the clock's second, which may tick between two answers).
+pub fn comparable(record: &Record, data: impl Fn(&RData) -> Option<String>) -> String {
+    let data = data(&record.data).unwrap_or_else(|| match &record.data {
+        RData::SOA(soa) => format!(
+            "{} {} {} {} {} {}",
+            soa.mname, soa.rname, soa.refresh, soa.retry, soa.expire, soa.minimum
+        ),
+        other => other.to_string().to_ascii_lowercase(),
+    });
+    let name = record.name.to_string().to_ascii_lowercase();
+    format!("{name} {} {} {data}", record.ttl, record.record_type())
+}
+
+/// The records of a section as sorted [`comparable`] texts (answers rotate), without OPT.
+pub fn sorted_section(records: &[Record], data: impl Fn(&RData) -> Option<String>) -> Vec<String> {
+    let mut texts: Vec<String> = records
+        .iter()
+        .filter(|r| r.record_type() != RecordType::OPT)
+        .map(|r| comparable(r, &data))
+        .collect();
+    texts.sort();
+    texts
 }

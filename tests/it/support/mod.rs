@@ -57,12 +57,25 @@ pub async fn start_bridge_at(url: &str, extra: &[&str]) -> (Bridge, DnsClient) {
 pub async fn wait_until(
     what: &str,
     limit: std::time::Duration,
-    mut done: impl AsyncFnMut() -> bool,
+    done: impl AsyncFnMut() -> bool,
 ) -> std::time::Duration {
+    match poll_until(limit, done).await {
+        Some(took) => took,
+        None => panic!("{what}: not within {limit:?}"),
+    }
+}
+
+/// Polls `done` every 20 ms until it holds (how long that took) or `limit` has passed (`None`).
+pub async fn poll_until(
+    limit: std::time::Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) -> Option<std::time::Duration> {
     let started = std::time::Instant::now();
     while !done().await {
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        if started.elapsed() >= limit {
+            return None;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    started.elapsed()
+    Some(started.elapsed())
 }
