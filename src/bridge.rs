@@ -10,8 +10,8 @@ use crate::{
     config::Config,
     consul::{ConsulClient, ConsulError, Endpoint},
     dns::{
-        ConsulHandler, DnsServer, Fallback, FastPath, GeneralPath, TcpOptions, UdpAnswering, Zone,
-        serve,
+        ConsulHandler, DnsServer, Fallback, FastPath, GeneralPath, RateLimiter, TcpOptions,
+        UdpAnswering, Zone, serve,
     },
     http,
     metrics::{DnsMetrics, Metrics},
@@ -89,17 +89,20 @@ impl Bridge {
             &config.dns,
             handler.recursion_available(),
         );
+        let limiter = Arc::new(RateLimiter::new(config.rate_limit.clone()));
+        let compress = !config.dns.disable_compression;
         let answering = UdpAnswering {
             fast: Arc::new(fast),
-            general: GeneralPath::new(Arc::new(handler), !config.dns.disable_compression),
+            general: GeneralPath::new(Arc::new(handler), compress, limiter.clone()),
             metrics: dns_metrics.clone(),
+            limiter: limiter.clone(),
         };
         let metrics_handle = dns_metrics.clone();
         // HTTP before DNS: a taken metrics port stops the start before DNS is served.
         let stop_http = CancellationToken::new();
         let http_addr = match config.http_listen {
             Some(addr) => {
-                let metrics = Metrics::new(catalog.clone(), dns_metrics);
+                let metrics = Metrics::new(catalog.clone(), dns_metrics, limiter);
                 match http::serve(addr, metrics, catalog.clone(), stop_http.clone()).await {
                     Ok((bound, _task)) => Some(bound),
                     Err(error) => {
@@ -112,6 +115,7 @@ impl Bridge {
         };
         let tcp_options = TcpOptions {
             max_connections: config.tcp_max_connections,
+            max_per_client: config.tcp_max_connections_per_client,
             idle_timeout: config.tcp_idle_timeout,
         };
         let (server, dns_addrs) = match serve(answering, &config.listen, tcp_options).await {

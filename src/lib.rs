@@ -16,6 +16,7 @@
 
 mod bridge;
 mod catalog;
+mod cidr;
 mod config;
 mod consul;
 mod dns;

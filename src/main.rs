@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -63,6 +64,28 @@ fn init_logging(config: &Config) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Raises the soft limit on open files to the hard one, as Go programs do at start: each TCP
+/// client holds a descriptor, and a default soft limit of 1024 would refuse connections long
+/// before the hard limit an operator set.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed, which lives here.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+            && limit.rlim_cur < limit.rlim_max
+            && {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+            }
+    };
+    if raised {
+        info!(open_files = limit.rlim_cur, "raised the open files limit");
     }
 }
 

@@ -19,7 +19,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{catalog::Catalog, consul::Endpoint};
+use crate::{catalog::Catalog, consul::Endpoint, dns::RateLimiter};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueryLabels {
@@ -247,6 +247,12 @@ struct Pulled {
     consul_errors: Family<EndpointLabels, Counter>,
     wakeups: Family<WakeupLabels, Counter>,
     staleness: Family<WatchLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    rate_limited: Family<RateLimitLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLimitLabels {
+    action: &'static str,
 }
 
 /// Everything `/metrics` shows.
@@ -254,11 +260,12 @@ pub(crate) struct Metrics {
     registry: Registry,
     catalog: Catalog,
     dns: Arc<DnsMetrics>,
+    limiter: Arc<RateLimiter>,
     pulled: Pulled,
 }
 
 impl Metrics {
-    pub(crate) fn new(catalog: Catalog, dns: Arc<DnsMetrics>) -> Self {
+    pub(crate) fn new(catalog: Catalog, dns: Arc<DnsMetrics>, limiter: Arc<RateLimiter>) -> Self {
         let mut registry = Registry::with_prefix("consul_dns_bridge");
         let pulled = Pulled::default();
         registry.register(
@@ -317,10 +324,16 @@ impl Metrics {
             "Seconds since each watch's last successful answer from Consul",
             pulled.staleness.clone(),
         );
+        registry.register(
+            "rate_limited",
+            "UDP answers held back by response rate limiting: dropped, or sent empty with TC (slipped)",
+            pulled.rate_limited.clone(),
+        );
         Self {
             registry,
             catalog,
             dns,
+            limiter,
             pulled,
         }
     }
@@ -391,6 +404,14 @@ impl Metrics {
                 .get_or_create(&WakeupLabels { changed })
                 .inner()
                 .store(count.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        let (dropped, slipped) = self.limiter.limited();
+        for (action, count) in [("dropped", dropped), ("slipped", slipped)] {
+            pulled
+                .rate_limited
+                .get_or_create(&RateLimitLabels { action })
+                .inner()
+                .store(count, Ordering::Relaxed);
         }
         // Watches come and go: rebuild the family so stopped ones disappear.
         pulled.staleness.clear();

@@ -8,7 +8,7 @@ use moka::sync::Cache;
 
 use super::{
     entry::ServiceAnswers,
-    nodes::NodeMap,
+    nodes::Nodes,
     queries::{ExecutedQuery, QueryNames},
     slot::WatchedSlot,
     watches::ServiceNameSet,
@@ -26,7 +26,7 @@ pub(crate) struct Caches {
     /// Service lists of other datacenters, from the first question for one of their services.
     pub(crate) remote_names: Cache<Dc, Arc<WatchedSlot<ServiceNameSet>>>,
     /// Node lists, from the first `.node.` or reverse question in a datacenter.
-    pub(crate) nodes: Cache<Dc, Arc<WatchedSlot<NodeMap>>>,
+    pub(crate) nodes: Cache<Dc, Arc<WatchedSlot<Nodes>>>,
     /// Passing instances per (datacenter, service, kind) asked for.
     pub(crate) instances: Cache<(Dc, String, InstanceKind), Arc<WatchedSlot<ServiceAnswers>>>,
     /// Prepared-query definitions, from the first `.query.` question in a datacenter.

@@ -119,9 +119,15 @@ impl ServiceAnswers {
         self.has_repeats
     }
 
-    /// Every passing instance, in the order Consul gave them.
-    pub(crate) fn instances(&self) -> &[InstanceRecords] {
-        &self.instances
+    /// The distinct IP addresses of the instances.
+    pub(crate) fn ip_addresses(&self) -> std::collections::HashSet<IpAddr> {
+        self.instances
+            .iter()
+            .filter_map(|instance| match instance.address {
+                InstanceAddress::Ip(ip) => Some(ip),
+                InstanceAddress::Host(_) => None,
+            })
+            .collect()
     }
 
     /// The instances carrying `tag` (all when `None`), starting at the next rotation offset.
@@ -357,7 +363,7 @@ mod tests {
             "Service":{"Service":"db","Address":"","Port":5432},"Checks":[{"Status":"warning"}]}"#,
         );
         let answers = ServiceAnswers::build(&[passing, warning], &context());
-        assert_eq!(answers.instances().len(), 1);
+        assert_eq!(answers.select(None).count(), 1);
         let instance = answers.select(None).next().unwrap();
         assert_eq!(instance.srv.target.to_string(), "n1.node.dc1.consul.");
     }

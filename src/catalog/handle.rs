@@ -14,6 +14,7 @@ use hickory_proto::rr::Name;
 use tokio::sync::watch;
 
 use super::{
+    addresses::ServiceAddresses,
     caches::Caches,
     entry::{EntryContext, ServiceAnswers},
     local::{self, LocalDatacenter},
@@ -43,6 +44,8 @@ pub(super) struct Shared {
     pub(super) cache_misses: AtomicU64,
     pub(super) local: watch::Receiver<Option<Arc<LocalDatacenter>>>,
     pub(super) caches: Caches,
+    /// Addresses of the watched local services, for reverse lookups.
+    pub(super) addresses: Arc<ServiceAddresses>,
     pub(super) query_refresh: Duration,
 }
 
@@ -67,6 +70,7 @@ impl Shared {
             cache_misses: AtomicU64::new(0),
             local,
             caches,
+            addresses: Arc::default(),
             query_refresh: config.prepared_query_refresh,
         }
     }

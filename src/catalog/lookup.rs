@@ -12,10 +12,10 @@ use hickory_proto::rr::Name;
 use tokio::{sync::watch, time::Instant};
 
 use super::{
-    entry::{InstanceAddress, ServiceAnswers},
+    entry::ServiceAnswers,
     handle::Catalog,
     local::LocalDatacenter,
-    nodes::NodeRecord,
+    nodes::{NodeRecord, Nodes},
     queries::{ExecutedQuery, QueryContext},
     slot::WatchedSlot,
     watches::{watch_instances, watch_nodes, watch_query_definitions, watch_service_names},
@@ -208,7 +208,7 @@ impl Catalog {
             .servable_value(self.shared.max_stale, remaining(deadline))
             .await
         {
-            Some(nodes) => match nodes.get(&name.to_ascii_lowercase()) {
+            Some(nodes) => match nodes.get(name) {
                 Some(node) => NodeLookup::Found(node.clone()),
                 None => NodeLookup::Unknown,
             },
@@ -233,37 +233,19 @@ impl Catalog {
             .nodes_slot(dc)
             .servable_value(self.shared.max_stale, remaining(deadline))
             .await
+            && let Some(node) = nodes.at(ip)
         {
-            let mut matching: Vec<&NodeRecord> = nodes
-                .values()
-                .filter(|node| matches!(node.address, InstanceAddress::Ip(a) if a == ip))
-                .collect();
-            // Several nodes on one address: answer the same one every time.
-            matching.sort_by(|a, b| a.name.cmp(&b.name));
-            if let Some(node) = matching.first() {
-                return under([node.name.as_str(), "node", dc]);
-            }
+            return under([node.name.as_str(), "node", dc]);
         }
-        let mut services: Vec<String> = self
-            .shared
-            .caches
-            .instances
-            .iter()
-            .filter(|(key, slot)| {
-                key.0 == dc
-                    && key.2 == InstanceKind::Service
-                    && slot.current().is_some_and(|answers| {
-                        answers
-                            .instances()
-                            .iter()
-                            .any(|i| matches!(i.address, InstanceAddress::Ip(a) if a == ip))
-                    })
-            })
-            .map(|(key, _)| key.1.clone())
-            .collect();
-        services.sort();
-        let service = services.first()?;
+        let service = self.shared.addresses.service_at(ip)?;
         under([service.as_str(), "service", dc])
+    }
+
+    /// Whether `dc` (lower-case) is the local datacenter or one Consul knows over the WAN;
+    /// `None` when the local datacenter is not known yet.
+    pub(crate) async fn datacenter_exists(&self, dc: &str) -> Option<bool> {
+        let local = self.local(Instant::now() + FIRST_ANSWER_TIMEOUT).await?;
+        Some(local.knows(dc))
     }
 
     /// The passing instances of a local `service` (lower-case) if they are cached and may be
@@ -321,12 +303,17 @@ impl Catalog {
         let key = (dc.to_owned(), service.to_owned(), kind);
         self.shared.caches.instances.get_with_by_ref(&key, || {
             let ttl = self.service_ttl(service);
-            Arc::new(watch_instances(&self.shared.watch, dc, service, kind, ttl))
+            // Reverse lookups name local services only, as Consul's.
+            let local = self.shared.local.borrow().as_ref().map(|l| l.name.clone());
+            let addresses = (kind == InstanceKind::Service && local.as_deref() == Some(dc))
+                .then(|| self.shared.addresses.clone());
+            let slot = watch_instances(&self.shared.watch, dc, service, kind, ttl, addresses);
+            Arc::new(slot)
         })
     }
 
     /// The node list of `dc`, watched from its first use on.
-    fn nodes_slot(&self, dc: &str) -> Arc<WatchedSlot<super::nodes::NodeMap>> {
+    fn nodes_slot(&self, dc: &str) -> Arc<WatchedSlot<Nodes>> {
         self.shared
             .caches
             .nodes

@@ -19,6 +19,7 @@
 //! When Consul stops answering, each watch keeps its last value and is marked stale; stale values
 //! are served for up to `max-stale` (RFC 8767's idea), then the answer is SERVFAIL.
 
+mod addresses;
 mod caches;
 mod entry;
 mod handle;

@@ -2,14 +2,15 @@
 //! every new answer is turned into the cached value (records built once, here) and published
 //! into its slot. A health change reaches DNS answers through [`watch_instances`].
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
 use hickory_proto::rr::Name;
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    addresses::ServiceAddresses,
     entry::{EntryContext, ServiceAnswers},
-    nodes::{NodeMap, node_map},
+    nodes::Nodes,
     queries::QueryNames,
     slot::WatchedSlot,
 };
@@ -39,12 +40,14 @@ impl WatchContext {
 }
 
 /// Watches the passing instances of `kind` of `service` in `dc`; `ttl` is their records' TTL.
+/// With `addresses`, the instances' addresses are kept in that index while the watch runs.
 pub(crate) fn watch_instances(
     context: &WatchContext,
     dc: &str,
     service: &str,
     kind: InstanceKind,
     ttl: u32,
+    addresses: Option<Arc<ServiceAddresses>>,
 ) -> WatchedSlot<ServiceAnswers> {
     let entry_context = EntryContext {
         datacenter: dc.to_owned(),
@@ -74,21 +77,31 @@ pub(crate) fn watch_instances(
                         .await
                 }
             };
+            let mut indexed = HashSet::new();
             let deliver = |entries: Vec<_>| {
                 let answers = ServiceAnswers::build(&entries, &entry_context);
+                if let Some(index) = &addresses {
+                    let now = answers.ip_addresses();
+                    index.update(&service, &indexed, &now);
+                    indexed = now;
+                }
                 publish.send_replace(Some(Arc::new(answers)));
             };
             run_watch(&freshness, policy, stop, fetch, deliver).await;
+            // The watch ends with its slot: its addresses leave the index with it.
+            if let Some(index) = &addresses {
+                index.update(&service, &indexed, &HashSet::new());
+            }
         },
     )
 }
 
 /// Watches the node list of `dc`.
-pub(crate) fn watch_nodes(context: &WatchContext, dc: &str) -> WatchedSlot<NodeMap> {
+pub(crate) fn watch_nodes(context: &WatchContext, dc: &str) -> WatchedSlot<Nodes> {
     let fetch = |client: ConsulClient, dc: String, index, wait| async move {
         client.nodes(&dc, index, wait).await
     };
-    watch_list(context, dc, "nodes", fetch, node_map)
+    watch_list(context, dc, "nodes", fetch, Nodes::build)
 }
 
 /// Watches the prepared-query definitions of `dc`.

@@ -18,6 +18,8 @@ use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use hickory_proto::rr::Name;
 use reqwest::Url;
 
+use crate::dns::RateLimitOptions;
+
 pub use error::ConfigError;
 use error::first_line;
 use options::Options;
@@ -104,10 +106,14 @@ pub struct Config {
     pub(crate) max_stale: Duration,
     /// A prepared query asked for is executed again at least this often.
     pub(crate) prepared_query_refresh: Duration,
-    /// TCP connections open at once; more are closed on accept.
+    /// TCP connections open at once; past it an idle one gives way to a new one.
     pub(crate) tcp_max_connections: usize,
+    /// TCP connections one client address may hold; past it its own idle one gives way.
+    pub(crate) tcp_max_connections_per_client: usize,
     /// A TCP connection silent for this long is closed.
     pub(crate) tcp_idle_timeout: Duration,
+    /// Response rate limiting of UDP answers.
+    pub(crate) rate_limit: RateLimitOptions,
     /// Upstream resolvers for names outside the domain and the zone files.
     pub(crate) recursors: Recursors,
     /// Zone files served beside the Consul domain; `None`: none.
@@ -226,7 +232,15 @@ impl Config {
             max_stale: options.max_stale,
             prepared_query_refresh: options.prepared_query_refresh,
             tcp_max_connections: options.tcp_max_connections,
+            tcp_max_connections_per_client: options.tcp_max_connections_per_client,
             tcp_idle_timeout: options.tcp_idle_timeout,
+            rate_limit: RateLimitOptions {
+                responses_per_second: options.rrl_ratelimit,
+                slip: options.rrl_slip,
+                ipv4_prefix_length: options.rrl_ipv4_prefix_length,
+                ipv6_prefix_length: options.rrl_ipv6_prefix_length,
+                exempt: options.rrl_exempt.into_iter().flatten().collect(),
+            },
             recursors: Recursors {
                 addrs: options.recursor,
                 strategy: options.recursor_strategy,

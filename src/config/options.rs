@@ -10,10 +10,13 @@ use clap::{ArgAction, Parser};
 use hickory_proto::rr::Name;
 use reqwest::Url;
 
+use crate::cidr::Cidr;
+
 use super::values::{
-    HttpListen, LogFormat, RecursorStrategy, parse_bool, parse_connection_cap, parse_consul_addr,
-    parse_count, parse_datacenter, parse_domain, parse_duration, parse_http_listen, parse_listen,
-    parse_log_format, parse_log_level, parse_recursor, parse_recursor_strategy, parse_seconds,
+    DEFAULT_RRL_EXEMPT, HttpListen, LogFormat, RecursorStrategy, parse_bool, parse_connection_cap,
+    parse_consul_addr, parse_count, parse_datacenter, parse_domain, parse_duration, parse_exempt,
+    parse_http_listen, parse_ipv4_prefix, parse_ipv6_prefix, parse_listen, parse_log_format,
+    parse_log_level, parse_rate, parse_recursor, parse_recursor_strategy, parse_seconds,
     parse_service_ttl, parse_timeout, parse_watch_wait,
 };
 
@@ -115,12 +118,31 @@ pub(super) struct Options {
     /// Execute a prepared query being asked for again at least this often (also at once when its service or the definitions change)
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_timeout)]
     pub(crate) prepared_query_refresh: Duration,
-    /// TCP connections open at once; more are closed as soon as accepted (BIND's tcp-clients)
+    /// TCP connections open at once (BIND's tcp-clients); past it, the oldest idle connection of the client holding the most gives way to a new one
     #[arg(long, value_name = "N", default_value = "150", value_parser = parse_connection_cap)]
     pub(crate) tcp_max_connections: usize,
-    /// Close a TCP connection that sends nothing for this long
+    /// TCP connections one client address may hold; past it, its own oldest idle one gives way
+    #[arg(long, value_name = "N", default_value = "32", value_parser = parse_connection_cap)]
+    pub(crate) tcp_max_connections_per_client: usize,
+    /// Close a TCP connection that sends nothing for this long (1s at most while the connections are 3/4 full)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     pub(crate) tcp_idle_timeout: Duration,
+    /// Response rate limiting: UDP answers per second to one client network for one answer; 0 turns it off
+    #[arg(long, value_name = "N", default_value = "20", value_parser = parse_rate)]
+    pub(crate) rrl_ratelimit: u32,
+    /// Every Nth rate-limited answer is sent empty with TC set (the client retries over TCP) instead of dropped; 0 drops all
+    #[arg(long, value_name = "N", default_value = "2", value_parser = parse_seconds)]
+    pub(crate) rrl_slip: u32,
+    /// Client IPv4 addresses in one network for rate limiting
+    #[arg(long, value_name = "BITS", default_value = "24", value_parser = parse_ipv4_prefix)]
+    pub(crate) rrl_ipv4_prefix_length: u8,
+    /// Client IPv6 addresses in one network for rate limiting
+    #[arg(long, value_name = "BITS", default_value = "56", value_parser = parse_ipv6_prefix)]
+    pub(crate) rrl_ipv6_prefix_length: u8,
+    /// Clients never rate limited, as CIDR (repeatable; "none" for no exemption) [default: loopback and private networks]
+    #[arg(long, value_name = "CIDR", value_parser = parse_exempt,
+          default_values = DEFAULT_RRL_EXEMPT)]
+    pub(crate) rrl_exempt: Vec<Option<Cidr>>,
     /// Upstream resolver (IP or IP:PORT) for names outside the domain (repeatable) [default: none, REFUSED]
     #[arg(long, visible_alias = "recursors", value_name = "ADDR", value_parser = parse_recursor)]
     pub(crate) recursor: Vec<SocketAddr>,

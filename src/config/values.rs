@@ -7,6 +7,8 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 use hickory_proto::rr::Name;
 use reqwest::Url;
 
+use crate::cidr::Cidr;
+
 /// A Consul ACL token. It prints as `<redacted>` everywhere, so no log line, error or `Debug`
 /// dump can leak it.
 #[derive(Clone, PartialEq, Eq)]
@@ -174,6 +176,54 @@ pub(crate) fn parse_connection_cap(text: &str) -> Result<usize, String> {
         Ok(cap) if cap >= 1 => Ok(cap),
         _ => Err(format!(
             "expected a whole number of at least 1, got '{text}'"
+        )),
+    }
+}
+
+/// Where forwarders in front of the bridge live and spoofed victims of a reflection attack do
+/// not: loopback, private (RFC 1918, RFC 6598, RFC 4193) and link-local networks.
+pub(crate) const DEFAULT_RRL_EXEMPT: [&str; 8] = [
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "::1",
+    "fc00::/7",
+    "fe80::/10",
+];
+
+/// A network, or `none` (no exemption at all).
+pub(crate) fn parse_exempt(text: &str) -> Result<Option<Cidr>, String> {
+    match text {
+        "none" => Ok(None),
+        _ => text.parse().map(Some),
+    }
+}
+
+/// Answers per second: the table counts up to 65,535 per second and key.
+pub(crate) fn parse_rate(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(rate) if rate <= 60_000 => Ok(rate),
+        _ => Err(format!(
+            "expected a whole number from 0 to 60000, got '{text}'"
+        )),
+    }
+}
+
+pub(crate) fn parse_ipv4_prefix(text: &str) -> Result<u8, String> {
+    parse_prefix(text, 32)
+}
+
+pub(crate) fn parse_ipv6_prefix(text: &str) -> Result<u8, String> {
+    parse_prefix(text, 128)
+}
+
+fn parse_prefix(text: &str, most: u8) -> Result<u8, String> {
+    match text.parse::<u8>() {
+        Ok(bits) if bits <= most => Ok(bits),
+        _ => Err(format!(
+            "expected a prefix length from 0 to {most}, got '{text}'"
         )),
     }
 }

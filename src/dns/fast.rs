@@ -17,18 +17,28 @@ use hickory_proto::{
 
 use super::{
     answer::Zone,
-    wire::{CLASS_IN, TYPE_OPT, soa_serial, udp_payload},
+    wire::{CLASS_IN, HEADER_LEN, TYPE_OPT, soa_serial, udp_payload},
 };
 use crate::{
     catalog::{CachedLookup, Catalog, ServiceAnswers, write_name},
     config::{DnsOptions, SoaTimers},
 };
 
-const HEADER_LEN: usize = 12;
 /// The most labels the fast path looks at: `_svc._tag.service.<domain labels>`.
 const MAX_LABELS: usize = 12;
+/// The DNSSEC OK bit in the first byte of an OPT record's flags.
+const DO_BIT: u8 = 0x80;
 /// A compression pointer to the question name, which always starts right after the header.
 const POINTER_TO_QUESTION: [u8; 2] = [0xC0, 0x0C];
+
+/// What the fast path wrote.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastAnswer {
+    pub(crate) qtype: RecordType,
+    pub(crate) rcode: ResponseCode,
+    /// Where the question section ends, in the request and in the answer alike.
+    pub(crate) question_end: usize,
+}
 
 /// What the fast path needs to answer; cheap to share between sockets.
 pub(crate) struct FastPath {
@@ -57,6 +67,8 @@ struct Question<'a> {
     qtype: u16,
     /// The client's UDP size when it sent EDNS.
     edns_payload: Option<u16>,
+    /// The first byte of the OPT record's flags: the DO bit, to copy into the answer.
+    edns_flags: u8,
 }
 
 impl FastPath {
@@ -92,7 +104,7 @@ impl FastPath {
         request: &[u8],
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
-    ) -> Option<(RecordType, ResponseCode)> {
+    ) -> Option<FastAnswer> {
         if !self.enabled {
             return None;
         }
@@ -124,7 +136,12 @@ impl FastPath {
                 self.positive(request, &question, &answers, tag, out, scratch)?
             }
         };
-        (out.len() <= limit).then_some((qtype, rcode))
+        let answer = FastAnswer {
+            qtype,
+            rcode,
+            question_end: HEADER_LEN + question.section.len(),
+        };
+        (out.len() <= limit).then_some(answer)
     }
 
     /// `<svc>.service`, `<tag>.<svc>.service` or `_<svc>._<tag>.service` in our domain; other
@@ -290,7 +307,8 @@ fn opt(question: &Question<'_>, out: &mut Vec<u8>) {
         out.push(0);
         out.extend_from_slice(&TYPE_OPT.to_be_bytes());
         out.extend_from_slice(&udp_payload(Some(size)).to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        // Extended RCODE and version 0; the DO bit as asked (RFC 3225); no options.
+        out.extend_from_slice(&[0, 0, question.edns_flags & DO_BIT, 0, 0, 0]);
     }
 }
 
@@ -371,6 +389,7 @@ fn read_question(request: &[u8]) -> Option<Question<'_>> {
         return None;
     }
     let question_end = at + 4;
+    let mut edns_flags = 0;
     let edns_payload = if counts[3] == 1 {
         // Exactly an OPT record: root name, type 41, the size, version 0 and no options.
         let opt = request.get(question_end..)?;
@@ -380,6 +399,7 @@ fn read_question(request: &[u8]) -> Option<Question<'_>> {
         if opt[5] != 0 || opt[6] != 0 || read_u16(opt, 9)? != 0 {
             return None;
         }
+        edns_flags = opt[7];
         Some(read_u16(opt, 3)?)
     } else {
         if request.len() != question_end {
@@ -393,5 +413,6 @@ fn read_question(request: &[u8]) -> Option<Question<'_>> {
         label_count,
         qtype,
         edns_payload,
+        edns_flags,
     })
 }

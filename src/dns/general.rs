@@ -18,13 +18,18 @@ use hickory_server::{
 };
 use tracing::debug;
 
-use super::response::WireResponse;
+use super::{
+    rate_limit::{AnswerKey, RateLimiter, Verdict},
+    response::WireResponse,
+};
 
 /// A request handler and how its answers are written; cheap to clone into each task.
 pub(crate) struct GeneralPath<H> {
     handler: Arc<H>,
     /// Whether names in answers may be compressed (Consul's `disable_compression` off).
     compress: bool,
+    /// Response rate limiting of UDP answers.
+    limiter: Arc<RateLimiter>,
 }
 
 impl<H> Clone for GeneralPath<H> {
@@ -32,13 +37,18 @@ impl<H> Clone for GeneralPath<H> {
         Self {
             handler: self.handler.clone(),
             compress: self.compress,
+            limiter: self.limiter.clone(),
         }
     }
 }
 
 impl<H: RequestHandler> GeneralPath<H> {
-    pub(crate) fn new(handler: Arc<H>, compress: bool) -> Self {
-        Self { handler, compress }
+    pub(crate) fn new(handler: Arc<H>, compress: bool, limiter: Arc<RateLimiter>) -> Self {
+        Self {
+            handler,
+            compress,
+            limiter,
+        }
     }
 
     /// Answers one message from `peer`; the answer, if any, goes out through `replies`.
@@ -55,7 +65,8 @@ impl<H: RequestHandler> GeneralPath<H> {
         match Request::from_bytes(bytes, peer, protocol) {
             Ok(request) if request.metadata.message_type == MessageType::Response => {}
             Ok(request) => {
-                let response = WireResponse::new(peer, replies, protocol, self.compress);
+                let limiter = self.limiter.clone();
+                let response = WireResponse::new(peer, replies, protocol, self.compress, limiter);
                 self.handler
                     .handle_request::<_, TokioTime>(&request, response)
                     .await;
@@ -68,6 +79,18 @@ impl<H: RequestHandler> GeneralPath<H> {
                     ResponseCode::FormErr,
                 );
                 reply.metadata.recursion_desired = header.metadata.recursion_desired;
+                // A FORMERR is no larger than the packet, but a spoofed flood of junk must not
+                // be echoed at full rate either.
+                let key = AnswerKey {
+                    name_wire: &[],
+                    qtype: 0,
+                    rcode: ResponseCode::FormErr,
+                };
+                let limited = protocol == Protocol::Udp
+                    && self.limiter.check(peer.ip(), &key) == Verdict::Drop;
+                if limited {
+                    return;
+                }
                 if let Ok(encoded) = reply.to_vec() {
                     let _ = replies.send(SerialMessage::new(encoded, peer));
                 }

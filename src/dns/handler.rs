@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Instant};
 
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
-    rr::{Name, RData, RecordType},
+    rr::{DNSClass, Name, RData, RecordType},
 };
 use hickory_server::{
     net::{runtime::Time, xfer::Protocol},
@@ -86,7 +86,8 @@ impl ConsulHandler {
         }
         let info = request.request_info().ok()?;
         let asked = info.query.original().name();
-        name::is_reverse(asked).then(|| ReverseQuestion {
+        let class_in = info.query.query_class() == DNSClass::IN;
+        (class_in && name::is_reverse(asked)).then(|| ReverseQuestion {
             asked: asked.clone(),
             qtype: info.query.query_type(),
             address: name::reverse_address(asked),
@@ -118,6 +119,10 @@ impl ConsulHandler {
             parsed = name::parse(asked, alt, qtype);
         }
         if parsed == QueryName::OutOfDomain {
+            return Answer::error(ResponseCode::Refused);
+        }
+        // The catalog holds IN data only; another class must not get it (NSD refuses too).
+        if info.query.query_class() != DNSClass::IN {
             return Answer::error(ResponseCode::Refused);
         }
         match qtype {
@@ -161,6 +166,17 @@ impl ConsulHandler {
                     .await,
                 None,
             ),
+            QueryName::NoRecords { datacenter } => {
+                let exists = match datacenter {
+                    Some(dc) => self.catalog.datacenter_exists(&dc).await,
+                    None => Some(true),
+                };
+                return match exists {
+                    Some(true) => Answer::nodata(zone),
+                    Some(false) => Answer::nxdomain(zone),
+                    None => Answer::error(ResponseCode::ServFail),
+                };
+            }
             _ => return Answer::nxdomain(zone),
         };
         match lookup {
@@ -245,25 +261,31 @@ impl ConsulHandler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS, with ours (0).
+        let unknown_edns = request.edns.as_ref().is_some_and(|edns| edns.version() > 0);
         // Reverse names: the catalog first, as Consul, then the zones and recursors.
-        let reverse = self.reverse_question(request);
+        let reverse = match unknown_edns {
+            true => None,
+            false => self.reverse_question(request),
+        };
         let pointer = match reverse.as_ref().and_then(|r| r.address) {
             Some(ip) => self.catalog.reverse(ip).await,
             None => None,
         };
-        if pointer.is_none()
+        if !unknown_edns
+            && pointer.is_none()
             && let Some(fallback) = &self.fallback
             && self.is_outside(request)
         {
             return fallback.handle::<R, T>(request, response_handle).await;
         }
-        let answer = match (reverse, pointer) {
+        let mut answer = match (reverse, pointer) {
+            _ if unknown_edns => Answer::error(ResponseCode::BADVERS),
             (Some(r), Some(target)) => answer::pointer(&r.asked, r.qtype, target, &self.zone),
             // Consul recurses when it has no name for the address; without recursors: SERVFAIL.
             (Some(_), None) => Answer::error(ResponseCode::ServFail),
             (None, _) => self.answer(request).await,
         };
-        let mut answer = answer;
         let mut metadata = Metadata::response_from_request(&request.metadata);
         if request.protocol() == Protocol::Udp && request.edns.is_none() {
             metadata.truncation = self.limit_udp_answers(&mut answer);
@@ -277,6 +299,8 @@ impl ConsulHandler {
         let edns = request.edns.as_ref().map(|asked| {
             let mut edns = Edns::new();
             edns.set_max_payload(udp_payload(Some(asked.max_payload())));
+            // RFC 3225: the DO bit is copied into the answer (there are no signatures to add).
+            edns.set_dnssec_ok(asked.flags().dnssec_ok);
             edns
         });
         let mut builder = MessageResponseBuilder::new(&request.queries, None);

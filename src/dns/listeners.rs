@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{
-    tcp::{self, TcpOptions},
+    tcp,
+    tcp_admission::{TcpAdmission, TcpOptions},
     udp::{self, UdpAnswering},
 };
 
@@ -58,6 +59,8 @@ pub(crate) async fn serve<H: RequestHandler>(
         bound.push(tcp.local_addr()?);
         listeners.push((udp, tcp));
     }
+    // One table for every address: the limits are the server's, not each listener's.
+    let admission = TcpAdmission::new(tcp_limits);
     let mut server = DnsServer {
         tasks: JoinSet::new(),
         stop: CancellationToken::new(),
@@ -72,7 +75,7 @@ pub(crate) async fn serve<H: RequestHandler>(
         server.tasks.spawn(tcp::serve(
             tcp,
             answering.general.clone(),
-            tcp_limits,
+            admission.clone(),
             server.stop.clone(),
         ));
     }

@@ -36,7 +36,11 @@ pub(crate) enum QueryName {
         query: String,
         datacenter: Option<String>,
     },
-    /// Inside the domain but not a name we serve (the apex, a malformed or unsupported form).
+    /// A name that exists without records of its own (RFC 8020 asks for NODATA, not NXDOMAIN,
+    /// as names exist below it): the domain itself, a kind (`service`), a datacenter, or a kind
+    /// in a datacenter. A `datacenter` Consul does not know makes the name not exist.
+    NoRecords { datacenter: Option<String> },
+    /// Inside the domain but not a name we serve (a malformed or unsupported form).
     OtherInDomain,
     /// Not ours.
     OutOfDomain,
@@ -111,6 +115,16 @@ fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
     const KINDS: [&str; 6] = ["service", "connect", "ingress", "node", "query", "addr"];
     let is_kind = |label: &String| KINDS.contains(&label.as_str());
     let is_srv_shorthand = |label: &String| srv && label.starts_with('_');
+    let no_records = |datacenter: Option<&String>| QueryName::NoRecords {
+        datacenter: datacenter.cloned(),
+    };
+    match labels {
+        [] => return Some(no_records(None)),
+        [kind] if is_kind(kind) => return Some(no_records(None)),
+        [kind, dc] if is_kind(kind) => return Some(no_records(Some(dc))),
+        [dc] if !is_srv_shorthand(dc) => return Some(no_records(Some(dc))),
+        _ => {}
+    }
     let (kind_at, datacenter) = match labels {
         [.., kind] if is_kind(kind) => (labels.len() - 1, None),
         [.., last] if is_srv_shorthand(last) => return service_name(labels, None),
@@ -269,7 +283,7 @@ mod tests {
             node("ext1", Some("dc2"))
         );
         assert_eq!(parse_str("x.ext1.node.consul."), node("x.ext1", None));
-        assert_eq!(parse_str("node.consul."), QueryName::OtherInDomain);
+        assert_eq!(parse_str("x.node.consul."), node("x", None));
     }
 
     #[test]
@@ -284,7 +298,6 @@ mod tests {
             query("webq", Some("dc2"))
         );
         assert_eq!(parse_str("x.webq.query.consul."), query("x.webq", None));
-        assert_eq!(parse_str("query.consul."), QueryName::OtherInDomain);
     }
 
     #[test]
@@ -308,7 +321,6 @@ mod tests {
             parse_str("web.ingress.consul."),
             gateway("web", None, ingress)
         );
-        assert_eq!(parse_str("connect.consul."), QueryName::OtherInDomain);
     }
 
     #[test]
@@ -347,9 +359,20 @@ mod tests {
     }
 
     #[test]
+    fn names_above_the_records_exist_without_records() {
+        let no_records = |dc: Option<&str>| QueryName::NoRecords {
+            datacenter: dc.map(Into::into),
+        };
+        assert_eq!(parse_str("consul."), no_records(None));
+        assert_eq!(parse_str("Service.consul."), no_records(None));
+        assert_eq!(parse_str("query.consul."), no_records(None));
+        assert_eq!(parse_str("dc2.consul."), no_records(Some("dc2")));
+        assert_eq!(parse_str("node.dc2.consul."), no_records(Some("dc2")));
+        assert_eq!(parse_str("x.dc2.consul."), QueryName::OtherInDomain);
+    }
+
+    #[test]
     fn other_names() {
-        assert_eq!(parse_str("consul."), QueryName::OtherInDomain);
-        assert_eq!(parse_str("service.consul."), QueryName::OtherInDomain);
         assert_eq!(
             parse_str("web.service.dc1.extra.consul."),
             QueryName::OtherInDomain

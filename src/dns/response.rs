@@ -2,7 +2,7 @@
 //! `disable_compression`), and queues it to the peer: hickory-server's own response handle
 //! always compresses.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use hickory_proto::{
     ProtoError,
@@ -18,6 +18,11 @@ use hickory_server::{
 };
 use tracing::error;
 
+use super::{
+    rate_limit::{AnswerKey, RateLimiter, Verdict},
+    wire::{HEADER_LEN, question_end, truncate_to_question},
+};
+
 /// Sends responses to one peer over one connection or socket.
 #[derive(Clone)]
 pub(crate) struct WireResponse {
@@ -25,6 +30,8 @@ pub(crate) struct WireResponse {
     replies: BufDnsStreamHandle,
     protocol: Protocol,
     compress: bool,
+    /// Response rate limiting, for UDP answers.
+    limiter: Arc<RateLimiter>,
 }
 
 impl WireResponse {
@@ -33,12 +40,38 @@ impl WireResponse {
         replies: BufDnsStreamHandle,
         protocol: Protocol,
         compress: bool,
+        limiter: Arc<RateLimiter>,
     ) -> Self {
         Self {
             peer,
             replies,
             protocol,
             compress,
+            limiter,
+        }
+    }
+
+    /// Applies rate limiting to an encoded UDP answer: `false` when it must not go out, and
+    /// the answer cut to its question when it is sent truncated instead.
+    fn rate_limited(&self, bytes: &mut Vec<u8>, rcode: ResponseCode) -> bool {
+        if self.protocol != Protocol::Udp || self.limiter.exempts(self.peer.ip()) {
+            return true;
+        }
+        let Some(end) = question_end(bytes) else {
+            return true;
+        };
+        let key = AnswerKey {
+            name_wire: &bytes[HEADER_LEN..end - 4],
+            qtype: u16::from_be_bytes([bytes[end - 4], bytes[end - 3]]),
+            rcode,
+        };
+        match self.limiter.check(self.peer.ip(), &key) {
+            Verdict::Send => true,
+            Verdict::Slip => {
+                truncate_to_question(bytes, end);
+                true
+            }
+            Verdict::Drop => false,
         }
     }
 }
@@ -73,6 +106,7 @@ impl ResponseHandler for WireResponse {
         // Within the client's UDP size (hickory truncates with TC); a response that cannot be
         // encoded becomes a SERVFAIL with the same ID.
         let id = response.metadata().id;
+        let rcode = response.metadata().response_code;
         let max_size = match self.protocol {
             Protocol::Udp => response.edns().map_or(512, |edns| edns.max_payload()),
             _ => u16::MAX,
@@ -90,7 +124,9 @@ impl ResponseHandler for WireResponse {
                 servfail(id, &mut bytes)?
             }
         };
-        self.replies.send(SerialMessage::new(bytes, self.peer))?;
+        if self.rate_limited(&mut bytes, rcode) {
+            self.replies.send(SerialMessage::new(bytes, self.peer))?;
+        }
         Ok(info)
     }
 }

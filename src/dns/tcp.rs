@@ -1,21 +1,24 @@
 //! DNS over TCP with a cap on open connections, which hickory-server's own TCP listener lacks.
 //!
-//! The framing (two length bytes) and the idle timeout are hickory's; this module only
-//! accepts, counts, and gives each message of a connection, one after the other, to the general
-//! path that also serves UDP, so pipelined queries are answered in the order they came.
+//! The framing (two length bytes) is hickory's; this module accepts, lets [`TcpAdmission`]
+//! decide which connection gives way when the table is full, closes idle connections, and gives
+//! each message of a connection, one after the other, to the general path that also serves UDP,
+//! so pipelined queries are answered in the order they came.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use hickory_server::{
     net::{runtime::iocompat::AsyncIoTokioAsStd, tcp::TcpStream as DnsTcpStream, xfer::Protocol},
-    server::{RequestHandler, TimeoutStream},
+    server::RequestHandler,
 };
 
-use super::general::GeneralPath;
+use super::{
+    general::GeneralPath,
+    tcp_admission::{Admission, TcpAdmission, Ticket},
+};
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
@@ -23,28 +26,18 @@ use tracing::{debug, warn};
 
 /// Responses queued per connection before the handler waits for the client to read.
 const RESPONSE_BUFFER: usize = 32;
-/// How long a connection may still flush its last answers once shutdown began.
-const FLUSH_ON_SHUTDOWN: Duration = Duration::from_millis(200);
-
-/// Bounds on the TCP side.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TcpOptions {
-    /// Connections open at once; one more is closed as soon as it is accepted.
-    pub(crate) max_connections: usize,
-    /// A connection that sends nothing for this long is closed.
-    pub(crate) idle_timeout: Duration,
-}
+/// How long a closing connection may still flush its last answers.
+const FLUSH_ON_CLOSE: Duration = Duration::from_millis(200);
 
 /// Accepts until `stop` fires, then waits for the open connections to finish what they hold.
 pub(crate) async fn serve<H: RequestHandler>(
     listener: TcpListener,
     general: GeneralPath<H>,
-    limits: TcpOptions,
+    admission: Arc<TcpAdmission>,
     stop: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
-    let mut refusing = false;
+    let mut full_logged = false;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -58,27 +51,25 @@ pub(crate) async fn serve<H: RequestHandler>(
             },
             () = stop.cancelled() => break,
         };
-        match slots.clone().try_acquire_owned() {
-            Ok(slot) => {
-                if refusing {
-                    refusing = false;
-                    warn!("TCP connections below the cap again");
+        match admission.admit(peer.ip()) {
+            Admission::Admitted { ticket, evicted } => {
+                if evicted {
+                    debug!(%peer, "TCP connections full: an idle one was closed for a new client");
                 }
+                full_logged = false;
                 connections.spawn(connection(
                     stream,
                     peer,
                     general.clone(),
-                    limits,
+                    ticket,
                     stop.clone(),
-                    slot,
                 ));
             }
-            Err(_) => {
-                if !refusing {
-                    refusing = true;
+            Admission::Full => {
+                if !full_logged {
+                    full_logged = true;
                     warn!(
-                        max = limits.max_connections,
-                        "TCP connection cap reached; closing new connections until one ends"
+                        "every TCP connection is busy answering; closing new ones until one is idle"
                     );
                 }
                 drop(stream);
@@ -93,38 +84,41 @@ async fn connection<H: RequestHandler>(
     stream: TcpStream,
     peer: SocketAddr,
     general: GeneralPath<H>,
-    options: TcpOptions,
+    ticket: Ticket,
     stop: CancellationToken,
-    _slot: OwnedSemaphorePermit,
 ) {
-    let idle_timeout = options.idle_timeout;
-    let (dns_stream, replies) = DnsTcpStream::from_stream_with_buffer_size(
+    let (mut messages, replies) = DnsTcpStream::from_stream_with_buffer_size(
         AsyncIoTokioAsStd(stream),
         peer,
         RESPONSE_BUFFER,
     );
-    let mut messages = TimeoutStream::new(dns_stream, idle_timeout);
     loop {
+        // The timeout is read anew for each query: it shrinks while the table is nearly full.
         let next = tokio::select! {
-            next = messages.next() => next,
-            () = stop.cancelled() => {
-                // Polling the stream is what writes queued answers out; give it a moment.
-                let _ = tokio::time::timeout(FLUSH_ON_SHUTDOWN, messages.next()).await;
-                return;
-            }
+            next = tokio::time::timeout(ticket.idle_timeout(), messages.next()) => next,
+            () = stop.cancelled() => Ok(None),
+            () = ticket.close.cancelled() => Ok(None),
         };
         match next {
-            Some(Ok(message)) => {
+            Ok(Some(Ok(message))) => {
+                ticket.busy();
                 let (bytes, _) = message.into_parts();
                 general
                     .answer(bytes, peer, replies.clone(), Protocol::Tcp)
                     .await;
+                ticket.idle();
             }
-            Some(Err(error)) => {
+            Ok(Some(Err(error))) => {
                 debug!(%peer, %error, "TCP connection closed");
                 return;
             }
-            None => return,
+            Ok(None) => {
+                // Closing (shutdown, or giving way): polling the stream is what writes queued
+                // answers out; give it a moment.
+                let _ = tokio::time::timeout(FLUSH_ON_CLOSE, messages.next()).await;
+                return;
+            }
+            Err(_idle) => return,
         }
     }
 }

@@ -25,6 +25,8 @@ use super::{
     batch::{Inbox, Outbox},
     fast::FastPath,
     general::GeneralPath,
+    rate_limit::{AnswerKey, RateLimiter, Verdict},
+    wire::{HEADER_LEN, truncate_to_question},
 };
 use crate::metrics::{DnsMetrics, FastTally};
 
@@ -67,6 +69,8 @@ pub(crate) struct UdpAnswering<H> {
     pub(crate) general: GeneralPath<H>,
     /// Where the fast path's answers are counted (the general path counts its own).
     pub(crate) metrics: Arc<DnsMetrics>,
+    /// Response rate limiting of the fast path's answers (the general path applies its own).
+    pub(crate) limiter: Arc<RateLimiter>,
 }
 
 impl<H> Clone for UdpAnswering<H> {
@@ -75,6 +79,7 @@ impl<H> Clone for UdpAnswering<H> {
             fast: self.fast.clone(),
             general: self.general.clone(),
             metrics: self.metrics.clone(),
+            limiter: self.limiter.clone(),
         }
     }
 }
@@ -110,6 +115,7 @@ fn socket_loop<H: RequestHandler>(
         fast,
         general: general_path,
         metrics,
+        limiter,
     } = answering;
     let local = socket
         .local_addr()
@@ -168,9 +174,21 @@ fn socket_loop<H: RequestHandler>(
                 continue;
             }
             let started = Instant::now();
-            if let Some((qtype, rcode)) = fast.answer(request, &mut out, &mut scratch) {
-                outbox.queue(&out, peer);
-                tally.record(qtype, rcode, started.elapsed());
+            if let Some(answer) = fast.answer(request, &mut out, &mut scratch) {
+                tally.record(answer.qtype, answer.rcode, started.elapsed());
+                let key = AnswerKey {
+                    name_wire: &request[HEADER_LEN..answer.question_end - 4],
+                    qtype: u16::from(answer.qtype),
+                    rcode: answer.rcode,
+                };
+                match limiter.check(peer.ip(), &key) {
+                    Verdict::Send => outbox.queue(&out, peer),
+                    Verdict::Slip => {
+                        truncate_to_question(&mut out, answer.question_end);
+                        outbox.queue(&out, peer);
+                    }
+                    Verdict::Drop => {}
+                }
                 continue;
             }
             let (path, replies) = (general_path.clone(), replies.with_remote_addr(peer));

@@ -10,8 +10,43 @@ pub(crate) const PLAIN_UDP_PAYLOAD: u16 = 512;
 /// Consul never puts more than this many answers in a UDP response without EDNS, whatever
 /// `udp_answer_limit` says.
 pub(crate) const MAX_UDP_ANSWER_LIMIT: usize = 8;
+pub(crate) const HEADER_LEN: usize = 12;
 pub(crate) const CLASS_IN: u16 = 1;
 pub(crate) const TYPE_OPT: u16 = 41;
+
+/// Cuts an answer written in `message` down to its header and question (which ends at
+/// `question_end`), with TC set: what rate limiting sends instead of an answer it holds back
+/// ("slip"), no larger than the question, so that a real client retries over TCP.
+pub(crate) fn truncate_to_question(message: &mut Vec<u8>, question_end: usize) {
+    if message.len() < question_end || question_end < HEADER_LEN {
+        return;
+    }
+    message.truncate(question_end);
+    // QR, opcode, AA and RD stay; TC set. RA stays; RCODE NOERROR.
+    message[2] |= 0x02;
+    message[3] &= 0xF0;
+    message[6..HEADER_LEN].fill(0);
+}
+
+/// Where the one question of `message` ends (its name written in full, as the first name of
+/// a message always is); `None` for a message without exactly one readable question.
+pub(crate) fn question_end(message: &[u8]) -> Option<usize> {
+    if message.get(4..6)? != [0, 1] {
+        return None;
+    }
+    let mut at = HEADER_LEN;
+    loop {
+        let len = usize::from(*message.get(at)?);
+        at += 1;
+        match len {
+            0 => break,
+            1..=63 => at += len,
+            _ => return None,
+        }
+    }
+    let end = at + 4;
+    (end <= message.len()).then_some(end)
+}
 
 /// The UDP size an answer may take: the client's EDNS size within our bounds, else 512.
 pub(crate) fn udp_payload(edns_payload: Option<u16>) -> u16 {

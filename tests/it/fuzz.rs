@@ -14,7 +14,7 @@ use std::{
 use crate::support::{ConsulAgent, consul::service, dns::ip, start_bridge};
 use hickory_proto::{
     op::{Message, MessageType, OpCode, ResponseCode},
-    rr::{Name, RecordType},
+    rr::{DNSClass, Name, RecordType},
 };
 use proptest::{
     prelude::*,
@@ -50,7 +50,8 @@ struct RawQuery {
     labels: Vec<Vec<u8>>,
     qtype: u16,
     qclass: u16,
-    edns: Option<(u16, u8, Vec<u8>)>,
+    /// Payload size, version, first flags byte (DO is its top bit), options.
+    edns: Option<(u16, u8, u8, Vec<u8>)>,
     mutations: Vec<(usize, u8)>,
     cut: Option<usize>,
 }
@@ -72,11 +73,11 @@ impl RawQuery {
         bytes.push(0);
         bytes.extend_from_slice(&self.qtype.to_be_bytes());
         bytes.extend_from_slice(&self.qclass.to_be_bytes());
-        if let Some((size, version, options)) = &self.edns {
+        if let Some((size, version, flags, options)) = &self.edns {
             bytes.push(0); // root owner
             bytes.extend_from_slice(&41u16.to_be_bytes());
             bytes.extend_from_slice(&size.to_be_bytes());
-            bytes.extend_from_slice(&[0, *version, 0, 0]);
+            bytes.extend_from_slice(&[0, *version, *flags, 0]);
             bytes.extend_from_slice(&(options.len() as u16).to_be_bytes());
             bytes.extend_from_slice(options);
         }
@@ -108,6 +109,7 @@ fn raw_query() -> impl Strategy<Value = RawQuery> {
         (
             prop_oneof![Just(1232u16), Just(512), Just(0), any::<u16>()],
             prop_oneof![4 => Just(0u8), 1 => any::<u8>()],
+            prop_oneof![2 => Just(0u8), 2 => Just(0x80u8), 1 => any::<u8>()],
             proptest::collection::vec(any::<u8>(), 0..12),
         ),
     );
@@ -178,6 +180,21 @@ fn check_answer(request: &[u8], reply: Option<&[u8]>) -> Result<(), TestCaseErro
         .map_or(512, |edns| usize::from(edns.max_payload()).clamp(512, 1232));
     prop_assert!(reply.len() <= limit, "{} bytes > {limit}", reply.len());
     let rcode = answer.metadata.response_code;
+    // An EDNS version we do not speak: BADVERS with ours, whatever else the query asks.
+    if let Some(edns) = parsed.as_ref().and_then(|m| m.edns.as_ref()) {
+        if edns.version() > 0 {
+            // BADVERS (16; hickory reads the code as BADSIG, its twin).
+            prop_assert_eq!(u16::from(rcode), 16);
+            prop_assert_eq!(answer.edns.as_ref().map(|e| e.version()), Some(0));
+            return Ok(());
+        }
+        if let Some(opt) = answer.edns.as_ref() {
+            prop_assert_eq!(opt.flags().dnssec_ok, edns.flags().dnssec_ok, "DO copied");
+        }
+    }
+    let class_in = parsed
+        .as_ref()
+        .is_some_and(|m| m.queries.len() == 1 && m.queries[0].query_class() == DNSClass::IN);
     // Reverse names are looked up in the catalog as Consul does: a PTR, or SERVFAIL when no node
     // or service has the address (Consul would recurse; there are no recursors here).
     let reverse = parsed.as_ref().is_some_and(|m| {
@@ -189,7 +206,7 @@ fn check_answer(request: &[u8], reply: Option<&[u8]>) -> Result<(), TestCaseErro
                 || name == "ip6.arpa."
         }
     });
-    if reverse && is_standard_query(parsed.as_ref()) {
+    if reverse && class_in && is_standard_query(parsed.as_ref()) {
         prop_assert!(
             matches!(rcode, ResponseCode::NoError | ResponseCode::ServFail),
             "reverse name got {rcode}"
@@ -221,6 +238,13 @@ fn check_answer(request: &[u8], reply: Option<&[u8]>) -> Result<(), TestCaseErro
         .zone_of(query.name());
     if !in_domain {
         prop_assert_eq!(rcode, ResponseCode::Refused, "outside the domain");
+    } else if query.query_class() != DNSClass::IN {
+        prop_assert_eq!(
+            rcode,
+            ResponseCode::Refused,
+            "class {:?}",
+            query.query_class()
+        );
     } else if matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR) {
         prop_assert_eq!(rcode, ResponseCode::NotImp);
     } else {
@@ -318,6 +342,134 @@ fn any_bytes_get_a_well_formed_answer_or_none() {
             dns.addresses("web.service.consul.", RecordType::A).await,
             [ip("10.1.0.1")]
         );
+        bridge.shutdown().await;
+    });
+    drop(consul);
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}
+
+/// One message's worth of bytes on a TCP connection.
+#[derive(Debug, Clone)]
+enum Frame {
+    /// A query built as above (mutated or not), with its true length.
+    Query(Vec<u8>),
+    /// Random bytes, with their true length.
+    Junk(Vec<u8>),
+    /// A length prefix that does not match what follows.
+    LyingLength(u16, Vec<u8>),
+}
+
+impl Frame {
+    fn bytes(&self) -> Vec<u8> {
+        let (len, body) = match self {
+            Frame::Query(body) | Frame::Junk(body) => (body.len() as u16, body),
+            Frame::LyingLength(len, body) => (*len, body),
+        };
+        [&len.to_be_bytes()[..], body].concat()
+    }
+
+    /// The ID an answer to this frame would carry, if it can have one.
+    fn id(&self) -> Option<u16> {
+        match self {
+            Frame::Query(body) | Frame::Junk(body) if body.len() >= 12 => {
+                Some(u16::from_be_bytes([body[0], body[1]]))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn frames() -> impl Strategy<Value = (Vec<Frame>, Option<usize>)> {
+    let frame = prop_oneof![
+        4 => raw_query().prop_map(|q| Frame::Query(q.encode())),
+        1 => proptest::collection::vec(any::<u8>(), 0..300).prop_map(Frame::Junk),
+        1 => (any::<u16>(), proptest::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(len, body)| Frame::LyingLength(len, body)),
+    ];
+    (
+        proptest::collection::vec(frame, 1..6),
+        proptest::option::weighted(0.3, 1usize..40),
+    )
+}
+
+#[test]
+fn tcp_framing_holds_for_any_frames() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (consul, bridge, dns) = runtime.block_on(async {
+        let consul = ConsulAgent::start().await;
+        consul.register(service("web", "web1", "10.1.0.1")).await;
+        let (bridge, dns) = start_bridge(&consul, &["--tcp-idle-timeout", "1s"]).await;
+        assert!(
+            !dns.query("web.service.consul.", RecordType::A)
+                .await
+                .answers
+                .is_empty()
+        );
+        (consul, bridge, dns)
+    });
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .map_or(150, |cases| (cases / 20).max(10));
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let answers = std::cell::Cell::new(0u32);
+    let result = runner.run(&frames(), |(frames, split)| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(dns.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(150)))
+            .expect("timeout");
+        let bytes: Vec<u8> = frames.iter().flat_map(Frame::bytes).collect();
+        // Some cases arrive in two writes, cut anywhere, as a slow network delivers them.
+        let cut = split.map_or(bytes.len(), |at| at.min(bytes.len()));
+        let _ = stream.write_all(&bytes[..cut]);
+        std::thread::sleep(Duration::from_millis(5));
+        let _ = stream.write_all(&bytes[cut..]);
+        let ids: Vec<u16> = frames.iter().filter_map(Frame::id).collect();
+        let mut got = 0;
+        loop {
+            let mut len = [0u8; 2];
+            if stream.read_exact(&mut len).is_err() {
+                break;
+            }
+            let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            stream
+                .read_exact(&mut reply)
+                .map_err(|e| TestCaseError::fail(format!("answer cut short: {e}")))?;
+            let answer = Message::from_vec(&reply)
+                .map_err(|e| TestCaseError::fail(format!("undecodable answer: {e}")))?;
+            prop_assert_eq!(answer.metadata.message_type, MessageType::Response);
+            prop_assert!(ids.contains(&answer.metadata.id), "an answer to no frame");
+            got += 1;
+        }
+        prop_assert!(
+            got <= frames.len(),
+            "{got} answers to {} frames",
+            frames.len()
+        );
+        answers.set(answers.get() + got as u32);
+        Ok(())
+    });
+    println!("{cases} TCP cases: {} answers", answers.get());
+    runtime.block_on(async {
+        let reply = dns
+            .query_over(
+                "web.service.consul.",
+                RecordType::A,
+                crate::support::dns::Transport::Tcp,
+            )
+            .await;
+        assert_eq!(reply.answers.len(), 1, "still answering over TCP");
         bridge.shutdown().await;
     });
     drop(consul);

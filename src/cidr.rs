@@ -1,0 +1,154 @@
+//! IP networks written as CIDR (`10.0.0.0/8`, `fd00::/8`, or a single address): parsed once,
+//! matched against client addresses on the answer path without allocating.
+
+use std::{fmt, net::IpAddr, str::FromStr};
+
+/// An IP network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Cidr {
+    /// The network address, host bits cleared.
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in this network. An IPv4 network also holds the IPv4-mapped IPv6 form of
+    /// its addresses (`::ffff:10.0.0.1`), as clients on a dual-stack socket appear.
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(network), IpAddr::V4(ip)) => {
+                mask_v4(u32::from(ip), self.prefix) == u32::from(network)
+            }
+            (IpAddr::V6(network), IpAddr::V6(ip)) => {
+                mask_v6(u128::from(ip), self.prefix) == u128::from(network)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `ip` with all but its first `prefix` bits cleared.
+pub(crate) fn masked(ip: IpAddr, prefix_v4: u8, prefix_v6: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(mask_v4(u32::from(v4), prefix_v4).into()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(mask_v4(u32::from(v4), prefix_v4).into()),
+            None => IpAddr::V6(mask_v6(u128::from(v6), prefix_v6).into()),
+        },
+    }
+}
+
+fn mask_v4(bits: u32, prefix: u8) -> u32 {
+    match prefix {
+        0 => 0,
+        p => bits & (u32::MAX << (32 - u32::from(p.min(32)))),
+    }
+}
+
+fn mask_v6(bits: u128, prefix: u8) -> u128 {
+    match prefix {
+        0 => 0,
+        p => bits & (u128::MAX << (128 - u32::from(p.min(128)))),
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    /// `ADDRESS/PREFIX`, or an address alone (a network of one). Host bits must be zero, so a
+    /// typo such as `10.1.2.3/8` is caught rather than read as `10.0.0.0/8`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let ip: IpAddr = address
+            .trim()
+            .parse()
+            .map_err(|_| format!("not an IP network: '{text}'"))?;
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(prefix) => prefix
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= bits)
+                .ok_or_else(|| format!("not a prefix length (0 to {bits}): '{text}'"))?,
+            None => bits,
+        };
+        if masked(ip, prefix, prefix) != ip {
+            return Err(format!(
+                "'{text}' has bits set past its prefix; the network is {}/{prefix}",
+                masked(ip, prefix, prefix)
+            ));
+        }
+        Ok(Self {
+            network: ip,
+            prefix,
+        })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(text: &str) -> Cidr {
+        text.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn networks_hold_their_addresses_and_no_others() {
+        assert!(cidr("10.0.0.0/8").contains(ip("10.200.3.4")));
+        assert!(!cidr("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(cidr("10.0.0.0/8").contains(ip("::ffff:10.0.0.1")));
+        assert!(cidr("127.0.0.9").contains(ip("127.0.0.9")));
+        assert!(!cidr("127.0.0.9").contains(ip("127.0.0.8")));
+        assert!(cidr("fd00::/8").contains(ip("fd12::1")));
+        assert!(!cidr("fd00::/8").contains(ip("10.0.0.1")));
+        assert!(cidr("0.0.0.0/0").contains(ip("192.0.2.1")));
+        assert_eq!(cidr("::1").to_string(), "::1/128");
+    }
+
+    #[test]
+    fn bad_networks_say_why() {
+        for bad in [
+            "10.0.0.0/33",
+            "10.1.2.3/8",
+            "nope",
+            "fd00::/129",
+            "10.0.0.0/x",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        assert!(
+            "10.1.2.3/8"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("10.0.0.0/8")
+        );
+    }
+
+    #[test]
+    fn masking_keeps_the_prefix() {
+        assert_eq!(masked(ip("192.0.2.77"), 24, 56), ip("192.0.2.0"));
+        assert_eq!(
+            masked(ip("2001:db8:1:2ab:3::1"), 24, 56),
+            ip("2001:db8:1:200::")
+        );
+    }
+}
