@@ -6,6 +6,10 @@
 # medians and the median ratios bridge/Consul and bridge/NSD.
 # Installs dnsperf and nsd (Debian) and Consul (scripts/install-consul.sh) if missing.
 # Usage: benches/compare.sh [rounds] [seconds]   (default 3 rounds of 5 s)
+# COMPARE_VARIANT="--flag value ..." adds a second bridge started with those flags to every
+# round ("variant"), and prints its ratio to the plain bridge: the cost of a feature, measured
+# side by side. E.g. rate limiting applied to every answer (dnsperf's loopback is exempt by
+# default): COMPARE_VARIANT="--rrl-exempt none --rrl-ratelimit 60000".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} seconds=${2:-5}
@@ -14,7 +18,9 @@ scripts/install-debian-tools.sh dnsperf:dnsperf nsd:nsd dig:bind9-dnsutils curl:
 CONSUL=$(scripts/install-consul.sh)
 cargo build --release --quiet
 
-HTTP=19500 CONSUL_DNS=19600 BRIDGE=19653 NSD_PORT=19753
+HTTP=19500 CONSUL_DNS=19600 BRIDGE=19653 VARIANT=19654 NSD_PORT=19753
+read -r -a variant_flags <<<"${COMPARE_VARIANT:-}"
+servers=(consul nsd bridge)
 source scripts/on-exit-cleanup.sh
 
 # Consul's DNS tuned as its documentation advises for performance.
@@ -44,6 +50,13 @@ register '{"Name":"api","ID":"api2","Address":"10.3.0.2","Port":9000,"Check":{"T
 target/release/consul-dns-bridge --listen 127.0.0.1:$BRIDGE --http-listen off --zones-dir "$work" \
   --consul-addr "http://127.0.0.1:$HTTP" --log-level warn >"$work/bridge.log" 2>&1 &
 pids+=($!); bridge_pid=$!
+if ((${#variant_flags[@]})); then
+  target/release/consul-dns-bridge --listen 127.0.0.1:$VARIANT --http-listen off --zones-dir "$work" \
+    --consul-addr "http://127.0.0.1:$HTTP" --log-level warn "${variant_flags[@]}" >"$work/variant.log" 2>&1 &
+  pids+=($!); variant_pid=$!
+  servers+=(variant)
+  echo "variant: ${variant_flags[*]}"
+fi
 
 # The query mix: A and SRV of a few services, a tag form, an RFC 2782 form, one NXDOMAIN.
 cat >"$work/queries.txt" <<Q
@@ -58,8 +71,10 @@ _db._primary.service.consul SRV
 _web._tcp.service.consul SRV
 nope.service.consul A
 Q
-for _ in $(seq 50); do dig +short @127.0.0.1 -p $BRIDGE web.service.consul A | grep -q 10.1.0 && break; sleep 0.1; done
-while read -r name type; do dig @127.0.0.1 -p $BRIDGE "$name" "$type" >/dev/null; done <"$work/queries.txt"
+for port in $BRIDGE ${variant_pid:+$VARIANT}; do
+  for _ in $(seq 50); do dig +short @127.0.0.1 -p $port web.service.consul A | grep -q 10.1.0 && break; sleep 0.1; done
+  while read -r name type; do dig @127.0.0.1 -p $port "$name" "$type" >/dev/null; done <"$work/queries.txt"
+done
 
 # NSD's zone: exactly the records the bridge answers with (answer and additional sections).
 {
@@ -98,13 +113,13 @@ sleep 1
 for _ in $(seq 50); do dig +short @127.0.0.1 -p $NSD_PORT web.service.consul A | grep -q 10.1.0 && break; sleep 0.1; done
 
 # The same answers from all three, or the comparison means nothing.
-for port in $CONSUL_DNS $NSD_PORT $BRIDGE; do
+for port in $CONSUL_DNS $NSD_PORT $BRIDGE ${variant_pid:+$VARIANT}; do
   while read -r name type; do
     dig @127.0.0.1 -p $port "$name" "$type" +noall +answer +comments | { grep -E 'status|IN' || true; } |
       sed -E 's/id: [0-9]+//; s/[[:space:]]+/ /g' | sort
   done <"$work/queries.txt" >"$work/answers.$port"
 done
-for port in $CONSUL_DNS $NSD_PORT; do
+for port in $CONSUL_DNS $NSD_PORT ${variant_pid:+$VARIANT}; do
   if ! diff -q "$work/answers.$port" "$work/answers.$BRIDGE" >/dev/null; then
     echo "note: answers on port $port differ from the bridge's (record order or TTL may differ):"
     diff "$work/answers.$port" "$work/answers.$BRIDGE" | head -10
@@ -139,11 +154,12 @@ echo "dnsperf ${DNSPERF_FLAGS[*]}, $(wc -l <"$work/queries.txt") query names, $r
 printf '%-6s %-8s %10s %8s %10s %16s\n' round server qps lost avg_ms cpu_s/100k
 : >"$work/results"
 for r in $(seq 1 "$rounds"); do
-  for server in consul nsd bridge; do
+  for server in "${servers[@]}"; do
     case $server in
       consul) port=$CONSUL_DNS pid=$consul_pid ;;
       nsd) port=$NSD_PORT pid=$nsd_pid ;;
       bridge) port=$BRIDGE pid=$bridge_pid ;;
+      variant) port=$VARIANT pid=$variant_pid ;;
     esac
     read -r qps lost lat cpu < <(run $server $port $pid)
     printf '%-6s %-8s %10s %8s %10s %16s\n' "$r" "$server" "$qps" "$lost" "$lat" "$cpu"
@@ -151,7 +167,7 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 declare -A med
-for server in consul nsd bridge; do
+for server in "${servers[@]}"; do
   for col in 2 3 4 5; do
     med[$server,$col]=$(awk -v s=$server -v c=$col '$1==s {print $c}' "$work/results" | median)
   done
@@ -160,3 +176,6 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b>0 ? a/b : 0)}'; }
 echo "ratio bridge/consul: QPS $(ratio "${med[bridge,2]}" "${med[consul,2]}")×"
 echo "ratio bridge/nsd:    QPS $(ratio "${med[bridge,2]}" "${med[nsd,2]}")×, latency $(ratio "${med[bridge,4]}" "${med[nsd,4]}")×, CPU per query $(ratio "${med[bridge,5]}" "${med[nsd,5]}")×"
+if [[ -n ${variant_pid:-} ]]; then
+  echo "ratio variant/bridge: QPS $(ratio "${med[variant,2]}" "${med[bridge,2]}")×, latency $(ratio "${med[variant,4]}" "${med[bridge,4]}")×, CPU per query $(ratio "${med[variant,5]}" "${med[bridge,5]}")×"
+fi

@@ -88,6 +88,7 @@ impl Bridge {
             &Zone::from_config(config),
             &config.dns,
             handler.recursion_available(),
+            fallback.is_some(),
         );
         let limiter = Arc::new(RateLimiter::new(config.rate_limit.clone()));
         let compress = !config.dns.disable_compression;

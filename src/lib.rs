@@ -53,7 +53,13 @@ pub mod bench_support {
                 .map_err(|e| e.to_string())?;
             let catalog = Catalog::preloaded(config, client, datacenter, services);
             let zone = Zone::from_config(config);
-            Ok(Self(FastPath::new(catalog, &zone, &config.dns, false)))
+            Ok(Self(FastPath::new(
+                catalog,
+                &zone,
+                &config.dns,
+                false,
+                false,
+            )))
         }
 
         /// Writes the answer to `request` into `out`; `false` when the general path would

@@ -3,19 +3,30 @@
 //! one hash lookup however large the catalog.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
     sync::RwLock,
 };
 
+use hickory_proto::rr::Name;
+
+/// Per address, the services with an instance there, by name, each with the name a PTR answer
+/// gives (`<service>.service.<dc>.<domain>`), built once.
 #[derive(Default)]
 pub(crate) struct ServiceAddresses {
-    by_address: RwLock<HashMap<IpAddr, BTreeSet<String>>>,
+    by_address: RwLock<HashMap<IpAddr, BTreeMap<String, Name>>>,
 }
 
 impl ServiceAddresses {
-    /// Records that `service` now has instances at `now` and no longer at `before`.
-    pub(crate) fn update(&self, service: &str, before: &HashSet<IpAddr>, now: &HashSet<IpAddr>) {
+    /// Records that `service` (whose PTR name is `target`) now has instances at `now` and no
+    /// longer at `before`.
+    pub(crate) fn update(
+        &self,
+        service: &str,
+        target: &Name,
+        before: &HashSet<IpAddr>,
+        now: &HashSet<IpAddr>,
+    ) {
         if before == now {
             return;
         }
@@ -30,14 +41,20 @@ impl ServiceAddresses {
             }
         }
         for added in now.difference(before) {
-            map.entry(*added).or_default().insert(service.to_owned());
+            let services = map.entry(*added).or_default();
+            services.insert(service.to_owned(), target.clone());
         }
     }
 
-    /// The first service (by name) with an instance at `ip`.
-    pub(crate) fn service_at(&self, ip: IpAddr) -> Option<String> {
+    /// Calls `answer` with the PTR name of the first service (by name) with an instance at `ip`.
+    pub(crate) fn with_service_at<R>(
+        &self,
+        ip: IpAddr,
+        answer: impl FnOnce(&Name) -> R,
+    ) -> Option<R> {
         let map = self.by_address.read().unwrap_or_else(|p| p.into_inner());
-        map.get(&ip).and_then(|services| services.first().cloned())
+        let (_, target) = map.get(&ip)?.first_key_value()?;
+        Some(answer(target))
     }
 }
 
@@ -49,26 +66,28 @@ mod tests {
         list.iter().map(|ip| ip.parse().unwrap()).collect()
     }
 
+    fn at(index: &ServiceAddresses, ip: &str) -> Option<String> {
+        index.with_service_at(ip.parse().unwrap(), |name| name.to_string())
+    }
+
     #[test]
     fn changes_move_services_between_addresses_and_the_first_name_wins() {
         let index = ServiceAddresses::default();
-        index.update("web", &ips(&[]), &ips(&["10.0.0.1", "10.0.0.2"]));
-        index.update("api", &ips(&[]), &ips(&["10.0.0.2"]));
-        assert_eq!(
-            index.service_at("10.0.0.2".parse().unwrap()).as_deref(),
-            Some("api")
+        let web = Name::from_ascii("web.").unwrap();
+        let api = Name::from_ascii("api.").unwrap();
+        index.update("web", &web, &ips(&[]), &ips(&["10.0.0.1", "10.0.0.2"]));
+        index.update("api", &api, &ips(&[]), &ips(&["10.0.0.2"]));
+        assert_eq!(at(&index, "10.0.0.2").as_deref(), Some("api."));
+        index.update("api", &api, &ips(&["10.0.0.2"]), &ips(&[]));
+        assert_eq!(at(&index, "10.0.0.2").as_deref(), Some("web."));
+        index.update(
+            "web",
+            &web,
+            &ips(&["10.0.0.1", "10.0.0.2"]),
+            &ips(&["10.0.0.1"]),
         );
-        index.update("api", &ips(&["10.0.0.2"]), &ips(&[]));
-        assert_eq!(
-            index.service_at("10.0.0.2".parse().unwrap()).as_deref(),
-            Some("web")
-        );
-        index.update("web", &ips(&["10.0.0.1", "10.0.0.2"]), &ips(&["10.0.0.1"]));
-        assert_eq!(index.service_at("10.0.0.2".parse().unwrap()), None);
-        assert_eq!(
-            index.service_at("10.0.0.1".parse().unwrap()).as_deref(),
-            Some("web")
-        );
-        assert!(index.by_address.read().unwrap().len() == 1);
+        assert_eq!(at(&index, "10.0.0.2"), None);
+        assert_eq!(at(&index, "10.0.0.1").as_deref(), Some("web."));
+        assert_eq!(index.by_address.read().unwrap().len(), 1);
     }
 }

@@ -219,26 +219,46 @@ impl Catalog {
     /// The name a reverse lookup of `ip` gives, as Consul's: the local node with that address
     /// (`<node>.node.<dc>.<domain>`), else a service with that address
     /// (`<service>.service.<dc>.<domain>`). Services are looked for among those the bridge
-    /// watches (Consul searches its whole catalog). `None`: no match, or no data yet.
+    /// watches (Consul searches its whole catalog). `None`: no match, or no data yet. The first
+    /// question starts the node-list watch and waits (bounded) for it.
     pub(crate) async fn reverse(&self, ip: IpAddr) -> Option<Name> {
         let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
         let local = self.local(deadline).await?;
-        let dc = local.name.as_str();
-        let under = |labels: [&str; 3]| {
-            Name::from_labels(labels.iter().map(|l| l.as_bytes()))
-                .and_then(|name| name.append_domain(self.domain()))
-                .ok()
-        };
-        if let Some(nodes) = self
-            .nodes_slot(dc)
+        let nodes = self
+            .nodes_slot(&local.name)
             .servable_value(self.shared.max_stale, remaining(deadline))
-            .await
-            && let Some(node) = nodes.at(ip)
-        {
-            return under([node.name.as_str(), "node", dc]);
+            .await;
+        if let Some(target) = nodes.as_ref().and_then(|nodes| nodes.ptr_target(ip)) {
+            return Some(target.clone());
         }
-        let service = self.shared.addresses.service_at(ip)?;
-        under([service.as_str(), "service", dc])
+        self.shared.addresses.with_service_at(ip, Name::clone)
+    }
+
+    /// What [`Self::reverse`] answers, from what is cached, without waiting or starting a
+    /// watch, handed to `answer` (`None`: no node or watched service has the address); `None`
+    /// when the node list is not cached or may not be served.
+    pub(crate) fn cached_reverse<R>(
+        &self,
+        ip: IpAddr,
+        answer: impl FnOnce(Option<&Name>) -> R,
+    ) -> Option<R> {
+        let local = self.shared.local.borrow().clone()?;
+        let slot = self.shared.caches.nodes.get(local.name.as_str())?;
+        let nodes = slot
+            .current()
+            .filter(|_| slot.servable(self.shared.max_stale))?;
+        if let Some(target) = nodes.ptr_target(ip) {
+            return Some(answer(Some(target)));
+        }
+        let mut answer = Some(answer);
+        let found = self.shared.addresses.with_service_at(ip, |target| {
+            answer.take().map(|answer| answer(Some(target)))
+        });
+        match (found.flatten(), answer) {
+            (Some(done), _) => Some(done),
+            (None, Some(answer)) => Some(answer(None)),
+            (None, None) => None,
+        }
     }
 
     /// Whether `dc` (lower-case) is the local datacenter or one Consul knows over the WAN;

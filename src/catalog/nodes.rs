@@ -23,14 +23,15 @@ pub(crate) struct NodeRecord {
 pub(crate) struct Nodes {
     /// By lower-case name (Consul matches node names in any case).
     by_name: HashMap<String, NodeRecord>,
-    /// The lower-case name of the node a reverse lookup of each address gives: of several nodes
-    /// on one address, the first by name, so the answer is the same every time.
-    by_address: HashMap<IpAddr, String>,
+    /// The node a reverse lookup of each address names, as the PTR answer's name
+    /// (`<node>.node.<dc>.<domain>`): of several nodes on one address, the first by name, so
+    /// the answer is the same every time.
+    by_address: HashMap<IpAddr, (String, Name)>,
 }
 
 impl Nodes {
-    /// Builds both maps from Consul's node list.
-    pub(crate) fn build(nodes: Vec<Node>) -> Self {
+    /// Builds both maps from the node list of `dc`; PTR names end in `domain`.
+    pub(crate) fn build(nodes: Vec<Node>, dc: &str, domain: &Name) -> Self {
         let mut built = Self::default();
         for node in nodes {
             let record = NodeRecord {
@@ -41,11 +42,15 @@ impl Nodes {
                 meta_txt: meta_txt(&node.meta),
             };
             let key = node.node.to_ascii_lowercase();
-            if let InstanceAddress::Ip(ip) = record.address {
-                let first = built.by_address.entry(ip).or_insert_with(|| key.clone());
-                let first_name = built.by_name.get(first.as_str()).map(|n| n.name.as_str());
-                if first_name.is_some_and(|first_name| record.name.as_str() < first_name) {
-                    *first = key.clone();
+            let target = Name::from_labels([node.node.as_bytes(), b"node", dc.as_bytes()])
+                .and_then(|name| name.append_domain(domain));
+            if let (InstanceAddress::Ip(ip), Ok(target)) = (&record.address, target) {
+                let first = built.by_address.get(ip).map(|(first, _)| first.as_str());
+                let first_name = first
+                    .and_then(|key| built.by_name.get(key))
+                    .map(|n| n.name.as_str());
+                if first_name.is_none_or(|first_name| record.name.as_str() < first_name) {
+                    built.by_address.insert(*ip, (key.clone(), target));
                 }
             }
             built.by_name.insert(key, record);
@@ -58,11 +63,9 @@ impl Nodes {
         self.by_name.get(&name.to_ascii_lowercase())
     }
 
-    /// The node a reverse lookup of `ip` names.
-    pub(crate) fn at(&self, ip: IpAddr) -> Option<&NodeRecord> {
-        self.by_address
-            .get(&ip)
-            .and_then(|name| self.by_name.get(name))
+    /// The PTR name a reverse lookup of `ip` gives, when a node has that address.
+    pub(crate) fn ptr_target(&self, ip: IpAddr) -> Option<&Name> {
+        self.by_address.get(&ip).map(|(_, target)| target)
     }
 }
 
@@ -77,21 +80,18 @@ mod tests {
 
     #[test]
     fn several_nodes_on_one_address_give_the_first_by_name() {
-        let nodes = Nodes::build(vec![
+        let domain = Name::from_ascii("consul.").unwrap_or_else(|e| panic!("{e}"));
+        let list = vec![
             node("zeta", "10.0.0.1"),
             node("Alpha", "10.0.0.1"),
             node("beta", "10.0.0.2"),
-        ]);
+        ];
+        let nodes = Nodes::build(list, "dc1", &domain);
         let ip = |text: &str| text.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            nodes.at(ip("10.0.0.1")).map(|n| n.name.as_str()),
-            Some("Alpha")
-        );
-        assert_eq!(
-            nodes.at(ip("10.0.0.2")).map(|n| n.name.as_str()),
-            Some("beta")
-        );
-        assert!(nodes.at(ip("10.0.0.3")).is_none());
+        let ptr = |text: &str| nodes.ptr_target(ip(text)).map(|n| n.to_string());
+        assert_eq!(ptr("10.0.0.1").as_deref(), Some("Alpha.node.dc1.consul."));
+        assert_eq!(ptr("10.0.0.2").as_deref(), Some("beta.node.dc1.consul."));
+        assert!(ptr("10.0.0.3").is_none());
         assert_eq!(nodes.get("ALPHA").map(|n| n.name.as_str()), Some("Alpha"));
     }
 }

@@ -60,7 +60,7 @@ pub(crate) fn watch_instances(
         InstanceKind::Ingress => format!("ingress gateways of {service} in {dc}"),
     };
     let (client, policy) = (context.client.clone(), context.policy);
-    let service = service.to_owned();
+    let (service, dc, domain) = (service.to_owned(), dc.to_owned(), context.domain.clone());
     WatchedSlot::start(
         &context.stop,
         context.freshness(what),
@@ -78,19 +78,22 @@ pub(crate) fn watch_instances(
                 }
             };
             let mut indexed = HashSet::new();
+            // The name reverse lookups of this service's addresses give.
+            let target = Name::from_labels([service.as_bytes(), b"service", dc.as_bytes()])
+                .and_then(|name| name.append_domain(&domain));
             let deliver = |entries: Vec<_>| {
                 let answers = ServiceAnswers::build(&entries, &entry_context);
-                if let Some(index) = &addresses {
+                if let (Some(index), Ok(target)) = (&addresses, &target) {
                     let now = answers.ip_addresses();
-                    index.update(&service, &indexed, &now);
+                    index.update(&service, target, &indexed, &now);
                     indexed = now;
                 }
                 publish.send_replace(Some(Arc::new(answers)));
             };
             run_watch(&freshness, policy, stop, fetch, deliver).await;
             // The watch ends with its slot: its addresses leave the index with it.
-            if let Some(index) = &addresses {
-                index.update(&service, &indexed, &HashSet::new());
+            if let (Some(index), Ok(target)) = (&addresses, &target) {
+                index.update(&service, target, &indexed, &HashSet::new());
             }
         },
     )
@@ -101,7 +104,9 @@ pub(crate) fn watch_nodes(context: &WatchContext, dc: &str) -> WatchedSlot<Nodes
     let fetch = |client: ConsulClient, dc: String, index, wait| async move {
         client.nodes(&dc, index, wait).await
     };
-    watch_list(context, dc, "nodes", fetch, Nodes::build)
+    let (owned_dc, domain) = (dc.to_owned(), context.domain.clone());
+    let build = move |nodes| Nodes::build(nodes, &owned_dc, &domain);
+    watch_list(context, dc, "nodes", fetch, build)
 }
 
 /// Watches the prepared-query definitions of `dc`.
@@ -127,7 +132,7 @@ fn watch_list<R, T, F, Fut>(
     dc: &str,
     what: &str,
     fetch: F,
-    build: fn(R) -> T,
+    build: impl Fn(R) -> T + Send + Sync + 'static,
 ) -> WatchedSlot<T>
 where
     R: Send + 'static,

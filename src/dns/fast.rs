@@ -17,19 +17,14 @@ use hickory_proto::{
 
 use super::{
     answer::Zone,
-    wire::{CLASS_IN, HEADER_LEN, TYPE_OPT, soa_serial, udp_payload},
+    fast_query::{HeaderFlags, Question, lower, read_question, record_head},
+    fast_reverse,
+    wire::{CLASS_IN, soa_serial, udp_payload},
 };
 use crate::{
     catalog::{CachedLookup, Catalog, ServiceAnswers, write_name},
     config::{DnsOptions, SoaTimers},
 };
-
-/// The most labels the fast path looks at: `_svc._tag.service.<domain labels>`.
-const MAX_LABELS: usize = 12;
-/// The DNSSEC OK bit in the first byte of an OPT record's flags.
-const DO_BIT: u8 = 0x80;
-/// A compression pointer to the question name, which always starts right after the header.
-const POINTER_TO_QUESTION: [u8; 2] = [0xC0, 0x0C];
 
 /// What the fast path wrote.
 #[derive(Debug, Clone, Copy)]
@@ -55,20 +50,9 @@ pub(crate) struct FastPath {
     general_path_without_edns: bool,
     enabled: bool,
     recursion_available: bool,
-}
-
-/// A question read in place from the request.
-struct Question<'a> {
-    /// The question section as asked (name, type, class), copied into the answer.
-    section: &'a [u8],
-    /// The name's labels, as `(offset, length)` into the request.
-    labels: [(usize, usize); MAX_LABELS],
-    label_count: usize,
-    qtype: u16,
-    /// The client's UDP size when it sent EDNS.
-    edns_payload: Option<u16>,
-    /// The first byte of the OPT record's flags: the DO bit, to copy into the answer.
-    edns_flags: u8,
+    /// Whether zone files or recursors may answer names outside the domain: then a reverse
+    /// question no node or service answers goes to them, by the general path.
+    outside_answered: bool,
 }
 
 impl FastPath {
@@ -77,6 +61,7 @@ impl FastPath {
         zone: &Zone,
         options: &DnsOptions,
         recursion_available: bool,
+        outside_answered: bool,
     ) -> Self {
         let domain = catalog.domain().clone();
         let domain_labels = domain
@@ -93,6 +78,7 @@ impl FastPath {
             catalog,
             domain_labels,
             recursion_available,
+            outside_answered,
         }
     }
 
@@ -112,7 +98,24 @@ impl FastPath {
         if self.general_path_without_edns && question.edns_payload.is_none() {
             return None;
         }
-        let (service, tag) = self.service_and_tag(request, &question)?;
+        let limit = usize::from(udp_payload(question.edns_payload));
+        out.clear();
+        let reverse = fast_reverse::answer(
+            &self.catalog,
+            &question,
+            !self.outside_answered,
+            self.recursion_available,
+            out,
+        );
+        if let Some(rcode) = reverse {
+            let answer = FastAnswer {
+                qtype: RecordType::from(question.qtype),
+                rcode,
+                question_end: question.end(),
+            };
+            return (out.len() <= limit).then_some(answer);
+        }
+        let (service, tag) = self.service_and_tag(&question)?;
         let mut service_buf = [0u8; 63];
         let service = lower(service, &mut service_buf)?;
         let mut tag_buf = [0u8; 63];
@@ -124,37 +127,37 @@ impl FastPath {
         if !matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::SRV) {
             return None;
         }
-        let limit = usize::from(udp_payload(question.edns_payload));
         out.clear();
         let rcode = match self.catalog.cached_local(service) {
             CachedLookup::NotCached => return None,
             CachedLookup::Unknown => {
-                self.negative(request, &question, ResponseCode::NXDomain, out);
+                self.negative(&question, ResponseCode::NXDomain, out);
                 ResponseCode::NXDomain
             }
             CachedLookup::Found(answers) => {
-                self.positive(request, &question, &answers, tag, out, scratch)?
+                self.positive(&question, &answers, tag, out, scratch)?
             }
         };
         let answer = FastAnswer {
             qtype,
             rcode,
-            question_end: HEADER_LEN + question.section.len(),
+            question_end: question.end(),
         };
         (out.len() <= limit).then_some(answer)
     }
 
+    /// Service answers are authoritative; RA says whether recursors are configured, as Consul.
+    fn flags(&self) -> HeaderFlags {
+        HeaderFlags {
+            authoritative: true,
+            recursion_available: self.recursion_available,
+        }
+    }
+
     /// `<svc>.service`, `<tag>.<svc>.service` or `_<svc>._<tag>.service` in our domain; other
     /// forms (datacenters, dotted tags) go the general way.
-    fn service_and_tag<'a>(
-        &self,
-        request: &'a [u8],
-        question: &Question<'_>,
-    ) -> Option<(&'a [u8], Option<&'a [u8]>)> {
-        let label = |i: usize| {
-            let (at, len) = question.labels[i];
-            &request[at..at + len]
-        };
+    fn service_and_tag<'a>(&self, question: &Question<'a>) -> Option<(&'a [u8], Option<&'a [u8]>)> {
+        let label = |i: usize| question.label(i);
         let domain_count = self.domain_labels.len();
         let inside = question.label_count.checked_sub(domain_count)?;
         for (i, domain_label) in self.domain_labels.iter().enumerate() {
@@ -181,38 +184,8 @@ impl FastPath {
         }
     }
 
-    /// Header (with the given answer and authority counts; the additional count covers the OPT
-    /// record) and the question as asked.
-    fn header(
-        &self,
-        request: &[u8],
-        rcode: ResponseCode,
-        (answers, authorities): (u16, u16),
-        question: &Question<'_>,
-        out: &mut Vec<u8>,
-    ) {
-        out.extend_from_slice(&request[0..2]);
-        // QR, opcode QUERY, AA, RD as asked; RA when recursors are configured.
-        let rd = request[2] & 0x01;
-        out.push(0x80 | 0x04 | rd);
-        let ra = if self.recursion_available { 0x80 } else { 0 };
-        out.push(ra | (u16::from(rcode) as u8 & 0x0F));
-        out.extend_from_slice(&1u16.to_be_bytes());
-        let additional = u16::from(question.edns_payload.is_some());
-        for count in [answers, authorities, additional] {
-            out.extend_from_slice(&count.to_be_bytes());
-        }
-        out.extend_from_slice(question.section);
-    }
-
-    fn negative(
-        &self,
-        request: &[u8],
-        question: &Question<'_>,
-        rcode: ResponseCode,
-        out: &mut Vec<u8>,
-    ) {
-        self.header(request, rcode, (0, 1), question, out);
+    fn negative(&self, question: &Question<'_>, rcode: ResponseCode, out: &mut Vec<u8>) {
+        question.write_header(rcode, self.flags(), (0, 1), out);
         out.extend_from_slice(&self.soa_head);
         let timers = self.soa;
         for value in [
@@ -224,12 +197,11 @@ impl FastPath {
         ] {
             out.extend_from_slice(&value.to_be_bytes());
         }
-        opt(question, out);
+        question.write_opt(out);
     }
 
     fn positive(
         &self,
-        request: &[u8],
         question: &Question<'_>,
         answers: &ServiceAnswers,
         tag: Option<&str>,
@@ -243,7 +215,7 @@ impl FastPath {
         let ttl = answers.ttl();
         let qtype = RecordType::from(question.qtype);
         // Header and question first; the counts are patched at the end.
-        self.header(request, ResponseCode::NoError, (0, 0), question, out);
+        question.write_header(ResponseCode::NoError, self.flags(), (0, 0), out);
         additionals.clear();
         let (mut answer_count, mut additional_count, mut selected) = (0u16, 0u16, 0usize);
         for instance in answers.select(tag) {
@@ -280,35 +252,15 @@ impl FastPath {
                 _ => ResponseCode::NoError,
             };
             out.clear();
-            self.negative(request, question, rcode, out);
+            self.negative(question, rcode, out);
             return Some(rcode);
         }
         out.extend_from_slice(additionals);
         let with_opt = additional_count + u16::from(question.edns_payload.is_some());
         out[6..8].copy_from_slice(&answer_count.to_be_bytes());
         out[10..12].copy_from_slice(&with_opt.to_be_bytes());
-        opt(question, out);
+        question.write_opt(out);
         Some(ResponseCode::NoError)
-    }
-}
-
-/// Owner (a pointer to the question name), type, class, TTL and data length of an answer.
-fn record_head(out: &mut Vec<u8>, qtype: RecordType, ttl: u32, rdlen: u16) {
-    out.extend_from_slice(&POINTER_TO_QUESTION);
-    out.extend_from_slice(&u16::from(qtype).to_be_bytes());
-    out.extend_from_slice(&CLASS_IN.to_be_bytes());
-    out.extend_from_slice(&ttl.to_be_bytes());
-    out.extend_from_slice(&rdlen.to_be_bytes());
-}
-
-/// The OPT record of a response to an EDNS query: our UDP size, no options.
-fn opt(question: &Question<'_>, out: &mut Vec<u8>) {
-    if let Some(size) = question.edns_payload {
-        out.push(0);
-        out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-        out.extend_from_slice(&udp_payload(Some(size)).to_be_bytes());
-        // Extended RCODE and version 0; the DO bit as asked (RFC 3225); no options.
-        out.extend_from_slice(&[0, 0, question.edns_flags & DO_BIT, 0, 0, 0]);
     }
 }
 
@@ -329,90 +281,4 @@ fn soa_head(domain: &Name, ttl: u32) -> Vec<u8> {
     head.extend_from_slice(&(rdlen as u16).to_be_bytes());
     head.extend_from_slice(&rdata_names);
     head
-}
-
-/// A label as a lower-case `&str` in `buf`, or `None` when it is not ASCII.
-fn lower<'b>(label: &[u8], buf: &'b mut [u8; 63]) -> Option<&'b str> {
-    let out = buf.get_mut(..label.len())?;
-    for (to, from) in out.iter_mut().zip(label) {
-        *to = from.to_ascii_lowercase();
-    }
-    std::str::from_utf8(out).ok().filter(|s| s.is_ascii())
-}
-
-fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]))
-}
-
-/// Reads a plain query: a standard query with one question of class IN, no answer or authority
-/// records, and at most an OPT record without options. `None` for anything else.
-fn read_question(request: &[u8]) -> Option<Question<'_>> {
-    if request.len() < HEADER_LEN {
-        return None;
-    }
-    // QR=0, opcode QUERY, TC=0; Z/AD/CD bits and RCODE zero.
-    if request[2] & 0xFA != 0 || request[3] != 0 {
-        return None;
-    }
-    let counts = [
-        read_u16(request, 4)?,
-        read_u16(request, 6)?,
-        read_u16(request, 8)?,
-        read_u16(request, 10)?,
-    ];
-    if counts[0] != 1 || counts[1] != 0 || counts[2] != 0 || counts[3] > 1 {
-        return None;
-    }
-    let mut labels = [(0usize, 0usize); MAX_LABELS];
-    let mut label_count = 0;
-    let mut at = HEADER_LEN;
-    loop {
-        let len = usize::from(*request.get(at)?);
-        if len == 0 {
-            at += 1;
-            break;
-        }
-        // Compression in a question, or labels past what we parse: the general path.
-        if len > 63 || label_count == MAX_LABELS {
-            return None;
-        }
-        request.get(at + 1..at + 1 + len)?;
-        labels[label_count] = (at + 1, len);
-        label_count += 1;
-        at += 1 + len;
-    }
-    if at - HEADER_LEN > 255 {
-        return None;
-    }
-    let qtype = read_u16(request, at)?;
-    if read_u16(request, at + 2)? != CLASS_IN {
-        return None;
-    }
-    let question_end = at + 4;
-    let mut edns_flags = 0;
-    let edns_payload = if counts[3] == 1 {
-        // Exactly an OPT record: root name, type 41, the size, version 0 and no options.
-        let opt = request.get(question_end..)?;
-        if opt.len() != 11 || opt[0] != 0 || read_u16(opt, 1)? != TYPE_OPT {
-            return None;
-        }
-        if opt[5] != 0 || opt[6] != 0 || read_u16(opt, 9)? != 0 {
-            return None;
-        }
-        edns_flags = opt[7];
-        Some(read_u16(opt, 3)?)
-    } else {
-        if request.len() != question_end {
-            return None;
-        }
-        None
-    };
-    Some(Question {
-        section: &request[HEADER_LEN..question_end],
-        labels,
-        label_count,
-        qtype,
-        edns_payload,
-        edns_flags,
-    })
 }

@@ -18,6 +18,8 @@ mod answer;
 mod batch;
 mod fallback;
 mod fast;
+mod fast_query;
+mod fast_reverse;
 mod general;
 mod handler;
 mod listeners;

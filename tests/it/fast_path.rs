@@ -1,4 +1,5 @@
-//! The UDP fast path gives the same answers as the general (hickory-server) path: every question
+//! The UDP fast path gives the same answers as the general (hickory-server) path, for service
+//! names and for reverse names (PTR of a node, of a service, and a miss): every question
 //! is asked over UDP, with and without EDNS, and over TCP, which never takes the fast path, and
 //! the answers must match record for record. The fast-path counter shows the UDP answers really
 //! came from it.
@@ -58,26 +59,40 @@ async fn fast_answers_equal_the_general_path() {
         "nope.service.consul.",
     ];
     let types = [RecordType::A, RecordType::AAAA, RecordType::SRV];
+    // Reverse names: the agent's node (127.0.0.1), a service address, an external node, and
+    // an address nobody has (SERVFAIL); PTR whatever the type asked.
+    let reverse_names = [
+        "1.0.0.127.in-addr.arpa.",
+        "1.0.1.10.IN-ADDR.arpa.",
+        "1.0.9.10.in-addr.arpa.",
+        "9.9.9.10.in-addr.arpa.",
+    ];
+    let reverse_types = [RecordType::PTR, RecordType::A, RecordType::TXT];
+    let questions: Vec<(&str, RecordType)> = names
+        .iter()
+        .flat_map(|name| types.iter().map(move |qtype| (*name, *qtype)))
+        .chain(
+            reverse_names
+                .iter()
+                .flat_map(|name| reverse_types.iter().map(move |qtype| (*name, *qtype))),
+        )
+        .collect();
     // Over TCP first: the general path, which also starts the watches.
-    for name in names {
-        for qtype in types {
-            dns.query_over(name, qtype, Transport::Tcp).await;
-        }
+    for (name, qtype) in &questions {
+        dns.query_over(name, *qtype, Transport::Tcp).await;
     }
     let before = bridge.dns_metrics().fast_answers();
     let mut compared = 0;
-    for name in names {
-        for qtype in types {
-            let general = dns.query_over(name, qtype, Transport::Tcp).await;
-            for transport in [Transport::Udp, Transport::UdpPlain] {
-                let fast = dns.query_over(name, qtype, transport).await;
-                assert_eq!(
-                    summary(&fast),
-                    summary(&general),
-                    "{name} {qtype} over {transport:?}"
-                );
-                compared += 1;
-            }
+    for (name, qtype) in questions {
+        let general = dns.query_over(name, qtype, Transport::Tcp).await;
+        for transport in [Transport::Udp, Transport::UdpPlain] {
+            let fast = dns.query_over(name, qtype, transport).await;
+            assert_eq!(
+                summary(&fast),
+                summary(&general),
+                "{name} {qtype} over {transport:?}"
+            );
+            compared += 1;
         }
     }
     let fast = bridge.dns_metrics().fast_answers() - before;
