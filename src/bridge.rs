@@ -74,6 +74,8 @@ impl Bridge {
             config.consul_addrs.clone(),
             config.token.as_ref(),
             &config.tls,
+            config.budget,
+            config.reads,
         )?;
         let catalog = Catalog::start(config, client);
         let dns_metrics = Arc::new(DnsMetrics::default());

@@ -49,8 +49,14 @@ pub mod bench_support {
             datacenter: &str,
             services: Vec<(String, Vec<HealthEntry>)>,
         ) -> Result<Self, String> {
-            let client = ConsulClient::new(config.consul_addrs.clone(), None, &config.tls)
-                .map_err(|e| e.to_string())?;
+            let client = ConsulClient::new(
+                config.consul_addrs.clone(),
+                None,
+                &config.tls,
+                config.budget,
+                config.reads,
+            )
+            .map_err(|e| e.to_string())?;
             let catalog = Catalog::preloaded(config, client, datacenter, services);
             let zone = Zone::from_config(config);
             Ok(Self(FastPath::new(

@@ -17,6 +17,7 @@ use super::{
     addresses::ServiceAddresses,
     caches::Caches,
     entry::{EntryContext, ServiceAnswers},
+    keeper::{self, BudgetStats},
     local::{self, LocalDatacenter},
     slot::WatchedSlot,
     watches::WatchContext,
@@ -38,12 +39,14 @@ pub(crate) struct Catalog {
 pub(super) struct Shared {
     pub(super) watch: WatchContext,
     pub(super) service_ttls: ServiceTtls,
-    pub(super) max_stale: Duration,
+    pub(super) serve_stale: Duration,
     /// Lookups answered from a value already cached / that had to wait for Consul.
     pub(super) cache_hits: AtomicU64,
     pub(super) cache_misses: AtomicU64,
     pub(super) local: watch::Receiver<Option<Arc<LocalDatacenter>>>,
-    pub(super) caches: Caches,
+    pub(super) caches: Arc<Caches>,
+    /// What the keeper of the connection budget did.
+    pub(super) budget: Arc<BudgetStats>,
     /// Addresses of the watched local services, for reverse lookups.
     pub(super) addresses: Arc<ServiceAddresses>,
     pub(super) query_refresh: Duration,
@@ -65,11 +68,12 @@ impl Shared {
                 stop: Default::default(),
             },
             service_ttls: config.service_ttl.clone(),
-            max_stale: config.max_stale,
+            serve_stale: config.serve_stale,
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             local,
-            caches,
+            caches: Arc::new(caches),
+            budget: Arc::default(),
             addresses: Arc::default(),
             query_refresh: config.prepared_query_refresh,
         }
@@ -90,6 +94,12 @@ impl Catalog {
         );
         tokio::spawn(bootstrap);
         tokio::spawn(housekeeping(shared.clone()));
+        tokio::spawn(keeper::keep(
+            shared.caches.clone(),
+            shared.watch.clone(),
+            shared.local.clone(),
+            shared.budget.clone(),
+        ));
         Self { shared }
     }
 
@@ -172,6 +182,11 @@ impl Catalog {
         }
         self.shared.caches.each_freshness(add);
         ages
+    }
+
+    /// What the keeper of the connection budget did.
+    pub(crate) fn budget(&self) -> &BudgetStats {
+        &self.shared.budget
     }
 
     /// Number of services being watched now.

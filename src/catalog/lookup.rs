@@ -35,7 +35,7 @@ pub(crate) enum ServiceLookup {
     Found(Arc<ServiceAnswers>),
     /// No such datacenter or service: NXDOMAIN.
     Unknown,
-    /// Consul has not answered in time, or the last answer is older than `max-stale`: SERVFAIL,
+    /// Consul has not answered in time, or the last answer has been stale for longer than `--serve-stale`: SERVFAIL,
     /// never an NXDOMAIN a resolver would keep.
     NotReady,
 }
@@ -89,11 +89,11 @@ impl Catalog {
             return ServiceLookup::NotReady;
         };
         let dc = datacenter.unwrap_or(&local.name);
-        let max_stale = self.shared.max_stale;
+        let serve_stale = self.shared.serve_stale;
         let names = if dc == local.name {
             local
                 .names
-                .servable_value(max_stale, remaining(deadline))
+                .servable_value(serve_stale, remaining(deadline))
                 .await
         } else {
             if !local.knows(dc) {
@@ -104,7 +104,7 @@ impl Catalog {
                 .caches
                 .remote_names
                 .get_with_by_ref(dc, || Arc::new(watch_service_names(&self.shared.watch, dc)));
-            slot.servable_value(max_stale, remaining(deadline)).await
+            slot.servable_value(serve_stale, remaining(deadline)).await
         };
         let Some(names) = names else {
             return ServiceLookup::NotReady;
@@ -113,8 +113,11 @@ impl Catalog {
             return ServiceLookup::Unknown;
         }
         let slot = self.instances_slot(dc, service, kind);
-        if !slot.servable(max_stale) {
+        if !slot.servable(serve_stale) {
             return ServiceLookup::NotReady;
+        }
+        if let Some(control) = slot.control() {
+            control.count_question();
         }
         let counter = match slot.current().is_some() {
             true => &self.shared.cache_hits,
@@ -144,13 +147,13 @@ impl Catalog {
         if !local.knows(dc) {
             return ServiceLookup::Unknown;
         }
-        let (shared, max_stale) = (&self.shared, self.shared.max_stale);
+        let (shared, serve_stale) = (&self.shared, self.shared.serve_stale);
         let definitions = shared
             .caches
             .query_definitions
             .get_with_by_ref(dc, || Arc::new(watch_query_definitions(&shared.watch, dc)));
         let Some(names) = definitions
-            .servable_value(max_stale, remaining(deadline))
+            .servable_value(serve_stale, remaining(deadline))
             .await
         else {
             return ServiceLookup::NotReady;
@@ -171,7 +174,7 @@ impl Catalog {
             ))
         });
         let slot = &query.result;
-        if !slot.servable(max_stale) {
+        if !slot.servable(serve_stale) {
             return ServiceLookup::NotReady;
         }
         if query.demand.ask() {
@@ -205,7 +208,7 @@ impl Catalog {
         }
         match self
             .nodes_slot(dc)
-            .servable_value(self.shared.max_stale, remaining(deadline))
+            .servable_value(self.shared.serve_stale, remaining(deadline))
             .await
         {
             Some(nodes) => match nodes.get(name) {
@@ -226,7 +229,7 @@ impl Catalog {
         let local = self.local(deadline).await?;
         let nodes = self
             .nodes_slot(&local.name)
-            .servable_value(self.shared.max_stale, remaining(deadline))
+            .servable_value(self.shared.serve_stale, remaining(deadline))
             .await;
         if let Some(target) = nodes.as_ref().and_then(|nodes| nodes.ptr_target(ip)) {
             return Some(target.clone());
@@ -246,7 +249,7 @@ impl Catalog {
         let slot = self.shared.caches.nodes.get(local.name.as_str())?;
         let nodes = slot
             .current()
-            .filter(|_| slot.servable(self.shared.max_stale))?;
+            .filter(|_| slot.servable(self.shared.serve_stale))?;
         if let Some(target) = nodes.ptr_target(ip) {
             return Some(answer(Some(target)));
         }
@@ -274,8 +277,8 @@ impl Catalog {
         let Some(local) = self.shared.local.borrow().clone() else {
             return CachedLookup::NotCached;
         };
-        let max_stale = self.shared.max_stale;
-        if !local.names.servable(max_stale) {
+        let serve_stale = self.shared.serve_stale;
+        if !local.names.servable(serve_stale) {
             return CachedLookup::NotCached;
         }
         let Some(names) = local.names.current() else {
@@ -296,7 +299,10 @@ impl Catalog {
             return CachedLookup::NotCached;
         };
         match slot.current() {
-            Some(answers) if slot.servable(max_stale) => {
+            Some(answers) if slot.servable(serve_stale) => {
+                if let Some(control) = slot.control() {
+                    control.count_question();
+                }
                 self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
                 CachedLookup::Found(answers)
             }

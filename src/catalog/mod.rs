@@ -17,12 +17,13 @@
 //! - [`queries`]: prepared queries, which cannot be watched, executed again on change.
 //!
 //! When Consul stops answering, each watch keeps its last value and is marked stale; stale values
-//! are served for up to `max-stale` (RFC 8767's idea), then the answer is SERVFAIL.
+//! are served for up to `--serve-stale` (RFC 8767's idea), then the answer is SERVFAIL.
 
 mod addresses;
 mod caches;
 mod entry;
 mod handle;
+mod keeper;
 mod local;
 mod lookup;
 mod nodes;

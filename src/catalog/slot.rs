@@ -9,13 +9,15 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::consul::Freshness;
+use crate::consul::{Freshness, WatchControl};
 
 pub(crate) type Publisher<T> = watch::Sender<Option<Arc<T>>>;
 
 pub(crate) struct WatchedSlot<T> {
     current: watch::Receiver<Option<Arc<T>>>,
     freshness: Arc<Freshness>,
+    /// For service watches: how the watch asks, and the questions it answered.
+    control: Option<Arc<WatchControl>>,
     _stop: DropGuard,
 }
 
@@ -34,8 +36,19 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
         Self {
             current,
             freshness,
+            control: None,
             _stop: stop.drop_guard(),
         }
+    }
+
+    /// The slot with the control its watch task obeys.
+    pub(crate) fn with_control(mut self, control: Arc<WatchControl>) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    pub(crate) fn control(&self) -> Option<&WatchControl> {
+        self.control.as_deref()
     }
 
     /// A slot holding `value` with no watch behind it (a preloaded catalog).
@@ -44,15 +57,16 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
         Self {
             current,
             freshness: Arc::new(freshness),
+            control: None,
             _stop: CancellationToken::new().drop_guard(),
         }
     }
 
-    /// Whether the value may still be served: fresh, or stale for no longer than `max_stale`.
-    pub(crate) fn servable(&self, max_stale: Duration) -> bool {
+    /// Whether the value may still be served: fresh, or stale for no longer than `serve_stale`.
+    pub(crate) fn servable(&self, serve_stale: Duration) -> bool {
         self.freshness
             .stale_for()
-            .is_none_or(|stale| stale <= max_stale)
+            .is_none_or(|stale| stale <= serve_stale)
     }
 
     pub(crate) fn freshness(&self) -> &Freshness {
@@ -68,10 +82,10 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
     /// for the first one; `None` when it may not or has not arrived in time.
     pub(crate) async fn servable_value(
         &self,
-        max_stale: Duration,
+        serve_stale: Duration,
         timeout: Duration,
     ) -> Option<Arc<T>> {
-        if !self.servable(max_stale) {
+        if !self.servable(serve_stale) {
             return None;
         }
         self.first(timeout).await

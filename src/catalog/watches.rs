@@ -15,8 +15,8 @@ use super::{
     slot::WatchedSlot,
 };
 use crate::consul::{
-    Blocking, ConsulClient, ConsulError, Freshness, InstanceKind, ServiceNames, WatchIndex,
-    WatchPolicy, WatchStats, run_watch,
+    Ask, Blocking, ConsulClient, ConsulError, Freshness, HealthCheck, InstanceKind, ServiceNames,
+    WatchControl, WatchIndex, WatchPolicy, WatchStats, run_watch,
 };
 
 /// Names of the services of one datacenter, lower-case.
@@ -41,6 +41,8 @@ impl WatchContext {
 
 /// Watches the passing instances of `kind` of `service` in `dc`; `ttl` is their records' TTL.
 /// With `addresses`, the instances' addresses are kept in that index while the watch runs.
+/// The watch parks a blocking query or reads on demand, as its control says (see
+/// [`super::keeper`]).
 pub(crate) fn watch_instances(
     context: &WatchContext,
     dc: &str,
@@ -49,6 +51,9 @@ pub(crate) fn watch_instances(
     ttl: u32,
     addresses: Option<Arc<ServiceAddresses>>,
 ) -> WatchedSlot<ServiceAnswers> {
+    // Read on demand until the keeper gives it a parked place.
+    let control = Arc::new(WatchControl::new(false));
+    let task_control = control.clone();
     let entry_context = EntryContext {
         datacenter: dc.to_owned(),
         domain: context.domain.clone(),
@@ -65,17 +70,13 @@ pub(crate) fn watch_instances(
         &context.stop,
         context.freshness(what),
         move |publish, stop, freshness| async move {
-            let fetch = |index, wait| {
+            let fetch = |ask| {
                 let (client, dc, service) = (
                     client.clone(),
                     entry_context.datacenter.clone(),
                     service.clone(),
                 );
-                async move {
-                    client
-                        .passing_instances(kind, &dc, &service, index, wait)
-                        .await
-                }
+                async move { client.passing_instances(kind, &dc, &service, ask).await }
             };
             let mut indexed = HashSet::new();
             // The name reverse lookups of this service's addresses give.
@@ -90,13 +91,22 @@ pub(crate) fn watch_instances(
                 }
                 publish.send_replace(Some(Arc::new(answers)));
             };
-            run_watch(&freshness, policy, stop, fetch, deliver).await;
+            run_watch(
+                &freshness,
+                policy,
+                stop,
+                Some(&task_control),
+                fetch,
+                deliver,
+            )
+            .await;
             // The watch ends with its slot: its addresses leave the index with it.
             if let (Some(index), Ok(target)) = (&addresses, &target) {
                 index.update(&service, target, &indexed, &HashSet::new());
             }
         },
     )
+    .with_control(control)
 }
 
 /// Watches the node list of `dc`.
@@ -125,6 +135,23 @@ pub(crate) fn watch_service_names(context: &WatchContext, dc: &str) -> WatchedSl
     watch_list(context, dc, "service list", fetch, service_name_set)
 }
 
+/// Watches the checks of `dc` that are not passing: the list a health change anywhere
+/// changes, and which names the services it touched; with the index of the answer.
+pub(crate) fn watch_failing_checks(
+    context: &WatchContext,
+    dc: &str,
+) -> WatchedSlot<(WatchIndex, Vec<HealthCheck>)> {
+    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
+        let answer = client.failing_checks(&dc, index, wait).await?;
+        Ok(Blocking {
+            value: (answer.index, answer.value),
+            index: answer.index,
+            agent_epoch: answer.agent_epoch,
+        })
+    };
+    watch_list(context, dc, "failing checks", fetch, |checks| checks)
+}
+
 /// Starts the watch of one datacenter-wide list (its services, its nodes): `fetch` asks Consul
 /// with the index and wait it is given, `build` turns each new answer into the cached value.
 fn watch_list<R, T, F, Fut>(
@@ -145,11 +172,18 @@ where
         &context.stop,
         context.freshness(format!("{what} of {dc}")),
         move |publish, stop, freshness| async move {
-            let fetch = |index, wait| fetch(client.clone(), dc.clone(), index, wait);
+            // Lists always park (they have no control), so every ask is a blocking one.
+            let fetch = |ask| {
+                let (index, wait) = match ask {
+                    Ask::Park { index, wait } => (index, wait),
+                    Ask::Read { .. } => (WatchIndex::ZERO, policy.wait),
+                };
+                fetch(client.clone(), dc.clone(), index, wait)
+            };
             let deliver = |answer: R| {
                 publish.send_replace(Some(Arc::new(build(answer))));
             };
-            run_watch(&freshness, policy, stop, fetch, deliver).await;
+            run_watch(&freshness, policy, stop, None, fetch, deliver).await;
         },
     )
 }

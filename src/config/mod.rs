@@ -18,7 +18,10 @@ use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use hickory_proto::rr::Name;
 use reqwest::Url;
 
-use crate::dns::RateLimitOptions;
+use crate::{
+    consul::{Budget, ReadOptions},
+    dns::RateLimitOptions,
+};
 
 pub use error::ConfigError;
 use error::first_line;
@@ -27,6 +30,8 @@ pub(crate) use service_ttl::ServiceTtls;
 pub use values::LogFormat;
 pub(crate) use values::{RecursorStrategy, Token};
 
+/// Requests that do not park may use this many connections to an agent at once.
+const PLAIN_CONNECTIONS: usize = 4;
 /// Served when present and no `--zones-dir` is given.
 const DEFAULT_ZONES_DIR: &str = "zones";
 
@@ -103,7 +108,11 @@ pub struct Config {
     /// The `wait=` of each blocking query.
     pub(crate) watch_wait: Duration,
     /// How long the last known answers are served while Consul does not answer (0: not at all).
-    pub(crate) max_stale: Duration,
+    pub(crate) serve_stale: Duration,
+    /// How reads are asked of Consul: `allow_stale`, `max_stale`, `use_cache`.
+    pub(crate) reads: ReadOptions,
+    /// Connections and parked queries one agent may be given.
+    pub(crate) budget: Budget,
     /// A prepared query asked for is executed again at least this often.
     pub(crate) prepared_query_refresh: Duration,
     /// TCP connections open at once; past it an idle one gives way to a new one.
@@ -229,7 +238,17 @@ impl Config {
             },
             watch_idle_timeout: options.watch_idle_timeout,
             watch_wait: options.watch_wait,
-            max_stale: options.max_stale,
+            serve_stale: options.serve_stale,
+            reads: ReadOptions {
+                allow_stale: options.allow_stale,
+                max_stale: options.max_stale,
+                use_cache: options.use_cache,
+            },
+            budget: Budget {
+                max_connections: options.consul_max_connections,
+                plain: PLAIN_CONNECTIONS,
+                max_parked: options.max_parked_queries,
+            },
             prepared_query_refresh: options.prepared_query_refresh,
             tcp_max_connections: options.tcp_max_connections,
             tcp_max_connections_per_client: options.tcp_max_connections_per_client,

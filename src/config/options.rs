@@ -13,11 +13,11 @@ use reqwest::Url;
 use crate::cidr::Cidr;
 
 use super::values::{
-    DEFAULT_RRL_EXEMPT, HttpListen, LogFormat, RecursorStrategy, parse_bool, parse_connection_cap,
-    parse_consul_addr, parse_count, parse_datacenter, parse_domain, parse_duration, parse_exempt,
-    parse_http_listen, parse_ipv4_prefix, parse_ipv6_prefix, parse_listen, parse_log_format,
-    parse_log_level, parse_rate, parse_recursor, parse_recursor_strategy, parse_seconds,
-    parse_service_ttl, parse_timeout, parse_watch_wait,
+    DEFAULT_RRL_EXEMPT, HttpListen, LogFormat, RecursorStrategy, parse_agent_connections,
+    parse_bool, parse_connection_cap, parse_consul_addr, parse_count, parse_datacenter,
+    parse_domain, parse_duration, parse_exempt, parse_http_listen, parse_ipv4_prefix,
+    parse_ipv6_prefix, parse_listen, parse_log_format, parse_log_level, parse_rate, parse_recursor,
+    parse_recursor_strategy, parse_seconds, parse_service_ttl, parse_timeout, parse_watch_wait,
 };
 
 /// The options as given, defaults filled in.
@@ -112,9 +112,26 @@ pub(super) struct Options {
     /// wait= of each Consul blocking query, at most 10m
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_watch_wait)]
     pub(crate) watch_wait: Duration,
-    /// Serve the last known answers this long while Consul does not answer; 0 disables
+    /// Serve the last known answers this long while Consul does not answer (RFC 8767's serve-stale); 0 disables
     #[arg(long, value_name = "DURATION", default_value = "72h", value_parser = parse_duration)]
+    pub(crate) serve_stale: Duration,
+    /// Consul's allow_stale: any Consul server answers the bridge's reads, not only the leader
+    #[arg(long, value_name = "BOOL", default_value = "true", action = ArgAction::Set,
+          value_parser = parse_bool)]
+    pub(crate) allow_stale: bool,
+    /// Consul's max_stale: a stale read answered by a server further behind the leader than this is asked again of the leader
+    #[arg(long, value_name = "DURATION", default_value = "87600h", value_parser = parse_duration)]
     pub(crate) max_stale: Duration,
+    /// Consul's use_cache: health reads through the agent's cache, one watch per service to the servers for every client of the agent
+    #[arg(long, value_name = "BOOL", default_value = "true", action = ArgAction::Set,
+          value_parser = parse_bool)]
+    pub(crate) use_cache: bool,
+    /// Connections held to one Consul agent at most (its limits.http_max_conns_per_client is 200 by default, counted by client address); services not parked within it are read on demand
+    #[arg(long, value_name = "N", default_value = "64", value_parser = parse_agent_connections)]
+    pub(crate) consul_max_connections: usize,
+    /// Blocking queries parked at once at most (over HTTPS, where connections do not bound them), which bounds memory
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = parse_connection_cap)]
+    pub(crate) max_parked_queries: usize,
     /// Execute a prepared query being asked for again at least this often (also at once when its service or the definitions change)
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_timeout)]
     pub(crate) prepared_query_refresh: Duration,

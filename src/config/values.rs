@@ -228,6 +228,17 @@ fn parse_prefix(text: &str, most: u8) -> Result<u8, String> {
     }
 }
 
+/// At least a few: the plain requests take 4, the essential watches 8, the rest is for
+/// services.
+pub(crate) fn parse_agent_connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count) if count >= 16 => Ok(count),
+        _ => Err(format!(
+            "expected a whole number of at least 16, got '{text}'"
+        )),
+    }
+}
+
 pub(crate) fn parse_watch_wait(text: &str) -> Result<Duration, String> {
     let wait = parse_duration(text)?;
     if wait < Duration::from_secs(1) || wait > Duration::from_secs(600) {

@@ -26,4 +26,7 @@ impl WatchIndex {
 pub(crate) struct Blocking<T> {
     pub(crate) value: T,
     pub(crate) index: WatchIndex,
+    /// Which agent answered, as a count of failovers: indexes of two agents of different
+    /// clusters cannot be compared, so an answer from another one is always news.
+    pub(crate) agent_epoch: u64,
 }

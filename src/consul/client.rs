@@ -13,20 +13,20 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
-use reqwest::{StatusCode, Url, header::HeaderValue};
+use reqwest::{Url, header::HeaderValue};
 use serde::de::DeserializeOwned;
 
 use super::{
+    ask::{Ask, ReadOptions, ReadStats},
     blocking::{Blocking, WatchIndex},
     endpoint::{Endpoint, EndpointCounts, InstanceKind},
     error::{ConsulError, MAX_BODY_BYTES},
-    lanes::{Lanes, MakeClient, Versions},
-    types::{AgentSelf, HealthEntry, Node, PreparedQuery, QueryExecution, ServiceNames},
+    lanes::{Budget, Lanes, MakeClient, Parking, Versions},
 };
 use crate::config::{ConsulTls, Token};
 
@@ -34,11 +34,22 @@ use crate::config::{ConsulTls, Token};
 /// timeout is that plus this margin for a slow network. A request still open after it is a hung
 /// agent, and the watch retries.
 const BLOCKING_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+/// How long a read for data past a known index may wait for it.
+const READ_AFTER_WAIT: Duration = Duration::from_secs(2);
 /// Timeout of a request that does not block.
 const PLAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of an error status's body goes into the error (Consul says why there, e.g.
 /// `ACL not found`).
 const STATUS_BODY_EXCERPT: usize = 120;
+
+#[derive(Debug, Default)]
+struct ClientStats {
+    consistent_retries: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    refused: AtomicU64,
+    refusal_logged: AtomicBool,
+}
 
 /// A cheap-to-clone handle on one agent's HTTP API.
 #[derive(Clone)]
@@ -48,9 +59,14 @@ pub(crate) struct ConsulClient {
 
 struct Inner {
     lanes: Lanes,
+    reads: ReadOptions,
+    max_connections: usize,
+    stats: ClientStats,
     agents: Vec<Url>,
     /// Index into `agents` of the one requests go to now.
     current: AtomicUsize,
+    /// How many times requests moved to another agent.
+    failovers: AtomicU64,
     token: Option<HeaderValue>,
     requests: EndpointCounts,
     errors: EndpointCounts,
@@ -61,6 +77,8 @@ impl ConsulClient {
         agents: Vec<Url>,
         token: Option<&Token>,
         tls: &ConsulTls,
+        budget: Budget,
+        reads: ReadOptions,
     ) -> Result<Self, ConsulError> {
         let transport = |reason: String| ConsulError::Transport {
             path: "consul client".into(),
@@ -79,7 +97,9 @@ impl ConsulClient {
             .transpose()?;
         let tls = tls.clone();
         let make: MakeClient = Box::new(move |versions| {
-            let mut builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(90));
+            let mut builder = reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(budget.max_connections);
             if versions == Versions::Http1Only {
                 builder = builder.http1_only();
             }
@@ -89,12 +109,16 @@ impl ConsulClient {
         });
         let multiplexed = agents.iter().any(|agent| agent.scheme() == "https");
         // The first client is built here, so a bad TLS file is reported at start.
-        let lanes = Lanes::new(multiplexed, make).map_err(ConsulError::Setup)?;
+        let lanes = Lanes::new(multiplexed, budget, make).map_err(ConsulError::Setup)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 lanes,
+                reads,
+                max_connections: budget.max_connections,
+                stats: ClientStats::default(),
                 agents,
                 current: AtomicUsize::new(0),
+                failovers: AtomicU64::new(0),
                 token,
                 requests: Default::default(),
                 errors: Default::default(),
@@ -114,6 +138,7 @@ impl ConsulClient {
                 .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
             {
+                self.inner.failovers.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     from = %self.inner.agents[failed],
                     to = %self.inner.agents[next],
@@ -133,127 +158,131 @@ impl ConsulClient {
         self.inner.errors.get(endpoint)
     }
 
-    /// The datacenter of the agent we talk to.
-    pub(crate) async fn agent_datacenter(&self) -> Result<String, ConsulError> {
-        let answer: AgentSelf = self.get_plain(Endpoint::AgentSelf, &[], &[]).await?.0;
-        Ok(answer.config.datacenter)
-    }
-
-    /// Every datacenter known over the WAN (this endpoint does not block).
-    pub(crate) async fn datacenters(&self) -> Result<Vec<String>, ConsulError> {
-        Ok(self.get_plain(Endpoint::Datacenters, &[], &[]).await?.0)
-    }
-
-    /// Blocking query on the names of all services of `dc`.
-    pub(crate) async fn service_names(
-        &self,
-        dc: &str,
-        index: WatchIndex,
-        wait: Duration,
-    ) -> Result<Blocking<ServiceNames>, ConsulError> {
-        self.blocking(Endpoint::CatalogServices, &[], dc, index, wait)
-            .await
-    }
-
-    /// Blocking query on every node of `dc`, with its address and metadata.
-    pub(crate) async fn nodes(
-        &self,
-        dc: &str,
-        index: WatchIndex,
-        wait: Duration,
-    ) -> Result<Blocking<Vec<Node>>, ConsulError> {
-        self.blocking(Endpoint::CatalogNodes, &[], dc, index, wait)
-            .await
-    }
-
-    /// Blocking query on the passing instances of one service of `kind` (`?passing`: every
-    /// service and node check passing).
-    pub(crate) async fn passing_instances(
-        &self,
-        kind: InstanceKind,
-        dc: &str,
-        service: &str,
-        index: WatchIndex,
-        wait: Duration,
-    ) -> Result<Blocking<Vec<HealthEntry>>, ConsulError> {
-        self.blocking(Endpoint::Health(kind), &[service], dc, index, wait)
-            .await
-    }
-
-    /// Blocking query on the prepared query definitions of `dc`.
-    pub(crate) async fn prepared_queries(
-        &self,
-        dc: &str,
-        index: WatchIndex,
-        wait: Duration,
-    ) -> Result<Blocking<Vec<PreparedQuery>>, ConsulError> {
-        self.blocking(Endpoint::PreparedQueries, &[], dc, index, wait)
-            .await
-    }
-
-    /// Executes the prepared query `name` (a name, an ID, or a name a template matches) in
-    /// `dc`, as Consul's DNS does; `None` when Consul has no such query.
-    pub(crate) async fn execute_query(
-        &self,
-        dc: &str,
-        name: &str,
-    ) -> Result<Option<QueryExecution>, ConsulError> {
-        let query = [("dc", dc.to_owned())];
-        match self
-            .get_plain(Endpoint::QueryExecute, &[name], &query)
-            .await
-        {
-            Ok((execution, _)) => Ok(Some(execution)),
-            Err(ConsulError::Status { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
-            Err(error) => Err(error),
+    /// How the reads went: consistent retries, agent cache hits and misses, connections the
+    /// agent refused, parked queries and connections now.
+    pub(crate) fn read_stats(&self) -> ReadStats {
+        let stats = &self.inner.stats;
+        ReadStats {
+            consistent_retries: stats.consistent_retries.load(Ordering::Relaxed),
+            cache_hits: stats.cache_hits.load(Ordering::Relaxed),
+            cache_misses: stats.cache_misses.load(Ordering::Relaxed),
+            refused: stats.refused.load(Ordering::Relaxed),
+            parked: self.inner.lanes.parked(),
+            connections: self.inner.lanes.connections(),
         }
     }
 
-    async fn blocking<T: DeserializeOwned>(
+    /// How many service watches may park at once within the connection budget.
+    pub(crate) fn service_parking(&self) -> usize {
+        self.inner.lanes.service_parking()
+    }
+
+    /// Consul's read options for `endpoint`: `stale` (any server answers) unless the reads are
+    /// consistent, `cached` (the agent's background-refresh cache) for health endpoints.
+    pub(super) fn read_options(&self, endpoint: Endpoint, query: &mut Vec<(&str, String)>) {
+        let reads = &self.inner.reads;
+        // Not for ingress: Consul 1.8's cache keys an ingress read like the service's own, and
+        // answers `/v1/health/ingress/web?cached` with web's instances (the differential test
+        // caught it).
+        let cacheable = matches!(
+            endpoint,
+            Endpoint::Health(InstanceKind::Service | InstanceKind::Connect)
+        );
+        if reads.use_cache && cacheable {
+            query.push(("cached", String::new()));
+        } else if reads.allow_stale {
+            query.push(("stale", String::new()));
+        }
+        if let Endpoint::FailingChecks = endpoint {
+            query.push(("filter", "Status != \"passing\"".to_owned()));
+        }
+    }
+
+    pub(super) async fn blocking<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         segments: &[&str],
         dc: &str,
-        index: WatchIndex,
-        wait: Duration,
+        ask: Ask,
+        parking: Parking,
     ) -> Result<Blocking<T>, ConsulError> {
         let mut query = vec![("dc", dc.to_owned())];
         if matches!(endpoint, Endpoint::Health(_)) {
             query.push(("passing", "1".to_owned()));
         }
-        if index.is_set() {
-            query.push(("index", index.get().to_string()));
-            query.push(("wait", format!("{}ms", wait.as_millis())));
-        }
-        let slot = self
-            .inner
-            .lanes
-            .park()
-            .map_err(|reason| ConsulError::Transport {
-                path: endpoint.path().into(),
-                reason,
-            })?;
-        let timeout = wait + wait / 16 + BLOCKING_TIMEOUT_MARGIN;
-        let (value, index) = self
-            .get(slot.client(), endpoint, segments, &query, timeout)
-            .await?;
+        self.read_options(endpoint, &mut query);
         let path = endpoint.path();
-        let index = index.ok_or_else(|| ConsulError::MissingIndex { path: path.into() })?;
-        Ok(Blocking { value, index })
+        let epoch = self.inner.failovers.load(Ordering::Relaxed);
+        let (value, meta) = match ask {
+            Ask::Read { background, after } => {
+                if after.is_set() {
+                    query.push(("index", after.get().to_string()));
+                    query.push(("wait", format!("{}ms", READ_AFTER_WAIT.as_millis())));
+                }
+                self.get_plain_as(endpoint, segments, &query, background)
+                    .await?
+            }
+            Ask::Park { index, wait } => {
+                if index.is_set() {
+                    query.push(("index", index.get().to_string()));
+                    query.push(("wait", format!("{}ms", wait.as_millis())));
+                }
+                let slot = self
+                    .inner
+                    .lanes
+                    .park(parking)
+                    .map_err(|reason| ConsulError::Transport {
+                        path: path.into(),
+                        reason,
+                    })?
+                    .ok_or_else(|| ConsulError::NoParkingRoom { path: path.into() })?;
+                let timeout = wait + wait / 16 + BLOCKING_TIMEOUT_MARGIN;
+                self.get(slot.client(), endpoint, segments, &query, timeout)
+                    .await?
+            }
+        };
+        let index = meta
+            .index
+            .ok_or_else(|| ConsulError::MissingIndex { path: path.into() })?;
+        Ok(Blocking {
+            value,
+            index,
+            agent_epoch: epoch,
+        })
     }
 
-    /// A request that does not park, on the plain client.
-    async fn get_plain<T: DeserializeOwned>(
+    /// A request that does not park, on the plain client, once one of its places is free.
+    pub(super) async fn get_plain<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         segments: &[&str],
         query: &[(&str, String)],
-    ) -> Result<(T, Option<WatchIndex>), ConsulError> {
-        let http = self.inner.lanes.plain();
-        self.get(http, endpoint, segments, query, PLAIN_TIMEOUT)
+    ) -> Result<(T, Meta), ConsulError> {
+        self.get_plain_as(endpoint, segments, query, false).await
+    }
+
+    async fn get_plain_as<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, String)],
+        background: bool,
+    ) -> Result<(T, Meta), ConsulError> {
+        let slot =
+            self.inner
+                .lanes
+                .plain(background)
+                .await
+                .map_err(|reason| ConsulError::Transport {
+                    path: endpoint.path().into(),
+                    reason,
+                })?;
+        self.get(slot.client, endpoint, segments, query, PLAIN_TIMEOUT)
             .await
     }
 
+    /// One request, asked again of the leader when a server answered a stale read from further
+    /// behind than `max_stale` (Consul's DNS does the same).
     async fn get<T: DeserializeOwned>(
         &self,
         http: &reqwest::Client,
@@ -261,12 +290,76 @@ impl ConsulClient {
         segments: &[&str],
         query: &[(&str, String)],
         timeout: Duration,
-    ) -> Result<(T, Option<WatchIndex>), ConsulError> {
-        let result = self.request(http, endpoint, segments, query, timeout).await;
-        if result.is_err() {
-            self.inner.errors.add(endpoint);
+    ) -> Result<(T, Meta), ConsulError> {
+        let mut result = self.request(http, endpoint, segments, query, timeout).await;
+        let too_stale = |meta: &Meta| {
+            meta.last_contact
+                .is_some_and(|behind| behind > self.inner.reads.max_stale)
+        };
+        let stale_read = query.iter().any(|(key, _)| *key == "stale");
+        if stale_read && result.as_ref().is_ok_and(|(_, meta)| too_stale(meta)) {
+            self.inner
+                .stats
+                .consistent_retries
+                .fetch_add(1, Ordering::Relaxed);
+            let consistent: Vec<(&str, String)> = query
+                .iter()
+                .filter(|(key, _)| *key != "stale")
+                .cloned()
+                .collect();
+            result = self
+                .request(http, endpoint, segments, &consistent, timeout)
+                .await;
         }
+        match &result {
+            Ok((_, meta)) => match meta.cache_hit {
+                Some(true) => self.inner.stats.cache_hits.fetch_add(1, Ordering::Relaxed),
+                Some(false) => self
+                    .inner
+                    .stats
+                    .cache_misses
+                    .fetch_add(1, Ordering::Relaxed),
+                None => 0,
+            },
+            Err(error) => {
+                self.inner.errors.add(endpoint);
+                self.note_refusal(error);
+                0
+            }
+        };
         result
+    }
+
+    /// Says once, in words an operator can act on, that the agent seems to refuse connections
+    /// (its per-client limit reached), and counts every such failure.
+    fn note_refusal(&self, error: &ConsulError) {
+        let ConsulError::Transport { reason, .. } = error else {
+            return;
+        };
+        let refused = [
+            "connection closed before message completed",
+            "reset by peer",
+        ]
+        .iter()
+        .any(|sign| reason.contains(sign));
+        if !refused {
+            return;
+        }
+        self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+        if !self
+            .inner
+            .stats
+            .refusal_logged
+            .swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                connections = self.inner.lanes.connections(),
+                budget = self.inner.max_connections,
+                "the Consul agent closed a connection it had accepted: it may be at its limit of \
+                 connections from this address (`limits {{ http_max_conns_per_client }}`, 200 by \
+                 default). Keep --consul-max-connections below that limit, or raise the limit"
+            );
+        }
     }
 
     async fn request<T: DeserializeOwned>(
@@ -276,7 +369,7 @@ impl ConsulClient {
         segments: &[&str],
         query: &[(&str, String)],
         timeout: Duration,
-    ) -> Result<(T, Option<WatchIndex>), ConsulError> {
+    ) -> Result<(T, Meta), ConsulError> {
         let path = endpoint.path();
         let base = endpoint.base();
         let agent = self.inner.current.load(Ordering::Relaxed) % self.inner.agents.len();
@@ -307,12 +400,22 @@ impl ConsulClient {
             transport(e)
         })?;
         let status = response.status();
-        let index = response
-            .headers()
-            .get("X-Consul-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(WatchIndex::new);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let meta = Meta {
+            index: header("X-Consul-Index")
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(WatchIndex::new),
+            last_contact: header("X-Consul-LastContact")
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_millis),
+            cache_hit: header("X-Cache").map(|v| v.eq_ignore_ascii_case("HIT")),
+        };
         let too_large = || ConsulError::TooLarge { path: path.into() };
         if response
             .content_length()
@@ -341,8 +444,19 @@ impl ConsulClient {
             path: path.into(),
             reason: e.to_string(),
         })?;
-        Ok((value, index))
+        Ok((value, meta))
     }
+}
+
+/// What a response's headers say besides its body.
+#[derive(Debug, Default)]
+pub(super) struct Meta {
+    /// `X-Consul-Index`.
+    index: Option<WatchIndex>,
+    /// `X-Consul-LastContact`: how far behind the leader the answering server was.
+    last_contact: Option<Duration>,
+    /// `X-Cache`: whether the agent's cache had it (`None`: not a cached request).
+    cache_hit: Option<bool>,
 }
 
 /// A transport error as one line that says what happened: reqwest's own text ("error sending

@@ -22,13 +22,15 @@ pub enum Endpoint {
     CatalogServices,
     CatalogNodes,
     Health(InstanceKind),
+    /// `/v1/health/state/any` filtered to the checks that are not passing.
+    FailingChecks,
     PreparedQueries,
     QueryExecute,
 }
 
 impl Endpoint {
     /// Every endpoint, in the order of [`Endpoint::index`].
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::AgentSelf,
         Endpoint::Datacenters,
         Endpoint::CatalogServices,
@@ -36,6 +38,7 @@ impl Endpoint {
         Endpoint::Health(InstanceKind::Service),
         Endpoint::Health(InstanceKind::Connect),
         Endpoint::Health(InstanceKind::Ingress),
+        Endpoint::FailingChecks,
         Endpoint::PreparedQueries,
         Endpoint::QueryExecute,
     ];
@@ -51,8 +54,9 @@ impl Endpoint {
             Endpoint::Health(InstanceKind::Service) => 4,
             Endpoint::Health(InstanceKind::Connect) => 5,
             Endpoint::Health(InstanceKind::Ingress) => 6,
-            Endpoint::PreparedQueries => 7,
-            Endpoint::QueryExecute => 8,
+            Endpoint::FailingChecks => 7,
+            Endpoint::PreparedQueries => 8,
+            Endpoint::QueryExecute => 9,
         }
     }
 
@@ -74,6 +78,7 @@ impl Endpoint {
             Endpoint::Health(InstanceKind::Service) => "/v1/health/service",
             Endpoint::Health(InstanceKind::Connect) => "/v1/health/connect",
             Endpoint::Health(InstanceKind::Ingress) => "/v1/health/ingress",
+            Endpoint::FailingChecks => "/v1/health/state/any",
             Endpoint::PreparedQueries | Endpoint::QueryExecute => "/v1/query",
         }
     }
@@ -113,6 +118,6 @@ mod tests {
         let counts = EndpointCounts::default();
         counts.add(Endpoint::Health(InstanceKind::Ingress));
         let seen: Vec<u64> = Endpoint::ALL.iter().map(|e| counts.get(*e)).collect();
-        assert_eq!(seen, [0, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(seen, [0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
     }
 }

@@ -25,6 +25,9 @@ pub enum ConsulError {
     TooLarge { path: String },
     #[error("{path}: cannot decode the answer: {reason}")]
     Decode { path: String, reason: String },
+    /// The connection budget has no room for another parked service watch: read it instead.
+    #[error("{path}: no room for another parked query within --consul-max-connections")]
+    NoParkingRoom { path: String },
     #[error("{path}: answer has no valid X-Consul-Index header")]
     MissingIndex { path: String },
 }

@@ -1,23 +1,34 @@
-//! Which HTTP client a request to Consul goes out on.
+//! Which HTTP connection a request to Consul goes out on, within the connection budget.
 //!
-//! Every watched service keeps one blocking query parked at the agent. Over plain HTTP/1.1 each
-//! parked query holds a connection of its own, whichever client sends it, so one client serves
-//! everything. Over HTTPS, Consul's Go server speaks HTTP/2, and parked queries share a connection
-//! as streams: 51 connections for 10,000 watched services instead of 10,000, which cuts the
-//! bridge's memory by ~40 % (hyper's per-connection buffers are much of a parked HTTP/1.1 query's
-//! cost) and stays under the agent's `http_max_conns_per_client` (200 by default). Go allows 250
-//! concurrent streams per connection and hyper would queue a stream past that behind queries that
-//! park for minutes, so parked queries are spread over "lanes", one client (and so one
-//! connection per agent) each, at most [`PARKED_PER_LANE`] per lane.
+//! A Consul agent allows each client address `limits { http_max_conns_per_client }` connections
+//! (200 by default), counted by source address: a process holding them all locks out every
+//! other client on the host, the applications that register themselves included. So the bridge
+//! holds at most `--consul-max-connections` to an agent, whatever it watches:
+//! - requests that return at once (reads, prepared-query executions) share a few connections:
+//!   at most [`Budget::plain`] at a time;
+//! - parked blocking queries get the rest. Over plain HTTP/1.1 each holds a connection of its
+//!   own, so at most `max_connections - plain` park at once. Over HTTPS Consul's Go server
+//!   speaks HTTP/2 and parked queries share connections as streams, at most
+//!   [`PARKED_PER_LANE`] per connection ("lane": one client each; Go allows 250 streams and
+//!   hyper would queue a stream past that behind queries parked for minutes), so the bound is
+//!   `--max-parked-queries`, which keeps memory bounded too.
+//!
+//! A few parked places are kept for the watches every answer depends on (service lists, node
+//! lists, query definitions, health changes): [`Parking::Essential`]. Service watches park only
+//! in the others, and are read on demand when there is no room ([`super::watch`]).
 
 use std::sync::{
     Arc, Mutex,
     atomic::{AtomicUsize, Ordering},
 };
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 /// Parked queries per HTTP/2 connection: below Go's default of 250 concurrent streams, with a
 /// margin for the agent's own limits changing.
 pub(crate) const PARKED_PER_LANE: usize = 200;
+/// Parked places kept for essential watches.
+const ESSENTIAL_RESERVE: usize = 8;
 
 /// Which HTTP versions a client may speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +41,25 @@ pub(crate) enum Versions {
 /// Builds one more HTTP client with the bridge's settings.
 pub(crate) type MakeClient = Box<dyn Fn(Versions) -> Result<reqwest::Client, String> + Send + Sync>;
 
+/// How many connections and parked queries one agent may be given.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// Connections to one agent, all kinds together.
+    pub(crate) max_connections: usize,
+    /// Of those, how many requests that do not park may be in flight at once.
+    pub(crate) plain: usize,
+    /// Blocking queries parked at once (over HTTP/2, where connections do not bound them).
+    pub(crate) max_parked: usize,
+}
+
+/// Whether a parked query may use the places kept for essential watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parking {
+    Essential,
+    /// A service watch: parks only while there is room beyond the reserve.
+    IfRoom,
+}
+
 /// The clients requests go out on.
 pub(crate) struct Lanes {
     /// Requests that do not park, the agent's datacenter first among them. HTTP/1.1 only: an
@@ -37,8 +67,17 @@ pub(crate) struct Lanes {
     /// reported by its alert, `BadCertificate`; over HTTP/2 the client's first write fails first
     /// and the error only says "broken pipe".
     plain: reqwest::Client,
-    /// Over plain HTTP one lane, sharing the plain client; over HTTPS as many as needed.
+    plain_permits: Arc<Semaphore>,
+    /// Of the plain places, how many background reads (sweeps) may take at once, so that the
+    /// others never queue behind a sweep of thousands.
+    background_permits: Arc<Semaphore>,
+    plain_total: usize,
+    /// Over plain HTTP one lane, sharing the plain client; over HTTPS as many as needed, up to
+    /// the budget.
     parked: Mutex<Vec<Arc<Lane>>>,
+    parked_now: Arc<AtomicUsize>,
+    parked_limit: usize,
+    max_lanes: usize,
     multiplexed: bool,
     make: MakeClient,
 }
@@ -48,14 +87,16 @@ struct Lane {
     parked: AtomicUsize,
 }
 
-/// A parked query's place in its lane, given back when the query ends (dropped).
+/// A parked query's place, given back when the query ends (dropped).
 pub(crate) struct ParkedSlot {
     lane: Arc<Lane>,
+    parked_now: Arc<AtomicUsize>,
 }
 
 impl Drop for ParkedSlot {
     fn drop(&mut self) {
         self.lane.parked.fetch_sub(1, Ordering::Relaxed);
+        self.parked_now.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -66,54 +107,134 @@ impl ParkedSlot {
     }
 }
 
+/// A request that does not park: its client and its place among the plain requests.
+pub(crate) struct PlainSlot<'a> {
+    pub(crate) client: &'a reqwest::Client,
+    _permit: OwnedSemaphorePermit,
+    _background: Option<OwnedSemaphorePermit>,
+}
+
 impl Lanes {
     /// `multiplexed`: the agents are reached over HTTPS, where parked queries share connections.
     /// Builds the first client now, so that bad settings are reported at start.
-    pub(crate) fn new(multiplexed: bool, make: MakeClient) -> Result<Self, String> {
+    pub(crate) fn new(multiplexed: bool, budget: Budget, make: MakeClient) -> Result<Self, String> {
         let plain = make(Versions::Http1Only)?;
-        let lanes = if multiplexed {
-            Vec::new()
+        let plain_count = budget.plain.clamp(1, budget.max_connections.max(2) - 1);
+        let (lanes, parked_limit, max_lanes) = if multiplexed {
+            let max_lanes = budget.max_connections.saturating_sub(1).max(1);
+            (
+                Vec::new(),
+                budget.max_parked.min(max_lanes * PARKED_PER_LANE),
+                max_lanes,
+            )
         } else {
-            vec![Arc::new(Lane {
+            let lane = Arc::new(Lane {
                 http: plain.clone(),
                 parked: AtomicUsize::new(0),
-            })]
+            });
+            let limit = budget.max_connections.saturating_sub(plain_count);
+            (vec![lane], limit.min(budget.max_parked), 1)
         };
         Ok(Self {
             plain,
+            plain_permits: Arc::new(Semaphore::new(plain_count)),
+            background_permits: Arc::new(Semaphore::new((plain_count / 2).max(1))),
+            plain_total: plain_count,
             parked: Mutex::new(lanes),
+            parked_now: Arc::default(),
+            parked_limit,
+            max_lanes,
             multiplexed,
             make,
         })
     }
 
-    /// The client for a request that does not park.
-    pub(crate) fn plain(&self) -> &reqwest::Client {
-        &self.plain
+    /// The client for a request that does not park, once one of the plain places is free; a
+    /// `background` request first waits for one of the places background requests may take.
+    pub(crate) async fn plain(&self, background: bool) -> Result<PlainSlot<'_>, String> {
+        let closed = |_| "the Consul client is shutting down".to_owned();
+        let background = match background {
+            true => Some(
+                self.background_permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(closed)?,
+            ),
+            false => None,
+        };
+        let permit = self
+            .plain_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
+        Ok(PlainSlot {
+            client: &self.plain,
+            _permit: permit,
+            _background: background,
+        })
     }
 
-    /// A lane with room for one more parked query, opening a new one when all are full.
-    pub(crate) fn park(&self) -> Result<ParkedSlot, String> {
+    /// How many service watches may park at once: the limit less the essential reserve.
+    pub(crate) fn service_parking(&self) -> usize {
+        self.parked_limit.saturating_sub(ESSENTIAL_RESERVE)
+    }
+
+    /// Blocking queries parked now.
+    pub(crate) fn parked(&self) -> usize {
+        self.parked_now.load(Ordering::Relaxed)
+    }
+
+    /// Connections held or about to be: over HTTP/1.1 one per parked query plus the plain
+    /// requests in flight; over HTTP/2 the lanes plus the plain client's.
+    pub(crate) fn connections(&self) -> usize {
+        let plain_in_flight = self.plain_total - self.plain_permits.available_permits();
+        match self.multiplexed {
+            true => self.lanes().len() + plain_in_flight.max(1),
+            false => self.parked() + plain_in_flight,
+        }
+    }
+
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Lane>>> {
         // A poisoned lock only means another watch panicked while choosing; the list is intact.
-        let mut lanes = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for one more parked query, on a lane with room (opening one when all are full
+    /// and the budget allows); `None` when the budget has no room for it.
+    pub(crate) fn park(&self, parking: Parking) -> Result<Option<ParkedSlot>, String> {
+        let limit = match parking {
+            Parking::Essential => usize::MAX,
+            Parking::IfRoom => self.service_parking(),
+        };
+        let mut lanes = self.lanes();
+        if self.parked() >= limit {
+            return Ok(None);
+        }
         let roomy = lanes.iter().find(|lane| {
             !self.multiplexed || lane.parked.load(Ordering::Relaxed) < PARKED_PER_LANE
         });
         if let Some(lane) = roomy {
-            return Ok(Self::take(lane));
+            return Ok(Some(self.take(lane)));
+        }
+        if lanes.len() >= self.max_lanes && parking == Parking::IfRoom {
+            return Ok(None);
         }
         let lane = Arc::new(Lane {
             http: (self.make)(Versions::Negotiated)?,
             parked: AtomicUsize::new(0),
         });
         lanes.push(Arc::clone(&lane));
-        Ok(Self::take(&lane))
+        Ok(Some(self.take(&lane)))
     }
 
-    fn take(lane: &Arc<Lane>) -> ParkedSlot {
+    fn take(&self, lane: &Arc<Lane>) -> ParkedSlot {
         lane.parked.fetch_add(1, Ordering::Relaxed);
+        self.parked_now.fetch_add(1, Ordering::Relaxed);
         ParkedSlot {
             lane: Arc::clone(lane),
+            parked_now: self.parked_now.clone(),
         }
     }
 }
@@ -123,36 +244,42 @@ mod tests {
     use super::*;
 
     fn lane_loads(lanes: &Lanes) -> Vec<usize> {
-        let lanes = lanes.parked.lock().unwrap_or_else(|p| p.into_inner());
         lanes
+            .lanes()
             .iter()
             .map(|lane| lane.parked.load(Ordering::Relaxed))
             .collect()
     }
 
-    fn lanes(multiplexed: bool) -> Lanes {
+    fn lanes(multiplexed: bool, budget: Budget) -> Lanes {
         super::super::tls::install_crypto_provider();
-        Lanes::new(
-            multiplexed,
-            Box::new(|_| {
-                reqwest::Client::builder()
-                    .build()
-                    .map_err(|e| e.to_string())
-            }),
-        )
-        .unwrap_or_else(|e| panic!("client: {e}"))
+        let make: MakeClient = Box::new(|_| {
+            reqwest::Client::builder()
+                .build()
+                .map_err(|e| e.to_string())
+        });
+        Lanes::new(multiplexed, budget, make).unwrap_or_else(|e| panic!("client: {e}"))
+    }
+
+    fn park(lanes: &Lanes, parking: Parking) -> Option<ParkedSlot> {
+        lanes.park(parking).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
     fn https_opens_a_lane_per_full_set_of_parked_queries_and_reuses_freed_places() {
-        let lanes = lanes(true);
+        let budget = Budget {
+            max_connections: 10,
+            plain: 2,
+            max_parked: 1000,
+        };
+        let lanes = lanes(true, budget);
         let mut slots: Vec<_> = (0..PARKED_PER_LANE * 2 + 1)
-            .map(|_| lanes.park().unwrap_or_else(|e| panic!("{e}")))
+            .map(|_| park(&lanes, Parking::IfRoom).expect("room"))
             .collect();
         assert_eq!(lane_loads(&lanes), [PARKED_PER_LANE, PARKED_PER_LANE, 1]);
         slots.drain(..10);
         for _ in 0..10 {
-            slots.push(lanes.park().unwrap_or_else(|e| panic!("{e}")));
+            slots.push(park(&lanes, Parking::IfRoom).expect("room"));
         }
         assert_eq!(
             lane_loads(&lanes),
@@ -164,12 +291,74 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_keeps_one_client() {
-        let lanes = lanes(false);
-        let slots: Vec<_> = (0..PARKED_PER_LANE * 3)
-            .map(|_| lanes.park().unwrap_or_else(|e| panic!("{e}")))
+    fn plain_http_parks_within_the_connection_budget_and_keeps_the_reserve() {
+        let budget = Budget {
+            max_connections: 30,
+            plain: 4,
+            max_parked: 1000,
+        };
+        let lanes = lanes(false, budget);
+        // 26 parked places, 8 of them kept for essential watches.
+        let services: Vec<_> = std::iter::from_fn(|| park(&lanes, Parking::IfRoom)).collect();
+        assert_eq!(services.len(), 18);
+        let essential: Vec<_> = (0..8)
+            .map(|_| park(&lanes, Parking::Essential).expect("reserved"))
             .collect();
-        assert_eq!(lane_loads(&lanes), [PARKED_PER_LANE * 3]);
-        drop(slots);
+        assert_eq!(lanes.parked(), 26);
+        assert_eq!(lanes.connections(), 26);
+        drop(services);
+        assert_eq!(lanes.parked(), 8);
+        drop(essential);
+        assert_eq!(lane_loads(&lanes), [0]);
+    }
+
+    #[test]
+    fn https_stops_at_the_parked_bound_and_the_lane_bound() {
+        let lanes = lanes(
+            true,
+            Budget {
+                max_connections: 3,
+                plain: 1,
+                max_parked: 10_000,
+            },
+        );
+        // 2 lanes of 200, less the reserve.
+        let services: Vec<_> = std::iter::from_fn(|| park(&lanes, Parking::IfRoom)).collect();
+        assert_eq!(services.len(), 2 * PARKED_PER_LANE - ESSENTIAL_RESERVE);
+        assert_eq!(lane_loads(&lanes).len(), 2);
+        let lanes = super::tests::lanes(
+            true,
+            Budget {
+                max_connections: 50,
+                plain: 2,
+                max_parked: 100,
+            },
+        );
+        let services: Vec<_> = std::iter::from_fn(|| park(&lanes, Parking::IfRoom)).collect();
+        assert_eq!(services.len(), 100 - ESSENTIAL_RESERVE);
+    }
+
+    #[tokio::test]
+    async fn plain_requests_wait_for_a_free_place() {
+        let lanes = lanes(
+            false,
+            Budget {
+                max_connections: 10,
+                plain: 2,
+                max_parked: 1000,
+            },
+        );
+        let wait = std::time::Duration::from_millis(50);
+        let first = lanes.plain(true).await.expect("place");
+        // One of the two places may be taken by background requests.
+        let second = tokio::time::timeout(wait, lanes.plain(true)).await;
+        assert!(second.is_err(), "a second background request waits");
+        let urgent = lanes.plain(false).await.expect("the other place");
+        let third = tokio::time::timeout(wait, lanes.plain(false)).await;
+        assert!(third.is_err(), "a third waits");
+        drop(first);
+        let third = tokio::time::timeout(wait, lanes.plain(false)).await;
+        assert!(third.is_ok(), "and goes once one ends");
+        drop(urgent);
     }
 }

@@ -7,24 +7,28 @@
 //! - [`watch`]: the blocking-query loop; [`freshness`]: whether its value is current.
 //! - [`types`]: the JSON Consul answers with.
 
+mod ask;
 mod blocking;
 mod client;
 mod endpoint;
 mod error;
 mod freshness;
 mod lanes;
+mod reads;
 mod tls;
 mod types;
 mod watch;
 
+pub(crate) use ask::{Ask, ReadOptions};
 pub(crate) use blocking::{Blocking, WatchIndex};
 pub(crate) use client::ConsulClient;
 pub use endpoint::{Endpoint, InstanceKind};
 pub use error::ConsulError;
 pub(crate) use freshness::{Freshness, WatchStats};
+pub(crate) use lanes::Budget;
 pub use tls::install_crypto_provider;
 pub use types::HealthEntry;
 #[cfg(test)]
 pub(crate) use types::QueryTemplate;
-pub(crate) use types::{Node, PreparedQuery, QueryExecution, ServiceNames};
-pub(crate) use watch::{WatchPolicy, run as run_watch, warns};
+pub(crate) use types::{HealthCheck, Node, PreparedQuery, QueryExecution, ServiceNames};
+pub(crate) use watch::{WatchControl, WatchPolicy, run as run_watch, warns};

@@ -99,6 +99,21 @@ impl HealthEntry {
     }
 }
 
+/// One element of `/v1/health/state/...`: a check and what it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct HealthCheck {
+    #[serde(default)]
+    pub(crate) node: String,
+    #[serde(rename = "CheckID", default)]
+    pub(crate) check_id: String,
+    /// Empty for a node-level check.
+    #[serde(default)]
+    pub(crate) service_name: String,
+    #[serde(default)]
+    pub(crate) status: String,
+}
+
 /// One element of `/v1/query`: what decides whether a DNS name can match the query.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]

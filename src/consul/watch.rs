@@ -13,14 +13,22 @@
 //! - `wait` and every pause carry jitter, so thousands of watches do not wake in step;
 //! - errors back off exponentially with jitter, up to a cap.
 
-use std::{future::Future, sync::atomic::Ordering, time::Duration};
+use std::{
+    future::Future,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::Duration,
+};
 
 use rand::Rng;
-use tokio::time::{Instant, sleep};
+use tokio::{
+    sync::Notify,
+    time::{Instant, sleep},
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{
+    ask::Ask,
     blocking::{Blocking, WatchIndex},
     error::ConsulError,
     freshness::Freshness,
@@ -91,16 +99,86 @@ pub(crate) fn step(sent: WatchIndex, received: WatchIndex, early: bool) -> Step 
     }
 }
 
-/// Runs until `stop` fires: asks `fetch(index, wait)`, hands every changed value to `deliver`,
-/// and keeps `freshness` up to date.
+/// How one service watch should ask, set by whoever holds the connection budget (the catalog's
+/// keeper), and what the watch reports back. Watches of lists (services, nodes, failing
+/// checks, query definitions) have none: they always park.
+#[derive(Debug, Default)]
+pub(crate) struct WatchControl {
+    /// Park on a blocking query (when the budget has room) rather than wait to be told to read.
+    wants_parked: AtomicBool,
+    /// Parked now (a blocking query in flight or about to be).
+    parked: AtomicBool,
+    mode_changed: Notify,
+    read_now: Notify,
+    /// The next read may wait behind others (a sweep after a catalog change).
+    background: AtomicBool,
+    /// The next read must see data past this index (0: any).
+    read_after: AtomicU64,
+    /// Questions answered from this watch's value.
+    asked: AtomicU64,
+}
+
+impl WatchControl {
+    pub(crate) fn new(wants_parked: bool) -> Self {
+        Self {
+            wants_parked: AtomicBool::new(wants_parked),
+            ..Self::default()
+        }
+    }
+
+    /// Parks the watch on a blocking query, or has it wait to be told to read.
+    pub(crate) fn set_parked(&self, parked: bool) {
+        if self.wants_parked.swap(parked, Ordering::Relaxed) != parked {
+            self.mode_changed.notify_one();
+        }
+    }
+
+    pub(crate) fn wants_parked(&self) -> bool {
+        self.wants_parked.load(Ordering::Relaxed)
+    }
+
+    /// Whether a blocking query is parked for it now.
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::Relaxed)
+    }
+
+    /// Tells a watch that is not parked to read its value again (its data may have changed),
+    /// and, with `after`, that the new data is past that index.
+    pub(crate) fn read_now(&self, after: WatchIndex) {
+        self.background.store(false, Ordering::Relaxed);
+        self.read_after.fetch_max(after.get(), Ordering::Relaxed);
+        self.read_now.notify_one();
+    }
+
+    /// As [`Self::read_now`], behind the reads that are more likely to matter.
+    pub(crate) fn read_soon(&self) {
+        self.background.store(true, Ordering::Relaxed);
+        self.read_now.notify_one();
+    }
+
+    /// Counts a question answered from the watch's value.
+    pub(crate) fn count_question(&self) {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Questions answered from the watch's value since it started.
+    pub(crate) fn questions(&self) -> u64 {
+        self.asked.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs until `stop` fires: asks `fetch` for the value (parked on a blocking query after the
+/// last index, or, for a watch `control` keeps out of the budget, read once told to), hands
+/// every changed value to `deliver`, and keeps `freshness` up to date.
 pub(crate) async fn run<T, F, Fut, D>(
     freshness: &Freshness,
     policy: WatchPolicy,
     stop: CancellationToken,
+    control: Option<&WatchControl>,
     mut fetch: F,
     mut deliver: D,
 ) where
-    F: FnMut(WatchIndex, Duration) -> Fut,
+    F: FnMut(Ask) -> Fut,
     Fut: Future<Output = Result<Blocking<T>, ConsulError>>,
     D: FnMut(T),
 {
@@ -108,22 +186,84 @@ pub(crate) async fn run<T, F, Fut, D>(
     let mut index = WatchIndex::ZERO;
     let mut failures: u32 = 0;
     let mut zero_index_streak = false;
+    let mut have_value = false;
+    let mut last_epoch = None;
+    // Set when the budget had no room to park: read on demand until the mode changes.
+    let mut refused_parking = false;
     loop {
+        let parked = !refused_parking && control.is_none_or(WatchControl::wants_parked);
+        if let Some(control) = control {
+            control.parked.store(parked, Ordering::Relaxed);
+            // Not parked and current: wait to be told to read, or for the mode to change; read
+            // anyway after a whole wait, as a parked query would come back. After a failure the
+            // reads go on (with back-off) until one succeeds: nothing would tell it when.
+            if !parked && have_value && failures == 0 {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = control.read_now.notified() => {}
+                    _ = control.mode_changed.notified() => {
+                        refused_parking = false;
+                        continue;
+                    }
+                    _ = sleep(jitter(policy.wait, 0.9)) => refused_parking = false,
+                }
+            }
+        }
         let wait = jitter(policy.wait, 0.9);
+        let ask = match parked {
+            true => Ask::Park { index, wait },
+            false => Ask::Read {
+                background: control.is_some_and(|c| c.background.swap(false, Ordering::Relaxed)),
+                // Consul answers `index=N` once its data passes N: the change at C is in an
+                // answer to C - 1.
+                after: WatchIndex::new(
+                    control
+                        .map_or(0, |c| c.read_after.swap(0, Ordering::Relaxed))
+                        .saturating_sub(1),
+                ),
+            },
+        };
+        let demoted = async {
+            match control {
+                Some(control) if parked => control.mode_changed.notified().await,
+                _ => std::future::pending().await,
+            }
+        };
         let started = Instant::now();
         let answer = tokio::select! {
             _ = stop.cancelled() => return,
-            answer = fetch(index, wait) => answer,
+            answer = fetch(ask) => answer,
+            // Demoted while parked: the parked request is dropped, its place freed.
+            () = demoted => continue,
         };
         let pause = match answer {
+            Err(ConsulError::NoParkingRoom { .. }) => {
+                refused_parking = true;
+                continue;
+            }
             Ok(Blocking {
                 value,
                 index: received,
+                agent_epoch,
             }) => {
                 freshness.contact_ok();
                 failures = 0;
-                let early = started.elapsed() < wait / 2;
-                let step = step(index, received, early);
+                let step = match parked {
+                    true => step(index, received, started.elapsed() < wait / 2),
+                    // A read returns at once: only the index says whether the data is new.
+                    false => Step {
+                        changed: !have_value || received != index,
+                        next: WatchIndex::new(received.get().max(1)),
+                        pause: false,
+                    },
+                };
+                have_value = true;
+                // Another agent answered: its index says nothing against the last one's.
+                let step = Step {
+                    changed: step.changed || last_epoch != Some(agent_epoch),
+                    ..step
+                };
+                last_epoch = Some(agent_epoch);
                 let wakeups = match step.changed {
                     true => &freshness.stats().wakeups_changed,
                     false => &freshness.stats().wakeups_unchanged,

@@ -1,5 +1,5 @@
 //! Consul going away and coming back, with real agents: the last known answers are served
-//! (stale) up to `--max-stale`, then SERVFAIL, never NXDOMAIN; after a restart (empty catalog,
+//! (stale) up to `--serve-stale`, then SERVFAIL, never NXDOMAIN; after a restart (empty catalog,
 //! lower index) the answers are fresh again without restarting the bridge.
 
 use std::time::{Duration, Instant};
@@ -8,15 +8,15 @@ use crate::support::{ConsulAgent, DnsClient, consul::service, dns::ip, start_bri
 use consul_dns_bridge::Bridge;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
-/// A bridge with `--max-stale max_stale` that has answered for `web` and for the prepared
+/// A bridge with `--serve-stale serve_stale` that has answered for `web` and for the prepared
 /// query `webq`, whose agent was then killed, once the bridge has noticed.
-async fn answer_then_lose_consul(max_stale: &str) -> (ConsulAgent, Bridge, DnsClient) {
+async fn answer_then_lose_consul(serve_stale: &str) -> (ConsulAgent, Bridge, DnsClient) {
     let mut consul = ConsulAgent::start().await;
     consul.register(service("web", "web1", "10.1.0.1")).await;
     consul
         .create_query(serde_json::json!({"Name": "webq", "Service": {"Service": "web"}}))
         .await;
-    let (bridge, dns) = start_bridge(&consul, &["--max-stale", max_stale]).await;
+    let (bridge, dns) = start_bridge(&consul, &["--serve-stale", serve_stale]).await;
     for name in ["web.service.consul.", "webq.query.consul."] {
         assert_eq!(dns.addresses(name, RecordType::A).await, [ip("10.1.0.1")]);
     }
@@ -31,7 +31,7 @@ async fn answer_then_lose_consul(max_stale: &str) -> (ConsulAgent, Bridge, DnsCl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_answers_while_consul_is_down_then_fresh_after_restart() {
-    // 72h is the default max-stale.
+    // 72h is the default serve-stale.
     let (mut consul, bridge, dns) = answer_then_lose_consul("72h").await;
     let status = bridge.status();
     for _ in 0..20 {
@@ -76,7 +76,7 @@ async fn stale_answers_while_consul_is_down_then_fresh_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_max_stale_answers_servfail_never_nxdomain() {
+async fn past_serve_stale_answers_servfail_never_nxdomain() {
     let (_consul, bridge, dns) = answer_then_lose_consul("1s").await;
     assert_eq!(
         dns.rcode("web.service.consul.", RecordType::A).await,
@@ -102,7 +102,7 @@ async fn past_max_stale_answers_servfail_never_nxdomain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_stale_zero_disables_serving_stale() {
+async fn serve_stale_zero_disables_serving_stale() {
     let (_consul, bridge, dns) = answer_then_lose_consul("0s").await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(

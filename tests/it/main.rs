@@ -4,10 +4,12 @@
 mod support;
 
 mod bridge;
+mod budget;
 mod cli;
 mod cluster;
 mod conformance;
 mod consul_faults;
+mod consul_reads;
 mod datacenters;
 mod differential;
 mod docker;

@@ -85,6 +85,34 @@ async fn counters_move_with_queries_and_staleness_shows() {
     assert_eq!(sample(&after, "consul_dns_bridge_watched_services"), 1.0);
     assert_eq!(sample(&after, "consul_dns_bridge_ready"), 1.0);
     assert_eq!(sample(&after, "consul_dns_bridge_stale_watches"), 0.0);
+    // The connection budget: web's watch parked (within the budget, the keeper's second
+    // tick may not have come yet, so parked or about to be), a few connections held, the
+    // health read through the agent's cache.
+    let watches = sample(
+        &after,
+        r#"consul_dns_bridge_service_watches{mode="parked"}"#,
+    ) + sample(
+        &after,
+        r#"consul_dns_bridge_service_watches{mode="on_demand"}"#,
+    );
+    assert!(watches <= 1.0, "{watches}");
+    let connections = sample(&after, "consul_dns_bridge_consul_connections");
+    assert!((1.0..=64.0).contains(&connections), "{connections}");
+    assert!(sample(&after, "consul_dns_bridge_consul_parked_queries") >= 2.0);
+    assert!(
+        sample(
+            &after,
+            r#"consul_dns_bridge_consul_agent_cache_total{result="hit"}"#
+        ) + sample(
+            &after,
+            r#"consul_dns_bridge_consul_agent_cache_total{result="miss"}"#
+        ) >= 1.0,
+        "web read through the agent cache"
+    );
+    assert_eq!(
+        sample(&after, "consul_dns_bridge_consul_refused_connections_total"),
+        0.0
+    );
     assert!(
         sample(
             &after,
@@ -114,7 +142,8 @@ async fn counters_move_with_queries_and_staleness_shows() {
             r#"consul_dns_bridge_consul_errors_total{endpoint="/v1/health/service"}"#
         )
     );
-    assert_eq!(sample(&down, "consul_dns_bridge_stale_watches"), 2.0);
+    // The service list, web, and the failing checks the keeper of the connection budget watches.
+    assert_eq!(sample(&down, "consul_dns_bridge_stale_watches"), 3.0);
     assert!(sample(&down, web_age) >= 2.0);
     assert!(
         sample(

@@ -46,6 +46,10 @@ struct State {
     index: u64,
     web_address: String,
     requests: HashMap<String, u64>,
+    /// Every request target (path and query), in order.
+    targets: Vec<String>,
+    /// `X-Consul-LastContact` of every answer, in milliseconds.
+    last_contact_ms: u64,
 }
 
 /// A running fake; stops when dropped.
@@ -66,6 +70,8 @@ impl FakeConsul {
             index: 10,
             web_address: web_address.into(),
             requests: HashMap::new(),
+            targets: Vec::new(),
+            last_contact_ms: 0,
         }));
         let (changed, _) = watch::channel(0);
         let task = tokio::spawn(accept(listener, state.clone(), changed.clone()));
@@ -94,6 +100,23 @@ impl FakeConsul {
             s.web_address = address.into();
         });
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Answers say the answering server last heard from the leader `ms` ago.
+    pub fn set_last_contact(&self, ms: u64) {
+        self.with_state(|s| s.last_contact_ms = ms);
+    }
+
+    /// The targets (path and query) of the requests received so far on paths starting with
+    /// `prefix`, in order.
+    pub fn targets(&self, prefix: &str) -> Vec<String> {
+        self.with_state(|s| {
+            s.targets
+                .iter()
+                .filter(|target| target.starts_with(prefix))
+                .cloned()
+                .collect()
+        })
     }
 
     /// Requests received so far on paths starting with `prefix`.
@@ -149,18 +172,22 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, mut changed: wat
     let behaviour = {
         let mut s = state.lock().expect("fake state");
         *s.requests.entry(path.to_owned()).or_default() += 1;
+        s.targets.push(target.clone());
         s.behaviour.clone()
     };
+    let last_contact = state.lock().expect("fake state").last_contact_ms;
     let watched = path == "/v1/catalog/services" || path == "/v1/health/service/web";
     if !watched {
         let body = match path {
             "/v1/agent/self" => r#"{"Config":{"Datacenter":"dc1"}}"#.to_owned(),
             "/v1/catalog/datacenters" => r#"["dc1"]"#.to_owned(),
             _ if path.starts_with("/v1/health/service/") => "[]".to_owned(),
-            _ => return respond(&mut stream, 404, None, b"not found").await,
+            // No failing check.
+            _ if path.starts_with("/v1/health/state/") => "[]".to_owned(),
+            _ => return respond(&mut stream, 404, None, 0, b"not found").await,
         };
         let index = state.lock().expect("fake state").index;
-        return respond(&mut stream, 200, Some(index), body.as_bytes()).await;
+        return respond(&mut stream, 200, Some(index), last_contact, body.as_bytes()).await;
     }
 
     match behaviour {
@@ -171,9 +198,11 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, mut changed: wat
                 let _ = tokio::time::timeout(wait, changed.changed()).await;
             }
             let (index, body) = data(&state, path);
-            respond(&mut stream, 200, Some(index), body.as_bytes()).await;
+            respond(&mut stream, 200, Some(index), last_contact, body.as_bytes()).await;
         }
-        Behaviour::Status(code, body) => respond(&mut stream, code, None, body.as_bytes()).await,
+        Behaviour::Status(code, body) => {
+            respond(&mut stream, code, None, last_contact, body.as_bytes()).await
+        }
         Behaviour::CutBody => {
             let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
                         X-Consul-Index: 99\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n";
@@ -182,7 +211,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, mut changed: wat
         }
         Behaviour::InvalidJson => {
             let index = state.lock().expect("fake state").index + 1;
-            respond(&mut stream, 200, Some(index), b"<html>not json</html>").await;
+            respond(&mut stream, 200, Some(index), 0, b"<html>not json</html>").await;
         }
         Behaviour::Hang => {
             let mut sink = [0u8; 64];
@@ -204,7 +233,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, mut changed: wat
         }
         Behaviour::IndexZero => {
             let (_, body) = data(&state, path);
-            respond(&mut stream, 200, Some(0), body.as_bytes()).await;
+            respond(&mut stream, 200, Some(0), 0, body.as_bytes()).await;
         }
         Behaviour::IndexBackwards => {
             let lower = 3;
@@ -212,7 +241,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, mut changed: wat
                 let _ = tokio::time::timeout(wait, changed.changed()).await;
             }
             let (_, body) = data(&state, path);
-            respond(&mut stream, 200, Some(lower), body.as_bytes()).await;
+            respond(&mut stream, 200, Some(lower), 0, body.as_bytes()).await;
         }
     }
 }
@@ -249,9 +278,16 @@ async fn read_request_target(stream: &mut TcpStream) -> Option<String> {
     line.split(' ').nth(1).map(str::to_owned)
 }
 
-async fn respond(stream: &mut TcpStream, status: u16, index: Option<u64>, body: &[u8]) {
+async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    index: Option<u64>,
+    last_contact_ms: u64,
+    body: &[u8],
+) {
     let mut head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\nX-Consul-LastContact: {last_contact_ms}\r\n",
         body.len()
     );
     if let Some(index) = index {

@@ -47,6 +47,7 @@ pub async fn start_bridge_at(url: &str, extra: &[&str]) -> (Bridge, DnsClient) {
         Ok(Parsed::Display(_)) => panic!("options asked for help text"),
         Err(error) => panic!("bad test options: {error}"),
     };
+    init_test_log();
     let bridge = Bridge::start(&config).await.expect("bridge starts");
     let dns = DnsClient::new(bridge.dns_addrs()[0]);
     (bridge, dns)
@@ -78,4 +79,15 @@ pub async fn poll_until(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     Some(started.elapsed())
+}
+
+/// The bridge's log in the test output, at the filter `TEST_LOG` names (e.g.
+/// `TEST_LOG=consul_dns_bridge=debug cargo test ...`); nothing when it is not set.
+fn init_test_log() {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("TEST_LOG").unwrap_or_default())
+            .with_test_writer()
+            .try_init();
+    }
 }

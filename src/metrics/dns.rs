@@ -1,7 +1,6 @@
-//! The Prometheus metrics. The DNS side counts queries and times answers in plain atomics as they
-//! happen; everything (those counts, cache, watches, Consul requests, staleness) is read when
-//! `/metrics` is scraped, so the query path pays a few atomic adds (the UDP fast path one set
-//! per batch) and the other parts carry no metrics code of their own.
+//! What the DNS side counts per query: question type and response code, latency, fast-path
+//! answers, in plain atomics (and per UDP batch in plain integers), turned into Prometheus
+//! families only when `/metrics` is scraped.
 
 use std::{
     sync::{
@@ -14,33 +13,9 @@ use std::{
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet, text::encode},
-    metrics::{MetricType, counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
+    encoding::{DescriptorEncoder, NoLabelSet},
+    metrics::MetricType,
 };
-
-use crate::{catalog::Catalog, consul::Endpoint, dns::RateLimiter};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QueryLabels {
-    qtype: &'static str,
-    rcode: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EndpointLabels {
-    endpoint: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct WakeupLabels {
-    changed: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct WatchLabels {
-    watch: String,
-}
 
 /// The question types counted by name; others count as `OTHER`.
 const QTYPES: [RecordType; 10] = [
@@ -127,6 +102,18 @@ impl DnsMetrics {
             .fetch_add(std::mem::take(&mut tally.answers), Ordering::Relaxed);
     }
 
+    /// Calls `visit` with each (question type, response code) seen and its count.
+    pub(super) fn each_query_count(&self, mut visit: impl FnMut(&'static str, &'static str, u64)) {
+        for (row, counts) in self.queries.iter().enumerate() {
+            for (column, count) in counts.iter().enumerate() {
+                let count = count.load(Ordering::Relaxed);
+                if count > 0 {
+                    visit(qtype_name(row), rcode_name(column), count);
+                }
+            }
+        }
+    }
+
     /// Queries answered by the UDP fast path since start.
     pub fn fast_answers(&self) -> u64 {
         self.fast_answers.load(Ordering::Relaxed)
@@ -185,7 +172,7 @@ fn nanos(took: Duration) -> u64 {
 
 /// `answer_duration_seconds`, read from the atomics at each scrape.
 #[derive(Debug)]
-struct LatencyCollector(Arc<DnsMetrics>);
+pub(super) struct LatencyCollector(pub(super) Arc<DnsMetrics>);
 
 impl Collector for LatencyCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -230,197 +217,6 @@ fn rcode_name(column: usize) -> &'static str {
         Some(ResponseCode::NotImp) => "NOTIMP",
         Some(ResponseCode::Refused) => "REFUSED",
         _ => "OTHER",
-    }
-}
-
-/// Values copied from the DNS side, the catalog and the Consul client at each scrape.
-#[derive(Default)]
-struct Pulled {
-    queries: Family<QueryLabels, Counter>,
-    fast_answers: Counter,
-    cache_hits: Counter,
-    cache_misses: Counter,
-    watched_services: Gauge,
-    stale_watches: Gauge,
-    ready: Gauge,
-    consul_requests: Family<EndpointLabels, Counter>,
-    consul_errors: Family<EndpointLabels, Counter>,
-    wakeups: Family<WakeupLabels, Counter>,
-    staleness: Family<WatchLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    rate_limited: Family<RateLimitLabels, Counter>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RateLimitLabels {
-    action: &'static str,
-}
-
-/// Everything `/metrics` shows.
-pub(crate) struct Metrics {
-    registry: Registry,
-    catalog: Catalog,
-    dns: Arc<DnsMetrics>,
-    limiter: Arc<RateLimiter>,
-    pulled: Pulled,
-}
-
-impl Metrics {
-    pub(crate) fn new(catalog: Catalog, dns: Arc<DnsMetrics>, limiter: Arc<RateLimiter>) -> Self {
-        let mut registry = Registry::with_prefix("consul_dns_bridge");
-        let pulled = Pulled::default();
-        registry.register(
-            "queries",
-            "DNS queries answered, by question type and response code",
-            pulled.queries.clone(),
-        );
-        registry.register_collector(Box::new(LatencyCollector(dns.clone())));
-        registry.register(
-            "fast_path_answers",
-            "UDP queries answered from pre-encoded records (also counted in queries)",
-            pulled.fast_answers.clone(),
-        );
-        registry.register(
-            "cache_hits",
-            "Service lookups answered from the cache",
-            pulled.cache_hits.clone(),
-        );
-        registry.register(
-            "cache_misses",
-            "Service lookups that waited for Consul's first answer (a new watch)",
-            pulled.cache_misses.clone(),
-        );
-        registry.register(
-            "watched_services",
-            "Services with an active blocking-query watch",
-            pulled.watched_services.clone(),
-        );
-        registry.register(
-            "stale_watches",
-            "Watches whose last request to Consul failed: their answers are served stale",
-            pulled.stale_watches.clone(),
-        );
-        registry.register(
-            "ready",
-            "1 once the local service list has been read from Consul",
-            pulled.ready.clone(),
-        );
-        registry.register(
-            "consul_requests",
-            "HTTP requests to Consul, by endpoint",
-            pulled.consul_requests.clone(),
-        );
-        registry.register(
-            "consul_errors",
-            "Failed HTTP requests to Consul (transport, status or body), by endpoint",
-            pulled.consul_errors.clone(),
-        );
-        registry.register(
-            "blocking_query_wakeups",
-            "Blocking queries that returned, by whether the data had changed",
-            pulled.wakeups.clone(),
-        );
-        registry.register(
-            "watch_staleness_seconds",
-            "Seconds since each watch's last successful answer from Consul",
-            pulled.staleness.clone(),
-        );
-        registry.register(
-            "rate_limited",
-            "UDP answers held back by response rate limiting: dropped, or sent empty with TC (slipped)",
-            pulled.rate_limited.clone(),
-        );
-        Self {
-            registry,
-            catalog,
-            dns,
-            limiter,
-            pulled,
-        }
-    }
-
-    /// The Prometheus text format, with the pulled values read now.
-    pub(crate) fn render(&self) -> String {
-        self.pull();
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut text, &self.registry);
-        text
-    }
-
-    fn pull(&self) {
-        let (catalog, pulled) = (&self.catalog, &self.pulled);
-        for (row, counts) in self.dns.queries.iter().enumerate() {
-            for (column, count) in counts.iter().enumerate() {
-                let count = count.load(Ordering::Relaxed);
-                if count > 0 {
-                    let labels = QueryLabels {
-                        qtype: qtype_name(row),
-                        rcode: rcode_name(column),
-                    };
-                    let counter = pulled.queries.get_or_create(&labels);
-                    counter.inner().store(count, Ordering::Relaxed);
-                }
-            }
-        }
-        pulled
-            .fast_answers
-            .inner()
-            .store(self.dns.fast_answers(), Ordering::Relaxed);
-        let (hits, misses) = catalog.cache_hits_and_misses();
-        pulled.cache_hits.inner().store(hits, Ordering::Relaxed);
-        pulled.cache_misses.inner().store(misses, Ordering::Relaxed);
-        pulled
-            .watched_services
-            .set(i64::try_from(catalog.watched_services()).unwrap_or(i64::MAX));
-        pulled
-            .stale_watches
-            .set(i64::try_from(catalog.stale_watches()).unwrap_or(i64::MAX));
-        pulled.ready.set(i64::from(catalog.is_ready()));
-        let client = catalog.consul();
-        for endpoint in Endpoint::ALL {
-            let labels = EndpointLabels {
-                endpoint: endpoint.path(),
-            };
-            let requests = client.request_count(endpoint);
-            let errors = client.error_count(endpoint);
-            let stored = &pulled.consul_requests;
-            stored
-                .get_or_create(&labels)
-                .inner()
-                .store(requests, Ordering::Relaxed);
-            pulled
-                .consul_errors
-                .get_or_create(&labels)
-                .inner()
-                .store(errors, Ordering::Relaxed);
-        }
-        let stats = catalog.watch_stats();
-        for (changed, count) in [
-            ("true", &stats.wakeups_changed),
-            ("false", &stats.wakeups_unchanged),
-        ] {
-            pulled
-                .wakeups
-                .get_or_create(&WakeupLabels { changed })
-                .inner()
-                .store(count.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        let (dropped, slipped) = self.limiter.limited();
-        for (action, count) in [("dropped", dropped), ("slipped", slipped)] {
-            pulled
-                .rate_limited
-                .get_or_create(&RateLimitLabels { action })
-                .inner()
-                .store(count, Ordering::Relaxed);
-        }
-        // Watches come and go: rebuild the family so stopped ones disappear.
-        pulled.staleness.clear();
-        for (watch, age) in catalog.watch_ages() {
-            pulled
-                .staleness
-                .get_or_create(&WatchLabels { watch })
-                .set(age.as_secs_f64());
-        }
     }
 }
 

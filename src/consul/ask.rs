@@ -1,0 +1,43 @@
+//! How the bridge asks Consul: the read options it shares with Consul's DNS (`allow_stale`,
+//! `max_stale`, `use_cache`), how one watch asks (parked, or a read at once), and what the
+//! reads came to.
+
+use std::time::Duration;
+
+use super::blocking::WatchIndex;
+
+/// How reads are asked of Consul, by the names of Consul's own DNS options.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadOptions {
+    /// `allow_stale`: any server answers (`?stale`), not only the leader.
+    pub(crate) allow_stale: bool,
+    /// `max_stale`: a stale answer from a server further behind the leader than this is asked
+    /// again of the leader.
+    pub(crate) max_stale: Duration,
+    /// `use_cache`: health reads through the agent's cache (`?cached`), whose one background
+    /// watch per service serves every client of the agent.
+    pub(crate) use_cache: bool,
+}
+
+/// How a watch asks for its value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ask {
+    /// A blocking query parked at the agent until the data passes `index` or `wait` elapses.
+    Park { index: WatchIndex, wait: Duration },
+    /// A read that returns at once; a `background` one (a sweep after a catalog change) waits
+    /// behind the others. With `after` set, it waits (briefly) for data past that index: a
+    /// health change seen elsewhere must be in the answer, even from a lagging server or the
+    /// agent's cache not yet refreshed.
+    Read { background: bool, after: WatchIndex },
+}
+
+/// How the reads went, for the metrics (see `ConsulClient::read_stats`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadStats {
+    pub(crate) consistent_retries: u64,
+    pub(crate) cache_hits: u64,
+    pub(crate) cache_misses: u64,
+    pub(crate) refused: u64,
+    pub(crate) parked: usize,
+    pub(crate) connections: usize,
+}

@@ -1,0 +1,115 @@
+//! What the bridge reads from Consul, one method per endpoint: the agent's datacenter, the
+//! datacenters, service lists, nodes, a service's passing instances, the failing checks,
+//! prepared queries and their execution. How a request goes out is [`super::client`]'s job.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use super::{
+    ask::Ask,
+    blocking::{Blocking, WatchIndex},
+    client::ConsulClient,
+    endpoint::{Endpoint, InstanceKind},
+    error::ConsulError,
+    lanes::Parking,
+    types::{
+        AgentSelf, HealthCheck, HealthEntry, Node, PreparedQuery, QueryExecution, ServiceNames,
+    },
+};
+
+impl ConsulClient {
+    /// The datacenter of the agent we talk to.
+    pub(crate) async fn agent_datacenter(&self) -> Result<String, ConsulError> {
+        let answer: AgentSelf = self.get_plain(Endpoint::AgentSelf, &[], &[]).await?.0;
+        Ok(answer.config.datacenter)
+    }
+
+    /// Every datacenter known over the WAN (this endpoint does not block).
+    pub(crate) async fn datacenters(&self) -> Result<Vec<String>, ConsulError> {
+        Ok(self.get_plain(Endpoint::Datacenters, &[], &[]).await?.0)
+    }
+
+    /// Blocking query on the names of all services of `dc`.
+    pub(crate) async fn service_names(
+        &self,
+        dc: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<ServiceNames>, ConsulError> {
+        let ask = Ask::Park { index, wait };
+        self.blocking(Endpoint::CatalogServices, &[], dc, ask, Parking::Essential)
+            .await
+    }
+
+    /// Blocking query on every node of `dc`, with its address and metadata.
+    pub(crate) async fn nodes(
+        &self,
+        dc: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<Vec<Node>>, ConsulError> {
+        let ask = Ask::Park { index, wait };
+        self.blocking(Endpoint::CatalogNodes, &[], dc, ask, Parking::Essential)
+            .await
+    }
+
+    /// The passing instances of one service of `kind` (`?passing`: every service and node
+    /// check passing), parked on a blocking query when the budget has room
+    /// ([`ConsulError::NoParkingRoom`] when not) or read at once.
+    pub(crate) async fn passing_instances(
+        &self,
+        kind: InstanceKind,
+        dc: &str,
+        service: &str,
+        ask: Ask,
+    ) -> Result<Blocking<Vec<HealthEntry>>, ConsulError> {
+        let endpoint = Endpoint::Health(kind);
+        self.blocking(endpoint, &[service], dc, ask, Parking::IfRoom)
+            .await
+    }
+
+    /// Blocking query on the checks of `dc` that are not passing: a health change anywhere
+    /// changes this list, and says which service it touched.
+    pub(crate) async fn failing_checks(
+        &self,
+        dc: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<Vec<HealthCheck>>, ConsulError> {
+        let ask = Ask::Park { index, wait };
+        self.blocking(Endpoint::FailingChecks, &[], dc, ask, Parking::Essential)
+            .await
+    }
+
+    /// Blocking query on the prepared query definitions of `dc`.
+    pub(crate) async fn prepared_queries(
+        &self,
+        dc: &str,
+        index: WatchIndex,
+        wait: Duration,
+    ) -> Result<Blocking<Vec<PreparedQuery>>, ConsulError> {
+        let ask = Ask::Park { index, wait };
+        self.blocking(Endpoint::PreparedQueries, &[], dc, ask, Parking::Essential)
+            .await
+    }
+
+    /// Executes the prepared query `name` (a name, an ID, or a name a template matches) in
+    /// `dc`, as Consul's DNS does; `None` when Consul has no such query.
+    pub(crate) async fn execute_query(
+        &self,
+        dc: &str,
+        name: &str,
+    ) -> Result<Option<QueryExecution>, ConsulError> {
+        let mut query = vec![("dc", dc.to_owned())];
+        self.read_options(Endpoint::QueryExecute, &mut query);
+        match self
+            .get_plain(Endpoint::QueryExecute, &[name], &query)
+            .await
+        {
+            Ok((execution, _)) => Ok(Some(execution)),
+            Err(ConsulError::Status { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}

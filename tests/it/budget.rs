@@ -1,0 +1,223 @@
+//! The connection budget against a real agent left at its default limits
+//! (`http_max_conns_per_client` 200): a bridge asked for 1,000 services answers every one, holds
+//! at most `--consul-max-connections` (64) connections to the agent while the host's other
+//! clients keep registering through it, follows a health change of a service it does not park
+//! within the same second, and several bridges on one agent through its cache cost the servers
+//! about one execution per change.
+
+use std::{
+    net::UdpSocket,
+    time::{Duration, Instant},
+};
+
+use hickory_proto::rr::RecordType;
+use serde_json::json;
+
+use crate::support::{
+    ConsulAgent,
+    consul::{ConsulApi, service},
+    dns::{ip, query_bytes},
+    start_bridge, wait_until,
+};
+
+/// Registers `count` services (`svc0000` ...) of one instance each on an external node, through
+/// the catalog in transactions of 64.
+async fn register_services(consul: &ConsulAgent, count: usize) {
+    let mut ops =
+        vec![json!({"Node": {"Verb": "set", "Node": {"Node": "ext", "Address": "10.99.0.1"}}})];
+    for i in 0..count {
+        ops.push(
+            json!({"Service": {"Verb": "set", "Node": "ext", "Service": {
+            "ID": format!("svc{i:04}"), "Service": format!("svc{i:04}"),
+            "Address": format!("10.{}.{}.{}", 100 + i / 65536, (i / 256) % 256, i % 256),
+            "Port": 80}}}),
+        );
+        ops.push(json!({"Check": {"Verb": "set", "Check": {
+            "Node": "ext", "CheckID": format!("check{i:04}"), "Name": "up",
+            "Status": "passing", "ServiceID": format!("svc{i:04}")}}}));
+    }
+    for chunk in ops.chunks(64) {
+        consul.put("/v1/txn", json!(chunk)).await;
+    }
+}
+
+/// Sets the check of `svc{i}` to `status`.
+async fn set_service_check(api: &ConsulApi, i: usize, status: &str) {
+    let check = json!([{"Check": {"Verb": "set", "Check": {
+        "Node": "ext", "CheckID": format!("check{i:04}"), "Name": "up",
+        "Status": status, "ServiceID": format!("svc{i:04}")}}}]);
+    api.put("/v1/txn", check).await;
+}
+
+/// Established TCP connections from this machine to `port` on 127.0.0.1 (`/proc/net/tcp`).
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_services_within_the_budget_and_the_host_keeps_its_share() {
+    let consul = ConsulAgent::start().await;
+    register_services(&consul, 1000).await;
+    let (bridge, dns) = start_bridge(&consul, &[]).await;
+    let port = consul.http.port();
+
+    // Every service asked for, 50 at a time over UDP: all answered with their instance.
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut most_connections = 0;
+    let mut failed = Vec::new();
+    for batch in (0..1000).collect::<Vec<usize>>().chunks(50) {
+        for i in batch {
+            let question = query_bytes(
+                *i as u16,
+                &format!("svc{i:04}.service.consul."),
+                RecordType::A,
+                Some(1232),
+            );
+            socket.send_to(&question, dns.addr).expect("send");
+        }
+        let mut buf = [0u8; 1500];
+        for _ in batch {
+            let len = socket.recv(&mut buf).expect("an answer within 5 s");
+            let answer = hickory_proto::op::Message::from_vec(&buf[..len]).expect("decode");
+            if answer.answers.len() != 1 {
+                failed.push((answer.metadata.id, answer.metadata.response_code));
+            }
+        }
+        most_connections = most_connections.max(connections_to(port));
+    }
+    assert!(
+        failed.is_empty(),
+        "{} services not answered: {failed:?}",
+        failed.len()
+    );
+
+    // The keeper parks the most asked within a second or two; the rest read on demand.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    most_connections = most_connections.max(connections_to(port));
+
+    // The host's other clients still get through: registrations from the same address.
+    for i in 0..20 {
+        consul
+            .register(service(
+                "other",
+                &format!("other{i}"),
+                &format!("10.98.0.{i}"),
+            ))
+            .await;
+    }
+    most_connections = most_connections.max(connections_to(port));
+    println!("1,000 services answered; at most {most_connections} connections to the agent");
+    // The harness's own API client holds a few too.
+    assert!(most_connections <= 64 + 8, "{most_connections} connections");
+
+    // A health change of a service answered on demand (most are: 52 may park) shows at once.
+    let flipped = Instant::now();
+    set_service_check(&consul, 777, "critical").await;
+    let took = wait_until("svc0777 gone", Duration::from_secs(2), async || {
+        dns.addresses("svc0777.service.consul.", RecordType::A)
+            .await
+            .is_empty()
+    })
+    .await;
+    println!("health change of an on-demand service seen after {took:?}");
+    assert!(flipped.elapsed() < Duration::from_secs(2));
+    set_service_check(&consul, 777, "passing").await;
+    wait_until("svc0777 back", Duration::from_secs(2), async || {
+        dns.addresses("svc0777.service.consul.", RecordType::A)
+            .await
+            == [ip("10.100.3.9")]
+    })
+    .await;
+    bridge.shutdown().await;
+}
+
+/// `consul_health_service_query{service="web"}` on the agent's own telemetry.
+async fn executions(consul: &ConsulAgent) -> f64 {
+    let text = reqwest::get(format!(
+        "{}/v1/agent/metrics?format=prometheus",
+        consul.http_url()
+    ))
+    .await
+    .expect("metrics")
+    .text()
+    .await
+    .expect("metrics text");
+    text.lines()
+        .find(|line| line.starts_with("consul_health_service_query{service=\"web\"}"))
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Four bridges on one agent ask for `web`; `flips` health changes; returns the executions of
+/// web's health query per change.
+async fn executions_per_flip(use_cache: &str, flips: usize) -> f64 {
+    let consul = ConsulAgent::start_with(
+        "dns_config { only_passing = true }\ntelemetry { prometheus_retention_time = \"60s\" }\n",
+    )
+    .await;
+    consul.register(service("web", "web1", "10.1.0.1")).await;
+    consul.register(service("web", "web2", "10.1.0.2")).await;
+    let mut bridges = Vec::new();
+    for _ in 0..4 {
+        bridges.push(start_bridge(&consul, &["--use-cache", use_cache]).await);
+    }
+    for (_, dns) in &bridges {
+        assert_eq!(
+            dns.addresses("web.service.consul.", RecordType::A)
+                .await
+                .len(),
+            2
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = executions(&consul).await;
+    for flip in 0..flips {
+        let (verb, expected) = match flip % 2 {
+            0 => ("fail", 1),
+            _ => ("pass", 2),
+        };
+        consul.set_check("web1", verb).await;
+        for (_, dns) in &bridges {
+            wait_until("every bridge follows", Duration::from_secs(3), async || {
+                dns.addresses("web.service.consul.", RecordType::A)
+                    .await
+                    .len()
+                    == expected
+            })
+            .await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let per_flip = (executions(&consul).await - before) / flips as f64;
+    for (bridge, _) in bridges {
+        bridge.shutdown().await;
+    }
+    per_flip
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridges_sharing_an_agent_cost_one_execution_per_change_through_its_cache() {
+    let cached = executions_per_flip("true", 6).await;
+    let uncached = executions_per_flip("false", 6).await;
+    println!(
+        "4 bridges, executions of web's health query per change: {cached} cached, {uncached} not"
+    );
+    assert!(cached <= 1.5, "{cached} per change through the cache");
+    assert!(
+        uncached >= 3.5,
+        "{uncached} per change without it: one per bridge"
+    );
+}
