@@ -136,6 +136,10 @@ def flips(count=5):
 register()
 ask_all()
 print(f"watched services: {metric('consul_dns_bridge_watched_services'):.0f}")
+time.sleep(3)  # the keeper parks the most asked within a few seconds
+parked = metric('consul_dns_bridge_service_watches{mode="parked"}')
+on_demand = metric('consul_dns_bridge_service_watches{mode="on_demand"}')
+print(f"service watches parked: {parked:.0f}, read on demand: {on_demand:.0f}")
 rss, peak = rss_mb()
 print(f"bridge RSS now {rss:.1f} MB, peak {peak:.1f} MB")
 print(f"connections to Consul: {consul_connections()}")

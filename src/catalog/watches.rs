@@ -8,7 +8,7 @@ use hickory_proto::rr::Name;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    addresses::ServiceAddresses,
+    addresses::{ServiceAddresses, ServiceTarget},
     entry::{EntryContext, ServiceAnswers},
     nodes::Nodes,
     queries::QueryNames,
@@ -81,12 +81,18 @@ pub(crate) fn watch_instances(
             let mut indexed = HashSet::new();
             // The name reverse lookups of this service's addresses give.
             let target = Name::from_labels([service.as_bytes(), b"service", dc.as_bytes()])
-                .and_then(|name| name.append_domain(&domain));
+                .and_then(|name| name.append_domain(&domain))
+                .map(|target| {
+                    Arc::new(ServiceTarget {
+                        service: service.clone(),
+                        target,
+                    })
+                });
             let deliver = |entries: Vec<_>| {
                 let answers = ServiceAnswers::build(&entries, &entry_context);
                 if let (Some(index), Ok(target)) = (&addresses, &target) {
                     let now = answers.ip_addresses();
-                    index.update(&service, target, &indexed, &now);
+                    index.update(target, &indexed, &now);
                     indexed = now;
                 }
                 publish.send_replace(Some(Arc::new(answers)));
@@ -102,7 +108,7 @@ pub(crate) fn watch_instances(
             .await;
             // The watch ends with its slot: its addresses leave the index with it.
             if let (Some(index), Ok(target)) = (&addresses, &target) {
-                index.update(&service, target, &indexed, &HashSet::new());
+                index.update(target, &indexed, &HashSet::new());
             }
         },
     )

@@ -230,9 +230,12 @@ pub(crate) async fn run<T, F, Fut, D>(
             }
         };
         let started = Instant::now();
+        // Boxed: a request's future is several kilobytes, and unboxed it would sit in every
+        // watch task's state, also while the task only waits to be told to read (thousands).
+        let request = Box::pin(fetch(ask));
         let answer = tokio::select! {
             _ = stop.cancelled() => return,
-            answer = fetch(ask) => answer,
+            answer = request => answer,
             // Demoted while parked: the parked request is dropped, its place freed.
             () = demoted => continue,
         };
