@@ -8,7 +8,7 @@ executions of the flipped services' health queries on each server (leader / foll
 time from the flip to each bridge's new answer per class, connections per agent, RSS per
 bridge; then the same through the agents' own DNS."""
 
-import argparse, json, re, socket, statistics, struct, subprocess, threading, time
+import argparse, json, os, re, signal, socket, struct, subprocess, threading, time
 import urllib.request
 
 p = argparse.ArgumentParser()
@@ -126,6 +126,7 @@ def flip_round(targets, label):
     target, the services flipped."""
     times = []
     flipped = []
+    commits = []
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in targets]
     for sock in socks:
         sock.settimeout(1)
@@ -135,8 +136,12 @@ def flip_round(targets, label):
         name = f"svc{i:05d}.service.consul"
         flipped.append(f"svc{i:05d}")
         for status, expect in [("critical", 0), ("passing", 1)]:
-            started = time.perf_counter()
+            sent = time.perf_counter()
             http(clients[0], "/v1/txn", [check(i, status)])
+            # The PUT returns once the servers have committed the change (Raft, on disk): the
+            # time from then is what the readers add.
+            started = time.perf_counter()
+            commits.append((started - sent) * 1000)
             pending = dict(enumerate(targets))
             while pending:
                 for j, addr in list(pending.items()):
@@ -147,6 +152,8 @@ def flip_round(targets, label):
                 if time.perf_counter() - started > 20:
                     raise SystemExit(f"{label}: {name} {status} not seen within 20 s")
         time.sleep(0.2)
+    print(f"{label}: the change's PUT took p50 {percentile(commits, .5):.1f} ms, "
+          f"p99 {percentile(commits, .99):.1f} ms (the servers' commit)")
     return times, flipped
 
 
@@ -166,7 +173,7 @@ def report(label, times, flipped, before, after, leader):
     for cls in ["hot", "cold"]:
         ms = [t for c, t in times if c == cls]
         if ms:
-            print(f"flip -> answer, {cls} services ({len(ms)} answers): p50 {percentile(ms, .5):.1f} ms, "
+            print(f"committed flip -> answer, {cls} services ({len(ms)} answers): p50 {percentile(ms, .5):.1f} ms, "
                   f"p99 {percentile(ms, .99):.1f} ms, max {max(ms):.1f} ms")
 
 
@@ -198,6 +205,14 @@ for ip in clients:
     print(f"connections to agent {ip}: {connections(ip)}")
 print("bridge RSS (MB): " + ", ".join(f"{rss_mb(pid):.1f}" for pid in bridge_pids))
 stop.set()
+traffic.join()
+# The bridges stop, so that their watches cost nothing in the anchor's count.
+for pid in bridge_pids:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+time.sleep(2)
 
 # The anchor: the agents' own DNS, asked the same way (allow_stale, use_cache).
 anchors = [(ip, args.dns_port) for ip in clients]

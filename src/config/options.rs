@@ -127,7 +127,7 @@ pub(super) struct Options {
           value_parser = parse_bool)]
     pub(crate) use_cache: bool,
     /// Connections held to one Consul agent at most (its limits.http_max_conns_per_client is 200 by default, counted by client address); services not parked within it are read on demand
-    #[arg(long, value_name = "N", default_value = "64", value_parser = parse_agent_connections)]
+    #[arg(long, value_name = "N", default_value = "32", value_parser = parse_agent_connections)]
     pub(crate) consul_max_connections: usize,
     /// Blocking queries parked at once at most (over HTTPS, where connections do not bound them), which bounds memory
     #[arg(long, value_name = "N", default_value = "1000", value_parser = parse_connection_cap)]
