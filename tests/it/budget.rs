@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::support::{
     ConsulAgent,
+    binary::BridgeBinary,
     consul::{ConsulApi, service},
     dns::{ip, query_bytes},
     start_bridge, wait_until,
@@ -220,4 +221,51 @@ async fn bridges_sharing_an_agent_cost_one_execution_per_change_through_its_cach
         uncached >= 3.5,
         "{uncached} per change without it: one per bridge"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_refusing_connections_is_named_once_in_the_log() {
+    // An operator set the agent's limit below the bridge's budget.
+    let consul = ConsulAgent::start_with(
+        "dns_config { only_passing = true }\nlimits { http_max_conns_per_client = 4 }\n",
+    )
+    .await;
+    register_services(&consul, 40).await;
+    let bridge = BridgeBinary::start(
+        &consul.http_url(),
+        &["--consul-max-connections", "16"],
+        &[],
+        "svc0000.service.consul.",
+    )
+    .await;
+    // Many services asked: the keeper parks them within the budget, past the agent's limit.
+    for _ in 0..3 {
+        for i in 0..40 {
+            bridge
+                .dns
+                .query(&format!("svc{i:04}.service.consul."), RecordType::A)
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let named = "http_max_conns_per_client";
+    let logged = crate::support::poll_until(Duration::from_secs(10), async || {
+        bridge.log().contains(named)
+    })
+    .await;
+    assert!(logged.is_some(), "not in the log:\n{}", bridge.log());
+    let log = bridge.log();
+    println!(
+        "{}",
+        log.lines().find(|l| l.contains(named)).unwrap_or_default()
+    );
+    assert_eq!(log.matches(named).count(), 1, "said once:\n{log}");
+    let metrics = bridge.metrics().await;
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("consul_dns_bridge_consul_refused_connections_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 1.0, "counted: {refused}");
 }

@@ -16,6 +16,8 @@ pub struct BridgeBinary {
     child: Child,
     log_path: PathBuf,
     pub dns: DnsClient,
+    /// Where `/metrics` is served.
+    metrics: SocketAddr,
 }
 
 impl BridgeBinary {
@@ -35,6 +37,7 @@ impl BridgeBinary {
     /// Starts the binary as `start` does, without waiting for anything.
     pub fn spawn(consul_addr: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log_path = std::env::temp_dir().join(format!(
             "consul-dns-bridge-test-{}-{}.log",
             std::process::id(),
@@ -43,7 +46,7 @@ impl BridgeBinary {
         let log = std::fs::File::create(&log_path).expect("create log file");
         let child = Command::new(env!("CARGO_BIN_EXE_consul-dns-bridge"))
             .args(["--listen", &addr.to_string(), "--consul-addr", consul_addr])
-            .args(["--http-listen", "127.0.0.1:0"])
+            .args(["--http-listen", &metrics.to_string()])
             .args(extra)
             .envs(env.iter().copied())
             // Away from the checkout, whose zones/ would be served by default.
@@ -56,6 +59,7 @@ impl BridgeBinary {
             child,
             log_path,
             dns: DnsClient::new(addr),
+            metrics,
         }
     }
 
@@ -85,6 +89,15 @@ impl BridgeBinary {
                 "the binary did not answer {name} within 15 s; log:\n{}",
                 self.log()
             );
+        }
+    }
+
+    /// The `/metrics` page now.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics);
+        match reqwest::get(url).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(error) => panic!("/metrics: {error}"),
         }
     }
 
