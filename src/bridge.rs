@@ -91,6 +91,7 @@ impl Bridge {
             &config.dns,
             handler.recursion_available(),
             fallback.is_some(),
+            config.access.clone(),
         );
         let limiter = Arc::new(RateLimiter::new(config.rate_limit.clone()));
         let compress = !config.dns.disable_compression;

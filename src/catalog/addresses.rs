@@ -3,12 +3,14 @@
 //! one hash lookup however large the catalog.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     net::IpAddr,
     sync::{Arc, RwLock},
 };
 
 use hickory_proto::rr::Name;
+
+use super::visibility::Visibility;
 
 /// A service as reverse lookups name it; one per watched service, shared by its addresses.
 #[derive(Debug)]
@@ -24,46 +26,52 @@ pub(crate) struct ServiceTarget {
 /// B-tree node of 11 entries each) took most of the memory of 10,000 watched services.
 #[derive(Default)]
 pub(crate) struct ServiceAddresses {
-    by_address: RwLock<HashMap<IpAddr, Vec<Arc<ServiceTarget>>>>,
+    by_address: RwLock<HashMap<IpAddr, Vec<ServiceAt>>>,
 }
 
+/// A service with an instance at an address, and who sees an instance of it there.
+type ServiceAt = (Arc<ServiceTarget>, Visibility);
+
 impl ServiceAddresses {
-    /// Records that `service` now has instances at `now` and no longer at `before`.
+    /// Records that `service` now has instances at the addresses of `now` (each seen by whom
+    /// its visibility says) and no longer at those of `before`.
     pub(crate) fn update(
         &self,
         service: &Arc<ServiceTarget>,
-        before: &HashSet<IpAddr>,
-        now: &HashSet<IpAddr>,
+        before: &HashMap<IpAddr, Visibility>,
+        now: &HashMap<IpAddr, Visibility>,
     ) {
         if before == now {
             return;
         }
         // Writers finish every change they start; a panic elsewhere leaves the map usable.
         let mut map = self.by_address.write().unwrap_or_else(|p| p.into_inner());
-        for gone in before.difference(now) {
+        for (gone, _) in before.iter().filter(|(ip, seen)| now.get(ip) != Some(seen)) {
             if let Some(services) = map.get_mut(gone) {
-                services.retain(|known| !Arc::ptr_eq(known, service));
+                services.retain(|(known, _)| !Arc::ptr_eq(known, service));
                 if services.is_empty() {
                     map.remove(gone);
                 }
             }
         }
-        for added in now.difference(before) {
+        for (added, seen) in now.iter().filter(|(ip, seen)| before.get(ip) != Some(seen)) {
             let services = map.entry(*added).or_default();
-            let at = services.partition_point(|known| known.service < service.service);
-            services.insert(at, service.clone());
+            let at = services.partition_point(|(known, _)| known.service < service.service);
+            services.insert(at, (service.clone(), seen.clone()));
             services.shrink_to_fit();
         }
     }
 
-    /// Calls `answer` with the PTR name of the first service (by name) with an instance at `ip`.
+    /// Calls `answer` with the PTR name of the first service (by name) with an instance at `ip`
+    /// that `client` sees.
     pub(crate) fn with_service_at<R>(
         &self,
         ip: IpAddr,
+        client: IpAddr,
         answer: impl FnOnce(&Name) -> R,
     ) -> Option<R> {
         let map = self.by_address.read().unwrap_or_else(|p| p.into_inner());
-        let first = map.get(&ip)?.first()?;
+        let (first, _) = map.get(&ip)?.iter().find(|(_, seen)| seen.allows(client))?;
         Some(answer(&first.target))
     }
 }
@@ -72,12 +80,15 @@ impl ServiceAddresses {
 mod tests {
     use super::*;
 
-    fn ips(list: &[&str]) -> HashSet<IpAddr> {
-        list.iter().map(|ip| ip.parse().unwrap()).collect()
+    fn ips(list: &[&str]) -> HashMap<IpAddr, Visibility> {
+        list.iter()
+            .map(|ip| (ip.parse().unwrap(), Visibility::All))
+            .collect()
     }
 
     fn at(index: &ServiceAddresses, ip: &str) -> Option<String> {
-        index.with_service_at(ip.parse().unwrap(), |name| name.to_string())
+        let client = "127.0.0.1".parse().unwrap();
+        index.with_service_at(ip.parse().unwrap(), client, |name| name.to_string())
     }
 
     fn target(service: &str) -> Arc<ServiceTarget> {
@@ -100,5 +111,9 @@ mod tests {
         assert_eq!(at(&index, "10.0.0.2"), None);
         assert_eq!(at(&index, "10.0.0.1").as_deref(), Some("web."));
         assert_eq!(index.by_address.read().unwrap().len(), 1);
+        // Hidden from this client: the address names no service for it.
+        let hidden = HashMap::from([("10.0.0.1".parse().unwrap(), Visibility::nobody())]);
+        index.update(&web, &ips(&["10.0.0.1"]), &hidden);
+        assert_eq!(at(&index, "10.0.0.1"), None);
     }
 }

@@ -5,8 +5,12 @@
 //! for a service address and `<node>.node.<dc>.<domain>` when the instance uses its node's address.
 
 use std::{
+    collections::HashMap,
     net::IpAddr,
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use hickory_proto::rr::{
@@ -15,6 +19,7 @@ use hickory_proto::rr::{
 };
 use tracing::debug;
 
+use super::visibility::Visibility;
 use crate::consul::HealthEntry;
 
 /// What every record of an entry shares: where it lives and how long it may be cached.
@@ -23,6 +28,8 @@ pub(crate) struct EntryContext {
     pub(crate) datacenter: String,
     pub(crate) domain: Name,
     pub(crate) ttl: u32,
+    /// The service metadata key holding an instance's visibility rule.
+    pub(crate) visibility_key: Arc<str>,
 }
 
 /// How an instance is reached by address.
@@ -48,6 +55,8 @@ pub(crate) struct InstanceRecords {
     /// The same answers as wire bytes, for the UDP fast path; `None` when this instance needs the
     /// general path (a host-name address, a TXT string over 255 bytes).
     pub(crate) wire: Option<InstanceWire>,
+    /// Which clients see it.
+    pub(crate) visibility: Visibility,
 }
 
 /// An instance's record data encoded once, when Consul's data changed. Names are written whole
@@ -72,6 +81,8 @@ pub(crate) struct ServiceAnswers {
     ttl: u32,
     /// Start of the next answer, so that successive answers rotate (round-robin).
     rotation: AtomicUsize,
+    /// IDs of instances whose visibility rule could not be read (visible to no one).
+    unreadable_visibility: Vec<String>,
 }
 
 impl ServiceAnswers {
@@ -89,9 +100,18 @@ impl ServiceAnswers {
     }
 
     fn from_entries(entries: Vec<&HealthEntry>, context: &EntryContext) -> Self {
+        let mut unreadable_visibility = Vec::new();
         let mut instances: Vec<InstanceRecords> = entries
             .into_iter()
-            .filter_map(|entry| build_instance(entry, context))
+            .filter_map(|entry| {
+                let visibility =
+                    Visibility::from_meta(&entry.service.meta, &context.visibility_key)
+                        .unwrap_or_else(|_| {
+                            unreadable_visibility.push(entry.service.id.clone());
+                            Visibility::nobody()
+                        });
+                build_instance(entry, context, visibility)
+            })
             .collect();
         // Kept until the next change: without this a collected Vec holds up to twice the room
         // (an instance is ~400 bytes), which is most of the cache's memory at 10,000 services.
@@ -107,7 +127,14 @@ impl ServiceAnswers {
             has_repeats,
             ttl: context.ttl,
             rotation: AtomicUsize::new(0),
+            unreadable_visibility,
         }
+    }
+
+    /// IDs of the instances whose visibility rule could not be read: they are answered to no
+    /// one.
+    pub(crate) fn unreadable_visibility(&self) -> &[String] {
+        &self.unreadable_visibility
     }
 
     pub(crate) fn ttl(&self) -> u32 {
@@ -119,32 +146,43 @@ impl ServiceAnswers {
         self.has_repeats
     }
 
-    /// The distinct IP addresses of the instances.
-    pub(crate) fn ip_addresses(&self) -> std::collections::HashSet<IpAddr> {
-        self.instances
-            .iter()
-            .filter_map(|instance| match instance.address {
-                InstanceAddress::Ip(ip) => Some(ip),
-                InstanceAddress::Host(_) => None,
-            })
-            .collect()
+    /// The distinct IP addresses of the instances, each with who sees an instance there.
+    pub(crate) fn ip_addresses(&self) -> HashMap<IpAddr, Visibility> {
+        let mut addresses: HashMap<IpAddr, Visibility> = HashMap::new();
+        for instance in &self.instances {
+            if let InstanceAddress::Ip(ip) = instance.address {
+                let seen = match addresses.get(&ip) {
+                    Some(known) => known.union(&instance.visibility),
+                    None => instance.visibility.clone(),
+                };
+                addresses.insert(ip, seen);
+            }
+        }
+        addresses
     }
 
-    /// The instances carrying `tag` (all when `None`), starting at the next rotation offset.
+    /// The instances `client` sees that carry `tag` (all when `None`), starting at the next
+    /// rotation offset.
     pub(crate) fn select<'a>(
         &'a self,
         tag: Option<&'a str>,
+        client: IpAddr,
     ) -> impl Iterator<Item = &'a InstanceRecords> {
         let count = self.instances.len().max(1);
         let start = self.rotation.fetch_add(1, Ordering::Relaxed) % count;
         let (tail, head) = self.instances.split_at(start.min(self.instances.len()));
-        head.iter()
-            .chain(tail)
-            .filter(move |instance| tag.is_none_or(|t| instance.tags.iter().any(|it| it == t)))
+        head.iter().chain(tail).filter(move |instance| {
+            tag.is_none_or(|t| instance.tags.iter().any(|it| it == t))
+                && instance.visibility.allows(client)
+        })
     }
 }
 
-fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<InstanceRecords> {
+fn build_instance(
+    entry: &HealthEntry,
+    context: &EntryContext,
+    visibility: Visibility,
+) -> Option<InstanceRecords> {
     let node_name = label_name(
         &[&entry.node.node, "node", &context.datacenter],
         &context.domain,
@@ -178,6 +216,7 @@ fn build_instance(entry: &HealthEntry, context: &EntryContext) -> Option<Instanc
         node_name,
         node_address,
         wire: None,
+        visibility,
     };
     if let InstanceAddress::Ip(ip) = instance.address {
         instance.wire = instance_wire(ip, &instance.srv, &instance.srv_additionals(context.ttl));
@@ -331,11 +370,14 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
+    const ANYONE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn context() -> EntryContext {
         EntryContext {
             datacenter: "dc1".into(),
             domain: Name::from_ascii("consul.").unwrap(),
             ttl: 0,
+            visibility_key: Arc::from("dns-allow"),
         }
     }
 
@@ -347,7 +389,7 @@ mod tests {
             "Checks":[{"Status":"passing"}]}"#,
         );
         let answers = ServiceAnswers::build(&[e], &context());
-        let instance = answers.select(Some("v1")).next().unwrap();
+        let instance = answers.select(Some("v1"), ANYONE).next().unwrap();
         assert_eq!(instance.srv.target.to_string(), "0a010001.addr.dc1.consul.");
         assert_eq!(instance.srv.port, 8080);
     }
@@ -363,8 +405,8 @@ mod tests {
             "Service":{"Service":"db","Address":"","Port":5432},"Checks":[{"Status":"warning"}]}"#,
         );
         let answers = ServiceAnswers::build(&[passing, warning], &context());
-        assert_eq!(answers.select(None).count(), 1);
-        let instance = answers.select(None).next().unwrap();
+        assert_eq!(answers.select(None, ANYONE).count(), 1);
+        let instance = answers.select(None, ANYONE).next().unwrap();
         assert_eq!(instance.srv.target.to_string(), "n1.node.dc1.consul.");
     }
 
@@ -388,7 +430,15 @@ mod tests {
             .collect();
         let answers = ServiceAnswers::build(&entries, &context());
         let targets: Vec<String> = (0..3)
-            .map(|_| answers.select(None).next().unwrap().srv.target.to_string())
+            .map(|_| {
+                answers
+                    .select(None, ANYONE)
+                    .next()
+                    .unwrap()
+                    .srv
+                    .target
+                    .to_string()
+            })
             .collect();
         assert_ne!(targets[0], targets[1]);
         assert_ne!(targets[1], targets[2]);

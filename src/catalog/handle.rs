@@ -64,6 +64,7 @@ impl Shared {
                 client,
                 policy: WatchPolicy::with_wait(config.watch_wait),
                 domain: config.domain.clone(),
+                visibility_key: Arc::from(config.visibility_key.as_str()),
                 stats: Arc::default(),
                 stop: Default::default(),
             },
@@ -125,6 +126,7 @@ impl Catalog {
                 datacenter: datacenter.to_owned(),
                 domain: config.domain.clone(),
                 ttl: ttl_seconds(shared.service_ttls.for_service(&name)),
+                visibility_key: shared.watch.visibility_key.clone(),
             };
             let answers = ServiceAnswers::build(&entries, &context);
             let slot = WatchedSlot::fixed(answers, fixed_freshness(&name));
@@ -187,6 +189,19 @@ impl Catalog {
     /// What the keeper of the connection budget did.
     pub(crate) fn budget(&self) -> &BudgetStats {
         &self.shared.budget
+    }
+
+    /// Questions answered from each watched (datacenter, service, kind) since its watch began.
+    pub(crate) fn service_questions(&self) -> Vec<(String, String, InstanceKind, u64)> {
+        self.shared
+            .caches
+            .instances
+            .iter()
+            .filter_map(|(key, slot)| {
+                let asked = slot.control()?.questions();
+                Some((key.0.clone(), key.1.clone(), key.2, asked))
+            })
+            .collect()
     }
 
     /// Number of services being watched now.

@@ -224,7 +224,7 @@ impl Catalog {
     /// (`<service>.service.<dc>.<domain>`). Services are looked for among those the bridge
     /// watches (Consul searches its whole catalog). `None`: no match, or no data yet. The first
     /// question starts the node-list watch and waits (bounded) for it.
-    pub(crate) async fn reverse(&self, ip: IpAddr) -> Option<Name> {
+    pub(crate) async fn reverse(&self, ip: IpAddr, client: IpAddr) -> Option<Name> {
         let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
         let local = self.local(deadline).await?;
         let nodes = self
@@ -234,7 +234,9 @@ impl Catalog {
         if let Some(target) = nodes.as_ref().and_then(|nodes| nodes.ptr_target(ip)) {
             return Some(target.clone());
         }
-        self.shared.addresses.with_service_at(ip, Name::clone)
+        self.shared
+            .addresses
+            .with_service_at(ip, client, Name::clone)
     }
 
     /// What [`Self::reverse`] answers, from what is cached, without waiting or starting a
@@ -243,6 +245,7 @@ impl Catalog {
     pub(crate) fn cached_reverse<R>(
         &self,
         ip: IpAddr,
+        client: IpAddr,
         answer: impl FnOnce(Option<&Name>) -> R,
     ) -> Option<R> {
         let local = self.shared.local.borrow().clone()?;
@@ -254,7 +257,7 @@ impl Catalog {
             return Some(answer(Some(target)));
         }
         let mut answer = Some(answer);
-        let found = self.shared.addresses.with_service_at(ip, |target| {
+        let found = self.shared.addresses.with_service_at(ip, client, |target| {
             answer.take().map(|answer| answer(Some(target)))
         });
         match (found.flatten(), answer) {
@@ -362,6 +365,10 @@ impl QueryContext for Catalog {
 
     fn domain(&self) -> &Name {
         Catalog::domain(self)
+    }
+
+    fn visibility_key(&self) -> Arc<str> {
+        self.shared.watch.visibility_key.clone()
     }
 
     fn service_ttl(&self, service: &str) -> u32 {

@@ -29,6 +29,7 @@ mod lookup;
 mod nodes;
 mod queries;
 mod slot;
+mod visibility;
 mod watches;
 
 pub(crate) use entry::{ServiceAnswers, ip_rdata, write_name};

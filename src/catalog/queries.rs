@@ -47,6 +47,8 @@ pub(crate) trait QueryContext: Send + Sync + 'static {
     /// A query being asked for is executed again at least this often.
     fn refresh_every(&self) -> Duration;
     fn domain(&self) -> &Name;
+    /// The service metadata key of an instance's visibility rule.
+    fn visibility_key(&self) -> Arc<str>;
     fn service_ttl(&self, service: &str) -> u32;
     /// The local datacenter, when its service list holds `service` (lower-case).
     fn local_datacenter_listing(&self, service: &str) -> Option<String>;
@@ -291,6 +293,7 @@ fn answers(context: &impl QueryContext, execution: QueryExecution) -> ServiceAns
         datacenter: execution.datacenter.to_ascii_lowercase(),
         domain: context.domain().clone(),
         ttl,
+        visibility_key: context.visibility_key(),
     };
     ServiceAnswers::build_unfiltered(&execution.nodes, &entry_context)
 }

@@ -2,10 +2,16 @@
 //! every new answer is turned into the cached value (records built once, here) and published
 //! into its slot. A health change reaches DNS answers through [`watch_instances`].
 
-use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
 
 use hickory_proto::rr::Name;
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use super::{
     addresses::{ServiceAddresses, ServiceTarget},
@@ -28,6 +34,8 @@ pub(crate) struct WatchContext {
     pub(crate) client: ConsulClient,
     pub(crate) policy: WatchPolicy,
     pub(crate) domain: Name,
+    /// The service metadata key of an instance's visibility rule.
+    pub(crate) visibility_key: Arc<str>,
     pub(crate) stats: Arc<WatchStats>,
     /// Fires at shutdown; every watch's own token is a child of it.
     pub(crate) stop: CancellationToken,
@@ -58,6 +66,7 @@ pub(crate) fn watch_instances(
         datacenter: dc.to_owned(),
         domain: context.domain.clone(),
         ttl,
+        visibility_key: context.visibility_key.clone(),
     };
     let what = match kind {
         InstanceKind::Service => format!("service {service} in {dc}"),
@@ -78,7 +87,8 @@ pub(crate) fn watch_instances(
                 );
                 async move { client.passing_instances(kind, &dc, &service, ask).await }
             };
-            let mut indexed = HashSet::new();
+            let mut indexed = HashMap::new();
+            let mut unreadable_logged = HashSet::new();
             // The name reverse lookups of this service's addresses give.
             let target = Name::from_labels([service.as_bytes(), b"service", dc.as_bytes()])
                 .and_then(|name| name.append_domain(&domain))
@@ -90,6 +100,15 @@ pub(crate) fn watch_instances(
                 });
             let deliver = |entries: Vec<_>| {
                 let answers = ServiceAnswers::build(&entries, &entry_context);
+                for id in answers.unreadable_visibility() {
+                    if unreadable_logged.insert(id.clone()) {
+                        warn!(
+                            %service, instance = %id, key = %entry_context.visibility_key,
+                            "the instance's visibility rule is not a list of networks: it is \
+                             answered to no one"
+                        );
+                    }
+                }
                 if let (Some(index), Ok(target)) = (&addresses, &target) {
                     let now = answers.ip_addresses();
                     index.update(target, &indexed, &now);
@@ -108,7 +127,7 @@ pub(crate) fn watch_instances(
             .await;
             // The watch ends with its slot: its addresses leave the index with it.
             if let (Some(index), Ok(target)) = (&addresses, &target) {
-                index.update(target, &indexed, &HashSet::new());
+                index.update(target, &indexed, &HashMap::new());
             }
         },
     )

@@ -20,7 +20,7 @@ use reqwest::Url;
 
 use crate::{
     consul::{Budget, ReadOptions},
-    dns::RateLimitOptions,
+    dns::{ClientAccess, RateLimitOptions},
 };
 
 pub use error::ConfigError;
@@ -123,6 +123,10 @@ pub struct Config {
     pub(crate) tcp_idle_timeout: Duration,
     /// Response rate limiting of UDP answers.
     pub(crate) rate_limit: RateLimitOptions,
+    /// Which clients are answered at all.
+    pub(crate) access: ClientAccess,
+    /// The service metadata key of an instance's visibility rule.
+    pub(crate) visibility_key: String,
     /// Upstream resolvers for names outside the domain and the zone files.
     pub(crate) recursors: Recursors,
     /// Zone files served beside the Consul domain; `None`: none.
@@ -253,6 +257,8 @@ impl Config {
             tcp_max_connections: options.tcp_max_connections,
             tcp_max_connections_per_client: options.tcp_max_connections_per_client,
             tcp_idle_timeout: options.tcp_idle_timeout,
+            access: ClientAccess::new(options.allow_query),
+            visibility_key: options.visibility_meta_key,
             rate_limit: RateLimitOptions {
                 responses_per_second: options.rrl_ratelimit,
                 slip: options.rrl_slip,

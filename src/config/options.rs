@@ -14,7 +14,7 @@ use crate::cidr::Cidr;
 
 use super::values::{
     DEFAULT_RRL_EXEMPT, HttpListen, LogFormat, RecursorStrategy, parse_agent_connections,
-    parse_bool, parse_connection_cap, parse_consul_addr, parse_count, parse_datacenter,
+    parse_bool, parse_cidr, parse_connection_cap, parse_consul_addr, parse_count, parse_datacenter,
     parse_domain, parse_duration, parse_exempt, parse_http_listen, parse_ipv4_prefix,
     parse_ipv6_prefix, parse_listen, parse_log_format, parse_log_level, parse_rate, parse_recursor,
     parse_recursor_strategy, parse_seconds, parse_service_ttl, parse_timeout, parse_watch_wait,
@@ -144,6 +144,12 @@ pub(super) struct Options {
     /// Close a TCP connection that sends nothing for this long (1s at most while the connections are 3/4 full)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     pub(crate) tcp_idle_timeout: Duration,
+    /// Only clients in these networks are answered, others get REFUSED, on every transport (repeatable) [default: everyone]
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub(crate) allow_query: Vec<Cidr>,
+    /// Service metadata key of an instance's visibility rule: a comma-separated list of networks whose clients alone see the instance
+    #[arg(long, value_name = "KEY", default_value = "dns-allow")]
+    pub(crate) visibility_meta_key: String,
     /// Response rate limiting: UDP answers per second to one client network for one answer; 0 turns it off
     #[arg(long, value_name = "N", default_value = "20", value_parser = parse_rate)]
     pub(crate) rrl_ratelimit: u32,

@@ -193,6 +193,11 @@ pub(crate) const DEFAULT_RRL_EXEMPT: [&str; 8] = [
     "fe80::/10",
 ];
 
+/// An IP network, `10.0.0.0/8`, or one address.
+pub(crate) fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    text.parse()
+}
+
 /// A network, or `none` (no exemption at all).
 pub(crate) fn parse_exempt(text: &str) -> Result<Option<Cidr>, String> {
     match text {

@@ -33,6 +33,8 @@ pub(crate) struct Node {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct Service {
+    #[serde(rename = "ID", default)]
+    pub(crate) id: String,
     pub(crate) service: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub(crate) tags: Vec<String>,
@@ -42,6 +44,9 @@ pub(crate) struct Service {
     pub(crate) port: u16,
     #[serde(default)]
     pub(crate) weights: Option<Weights>,
+    /// `ServiceMeta`: where the visibility rule lives.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) meta: BTreeMap<String, String>,
 }
 
 /// SRV weights by health state, as registered (`Weights` in the service definition).

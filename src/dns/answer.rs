@@ -126,8 +126,9 @@ pub(crate) fn service(
     answers: &ServiceAnswers,
     tag: Option<&str>,
     zone: &Zone,
+    client: IpAddr,
 ) -> Answer {
-    let mut selected = answers.select(tag).peekable();
+    let mut selected = answers.select(tag, client).peekable();
     if selected.peek().is_none() {
         return Answer::nxdomain(zone);
     }
@@ -271,11 +272,15 @@ pub(crate) fn node(asked: &Name, qtype: RecordType, node: &NodeRecord, ttl: u32)
 }
 
 /// NS records of the domain naming the Consul servers, with their addresses as glue.
-pub(crate) fn nameservers(servers: &ServiceAnswers, zone: &Zone) -> (Vec<Record>, Vec<Record>) {
+pub(crate) fn nameservers(
+    servers: &ServiceAnswers,
+    zone: &Zone,
+    client: IpAddr,
+) -> (Vec<Record>, Vec<Record>) {
     let (domain, ttl) = (&zone.domain, zone.node_ttl);
     let mut ns = Vec::new();
     let mut glue = Vec::new();
-    for server in servers.select(None) {
+    for server in servers.select(None, client) {
         ns.push(Record::from_rdata(
             domain.clone(),
             ttl,
@@ -293,15 +298,15 @@ pub(crate) fn nameservers(servers: &ServiceAnswers, zone: &Zone) -> (Vec<Record>
 }
 
 /// Consul answers NS questions for any name in its domain with the domain's servers.
-pub(crate) fn ns_question(servers: &ServiceAnswers, zone: &Zone) -> Answer {
-    let (ns, glue) = nameservers(servers, zone);
+pub(crate) fn ns_question(servers: &ServiceAnswers, zone: &Zone, client: IpAddr) -> Answer {
+    let (ns, glue) = nameservers(servers, zone, client);
     Answer::positive(ns, glue)
 }
 
 /// Consul answers SOA questions for any name in its domain with the SOA, the servers as
 /// authority and their addresses as glue.
-pub(crate) fn soa_question(servers: &ServiceAnswers, zone: &Zone) -> Answer {
-    let (ns, glue) = nameservers(servers, zone);
+pub(crate) fn soa_question(servers: &ServiceAnswers, zone: &Zone, client: IpAddr) -> Answer {
+    let (ns, glue) = nameservers(servers, zone, client);
     Answer {
         authorities: ns,
         ..Answer::positive(vec![soa(zone)], glue)

@@ -16,6 +16,7 @@ use hickory_proto::{
 };
 
 use super::{
+    access::ClientAccess,
     answer::Zone,
     fast_query::{HeaderFlags, Question, lower, read_question, record_head},
     fast_reverse,
@@ -53,6 +54,7 @@ pub(crate) struct FastPath {
     /// Whether zone files or recursors may answer names outside the domain: then a reverse
     /// question no node or service answers goes to them, by the general path.
     outside_answered: bool,
+    access: ClientAccess,
 }
 
 impl FastPath {
@@ -62,6 +64,7 @@ impl FastPath {
         options: &DnsOptions,
         recursion_available: bool,
         outside_answered: bool,
+        access: ClientAccess,
     ) -> Self {
         let domain = catalog.domain().clone();
         let domain_labels = domain
@@ -79,6 +82,7 @@ impl FastPath {
             domain_labels,
             recursion_available,
             outside_answered,
+            access,
         }
     }
 
@@ -88,10 +92,12 @@ impl FastPath {
     pub(crate) fn answer(
         &self,
         request: &[u8],
+        client: IpAddr,
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
     ) -> Option<FastAnswer> {
-        if !self.enabled {
+        // A client outside --allow-query goes the general way, which refuses it.
+        if !self.enabled || !self.access.allows(client) {
             return None;
         }
         let question = read_question(request)?;
@@ -103,6 +109,7 @@ impl FastPath {
         let reverse = fast_reverse::answer(
             &self.catalog,
             &question,
+            client,
             !self.outside_answered,
             self.recursion_available,
             out,
@@ -135,7 +142,7 @@ impl FastPath {
                 ResponseCode::NXDomain
             }
             CachedLookup::Found(answers) => {
-                self.positive(&question, &answers, tag, out, scratch)?
+                self.positive(&question, &answers, tag, client, out, scratch)?
             }
         };
         let answer = FastAnswer {
@@ -205,6 +212,7 @@ impl FastPath {
         question: &Question<'_>,
         answers: &ServiceAnswers,
         tag: Option<&str>,
+        client: IpAddr,
         out: &mut Vec<u8>,
         additionals: &mut Vec<u8>,
     ) -> Option<ResponseCode> {
@@ -218,7 +226,7 @@ impl FastPath {
         question.write_header(ResponseCode::NoError, self.flags(), (0, 0), out);
         additionals.clear();
         let (mut answer_count, mut additional_count, mut selected) = (0u16, 0u16, 0usize);
-        for instance in answers.select(tag) {
+        for instance in answers.select(tag, client) {
             selected += 1;
             let wire = instance.wire.as_ref()?;
             match (qtype, wire.ip) {

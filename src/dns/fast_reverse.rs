@@ -20,6 +20,7 @@ use crate::catalog::{Catalog, write_name};
 pub(crate) fn answer(
     catalog: &Catalog,
     question: &Question<'_>,
+    client: IpAddr,
     misses_answered: bool,
     recursion_available: bool,
     out: &mut Vec<u8>,
@@ -28,7 +29,7 @@ pub(crate) fn answer(
         return None;
     }
     let ip = ipv4_of(question)?;
-    catalog.cached_reverse(IpAddr::V4(ip), |target| {
+    catalog.cached_reverse(IpAddr::V4(ip), client, |target| {
         let flags = |authoritative| HeaderFlags {
             authoritative,
             recursion_available,

@@ -4,7 +4,7 @@
 //! Every transport hands its messages here through [`super::general`]; a request error becomes
 //! a response code here and nowhere else.
 
-use std::{sync::Arc, time::Instant};
+use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
@@ -18,6 +18,7 @@ use hickory_server::{
 use tracing::warn;
 
 use super::{
+    access::ClientAccess,
     answer::{self, Answer, Zone},
     fallback::Fallback,
     name::{self, QueryName},
@@ -46,6 +47,7 @@ pub(crate) struct ConsulHandler {
     options: DnsOptions,
     fallback: Option<Arc<Fallback>>,
     metrics: Arc<DnsMetrics>,
+    access: ClientAccess,
 }
 
 impl ConsulHandler {
@@ -61,6 +63,7 @@ impl ConsulHandler {
             options: config.dns.clone(),
             fallback,
             metrics,
+            access: config.access.clone(),
         }
     }
 
@@ -112,6 +115,8 @@ impl ConsulHandler {
         let asked = info.query.original().name();
         let qtype = info.query.query_type();
         let zone = &self.zone;
+        // Instances with a visibility rule exist only for the clients it names.
+        let client = request.src().ip();
         let mut parsed = name::parse(asked, &zone.domain, qtype);
         if parsed == QueryName::OutOfDomain
             && let Some(alt) = &self.options.alt_domain
@@ -127,7 +132,7 @@ impl ConsulHandler {
         }
         match qtype {
             RecordType::AXFR | RecordType::IXFR => return Answer::error(ResponseCode::NotImp),
-            RecordType::NS | RecordType::SOA => return self.zone_question(qtype).await,
+            RecordType::NS | RecordType::SOA => return self.zone_question(qtype, client).await,
             _ => {}
         }
         if let QueryName::Address { hex } = &parsed {
@@ -181,7 +186,7 @@ impl ConsulHandler {
         };
         match lookup {
             ServiceLookup::Found(answers) => {
-                answer::service(asked, qtype, &answers, tag.as_deref(), zone)
+                answer::service(asked, qtype, &answers, tag.as_deref(), zone, client)
             }
             ServiceLookup::Unknown => Answer::nxdomain(zone),
             ServiceLookup::NotReady => Answer::error(ResponseCode::ServFail),
@@ -189,12 +194,12 @@ impl ConsulHandler {
     }
 
     /// NS and SOA questions, which Consul answers alike for every name in its domain.
-    async fn zone_question(&self, qtype: RecordType) -> Answer {
+    async fn zone_question(&self, qtype: RecordType, client: IpAddr) -> Answer {
         match self.catalog.service(None, CONSUL_SERVICE).await {
             ServiceLookup::Found(servers) if qtype == RecordType::NS => {
-                answer::ns_question(&servers, &self.zone)
+                answer::ns_question(&servers, &self.zone, client)
             }
-            ServiceLookup::Found(servers) => answer::soa_question(&servers, &self.zone),
+            ServiceLookup::Found(servers) => answer::soa_question(&servers, &self.zone, client),
             ServiceLookup::Unknown | ServiceLookup::NotReady => {
                 Answer::error(ResponseCode::ServFail)
             }
@@ -263,16 +268,19 @@ impl ConsulHandler {
     ) -> ResponseInfo {
         // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS, with ours (0).
         let unknown_edns = request.edns.as_ref().is_some_and(|edns| edns.version() > 0);
+        // A client outside --allow-query is refused, whatever it asks.
+        let allowed = self.access.allows(request.src().ip());
         // Reverse names: the catalog first, as Consul, then the zones and recursors.
-        let reverse = match unknown_edns {
-            true => None,
-            false => self.reverse_question(request),
+        let reverse = match allowed && !unknown_edns {
+            true => self.reverse_question(request),
+            false => None,
         };
         let pointer = match reverse.as_ref().and_then(|r| r.address) {
-            Some(ip) => self.catalog.reverse(ip).await,
+            Some(ip) => self.catalog.reverse(ip, request.src().ip()).await,
             None => None,
         };
-        if !unknown_edns
+        if allowed
+            && !unknown_edns
             && pointer.is_none()
             && let Some(fallback) = &self.fallback
             && self.is_outside(request)
@@ -280,6 +288,7 @@ impl ConsulHandler {
             return fallback.handle::<R, T>(request, response_handle).await;
         }
         let mut answer = match (reverse, pointer) {
+            _ if !allowed => Answer::error(ResponseCode::Refused),
             _ if unknown_edns => Answer::error(ResponseCode::BADVERS),
             (Some(r), Some(target)) => answer::pointer(&r.asked, r.qtype, target, &self.zone),
             // Consul recurses when it has no name for the address; without recursors: SERVFAIL.

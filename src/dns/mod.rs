@@ -14,6 +14,7 @@
 //! - [`fallback`] serves names outside the domain: [`zones`] and [`recursors`].
 //! - [`wire`] holds the constants both answer paths share.
 
+mod access;
 mod answer;
 mod batch;
 mod fallback;
@@ -33,6 +34,7 @@ mod udp;
 mod wire;
 mod zones;
 
+pub(crate) use access::ClientAccess;
 pub(crate) use answer::Zone;
 pub(crate) use fallback::Fallback;
 pub(crate) use fast::FastPath;

@@ -174,7 +174,7 @@ fn socket_loop<H: RequestHandler>(
                 continue;
             }
             let started = Instant::now();
-            if let Some(answer) = fast.answer(request, &mut out, &mut scratch) {
+            if let Some(answer) = fast.answer(request, peer.ip(), &mut out, &mut scratch) {
                 tally.record(answer.qtype, answer.rcode, started.elapsed());
                 let key = AnswerKey {
                     name_wire: &request[HEADER_LEN..answer.question_end - 4],

@@ -18,7 +18,11 @@ pub use dns::DnsMetrics;
 pub(crate) use dns::FastTally;
 use dns::LatencyCollector;
 
-use crate::{catalog::Catalog, consul::Endpoint, dns::RateLimiter};
+use crate::{
+    catalog::Catalog,
+    consul::{Endpoint, InstanceKind},
+    dns::RateLimiter,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueryLabels {
@@ -56,6 +60,7 @@ struct Pulled {
     wakeups: Family<WakeupLabels, Counter>,
     staleness: Family<WatchLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     rate_limited: Family<RateLimitLabels, Counter>,
+    service_queries: Family<ServiceLabels, Counter>,
     service_watches: Family<ModeLabels, Gauge>,
     reads_on_demand: Family<ReasonLabels, Counter>,
     consul_connections: Gauge,
@@ -63,6 +68,13 @@ struct Pulled {
     consul_consistent_retries: Counter,
     consul_agent_cache: Family<ResultLabels, Counter>,
     consul_refused: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+    datacenter: String,
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -153,6 +165,11 @@ impl Metrics {
             "watch_staleness_seconds",
             "Seconds since each watch's last successful answer from Consul",
             pulled.staleness.clone(),
+        );
+        registry.register(
+            "service_queries",
+            "Questions answered for each watched service (labels only for services watched now, so their number is bounded by what clients ask within --watch-idle-timeout)",
+            pulled.service_queries.clone(),
         );
         registry.register(
             "service_watches",
@@ -306,7 +323,25 @@ impl Metrics {
                 .inner()
                 .store(count, Ordering::Relaxed);
         }
-        // Watches come and go: rebuild the family so stopped ones disappear.
+        // Watches come and go: rebuild the families so stopped ones disappear.
+        pulled.service_queries.clear();
+        for (datacenter, service, kind, asked) in catalog.service_questions() {
+            let kind = match kind {
+                InstanceKind::Service => "service",
+                InstanceKind::Connect => "connect",
+                InstanceKind::Ingress => "ingress",
+            };
+            let labels = ServiceLabels {
+                service,
+                datacenter,
+                kind,
+            };
+            pulled
+                .service_queries
+                .get_or_create(&labels)
+                .inner()
+                .store(asked, Ordering::Relaxed);
+        }
         pulled.staleness.clear();
         for (watch, age) in catalog.watch_ages() {
             pulled

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod bridge;
 mod budget;
 mod cli;

@@ -28,11 +28,21 @@ pub enum Transport {
 #[derive(Debug, Clone, Copy)]
 pub struct DnsClient {
     pub addr: SocketAddr,
+    /// The loopback address questions come from (another client network); any when `None`.
+    source: Option<IpAddr>,
 }
 
 impl DnsClient {
     pub fn new(addr: SocketAddr) -> Self {
-        Self { addr }
+        Self { addr, source: None }
+    }
+
+    /// The same server, asked from `source` (e.g. `127.0.0.9`: a client in another network).
+    pub fn asked_from(&self, source: &str) -> Self {
+        Self {
+            addr: self.addr,
+            source: Some(source.parse().expect("source address")),
+        }
     }
 
     pub async fn query(&self, name: &str, qtype: RecordType) -> Message {
@@ -63,13 +73,11 @@ impl DnsClient {
     }
 
     pub async fn exchange_udp(&self, bytes: &[u8]) -> Vec<u8> {
-        let bind: SocketAddr = if self.addr.is_ipv4() {
-            "127.0.0.1:0"
-        } else {
-            "[::1]:0"
-        }
-        .parse()
-        .expect("addr");
+        let bind: SocketAddr = match (self.source, self.addr.is_ipv4()) {
+            (Some(source), _) => SocketAddr::new(source, 0),
+            (None, true) => "127.0.0.1:0".parse().expect("addr"),
+            (None, false) => "[::1]:0".parse().expect("addr"),
+        };
         let socket = UdpSocket::bind(bind).await.expect("client socket");
         socket.send_to(bytes, self.addr).await.expect("send");
         let mut buf = vec![0u8; 65535];
@@ -83,7 +91,20 @@ impl DnsClient {
 
     pub async fn exchange_tcp(&self, bytes: &[u8]) -> Vec<u8> {
         let work = async {
-            let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+            let mut stream = match self.source {
+                Some(source) => {
+                    let socket = match source {
+                        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+                    }
+                    .expect("socket");
+                    socket
+                        .bind(SocketAddr::new(source, 0))
+                        .expect("bind the source");
+                    socket.connect(self.addr).await.expect("connect")
+                }
+                None => TcpStream::connect(self.addr).await.expect("connect"),
+            };
             write_framed(&mut stream, bytes).await.expect("write");
             read_framed(&mut stream)
                 .await
