@@ -10,11 +10,11 @@ use crate::{
     config::Config,
     consul::{ConsulClient, ConsulError, Endpoint},
     dns::{
-        ConsulHandler, DnsServer, Fallback, FastPath, GeneralPath, RateLimiter, TcpOptions,
-        UdpAnswering, Zone, serve,
+        Bound, Certificate, ConsulHandler, DnsServer, EncryptedListen, Fallback, FastPath,
+        GeneralPath, QueryLog, RateLimiter, TcpOptions, UdpAnswering, Zone, serve,
     },
     http,
-    metrics::{DnsMetrics, Metrics},
+    metrics::{DnsMetrics, Metrics, Sources},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,11 @@ pub enum StartError {
     /// A zone file or the recursors cannot be used.
     #[error("{0}")]
     Fallback(String),
+    /// The DoT/DoH certificate or key cannot be used.
+    #[error("{0}")]
+    Certificate(String),
+    #[error("cannot open the query log (query_log): {0}")]
+    QueryLog(io::Error),
 }
 
 /// What a running bridge reports about its watches (as `/metrics` does); cheap to clone.
@@ -55,11 +60,13 @@ impl BridgeStatus {
 pub struct Bridge {
     catalog: Catalog,
     server: DnsServer,
-    dns_addrs: Vec<SocketAddr>,
+    bound: Bound,
+    certificate: Option<Arc<Certificate>>,
     fallback: Option<Arc<Fallback>>,
     http_addr: Option<SocketAddr>,
     stop_http: CancellationToken,
     dns_metrics: Arc<DnsMetrics>,
+    query_log: Option<QueryLog>,
 }
 
 impl Bridge {
@@ -70,6 +77,12 @@ impl Bridge {
             .await
             .map_err(StartError::Fallback)?
             .map(Arc::new);
+        let certificate = match &config.encrypted.certificate {
+            Some((cert, key)) => {
+                Some(Certificate::load(cert, key).map_err(StartError::Certificate)?)
+            }
+            None => None,
+        };
         let client = ConsulClient::new(
             config.consul_addrs.clone(),
             config.token.as_ref(),
@@ -79,11 +92,22 @@ impl Bridge {
         )?;
         let catalog = Catalog::start(config, client);
         let dns_metrics = Arc::new(DnsMetrics::default());
+        let query_log = match &config.query_log {
+            Some((target, capacity)) => match QueryLog::start(target.clone(), *capacity) {
+                Ok(log) => Some(log),
+                Err(error) => {
+                    catalog.shutdown();
+                    return Err(StartError::QueryLog(error));
+                }
+            },
+            None => None,
+        };
         let handler = ConsulHandler::new(
             catalog.clone(),
             config,
             fallback.clone(),
             dns_metrics.clone(),
+            query_log.clone(),
         );
         let fast = FastPath::new(
             catalog.clone(),
@@ -100,13 +124,19 @@ impl Bridge {
             general: GeneralPath::new(Arc::new(handler), compress, limiter.clone()),
             metrics: dns_metrics.clone(),
             limiter: limiter.clone(),
+            query_log: query_log.clone(),
         };
         let metrics_handle = dns_metrics.clone();
         // HTTP before DNS: a taken metrics port stops the start before DNS is served.
         let stop_http = CancellationToken::new();
         let http_addr = match config.http_listen {
             Some(addr) => {
-                let metrics = Metrics::new(catalog.clone(), dns_metrics, limiter);
+                let metrics = Metrics::new(Sources {
+                    catalog: catalog.clone(),
+                    dns: dns_metrics,
+                    limiter,
+                    query_log: query_log.clone(),
+                });
                 match http::serve(addr, metrics, catalog.clone(), stop_http.clone()).await {
                     Ok((bound, _task)) => Some(bound),
                     Err(error) => {
@@ -122,7 +152,13 @@ impl Bridge {
             max_per_client: config.tcp_max_connections_per_client,
             idle_timeout: config.tcp_idle_timeout,
         };
-        let (server, dns_addrs) = match serve(answering, &config.listen, tcp_options).await {
+        let encrypted = certificate.clone().map(|certificate| EncryptedListen {
+            tls: &config.encrypted.tls_listen,
+            https: &config.encrypted.https_listen,
+            certificate,
+        });
+        let served = serve(answering, &config.listen, encrypted, tcp_options).await;
+        let (server, bound) = match served {
             Ok(served) => served,
             Err(error) => {
                 catalog.shutdown();
@@ -133,17 +169,37 @@ impl Bridge {
         Ok(Self {
             catalog,
             server,
-            dns_addrs,
+            bound,
             fallback,
+            certificate,
             http_addr,
             stop_http,
             dns_metrics: metrics_handle,
+            query_log,
         })
     }
 
     /// The DNS addresses served on (UDP and TCP), with ports resolved.
     pub fn dns_addrs(&self) -> &[SocketAddr] {
-        &self.dns_addrs
+        &self.bound.dns
+    }
+
+    /// The DNS-over-TLS addresses served on, with ports resolved.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.bound.tls
+    }
+
+    /// The DNS-over-HTTPS addresses served on, with ports resolved.
+    pub fn https_addrs(&self) -> &[SocketAddr] {
+        &self.bound.https
+    }
+
+    /// Reads the DoT/DoH certificate and key again (SIGHUP); on an error the one in use stays.
+    /// `None` when there is none.
+    pub fn reload_certificate(&self) -> Option<Result<(), String>> {
+        self.certificate
+            .as_ref()
+            .map(|certificate| certificate.reload())
     }
 
     /// The address of `/metrics`, `/health` and `/ready`, with the port resolved.
@@ -169,6 +225,13 @@ impl Bridge {
         match &self.fallback {
             Some(fallback) => fallback.reload().await,
             None => Ok(0),
+        }
+    }
+
+    /// Opens the query log file anew before its next line (SIGHUP, after a rotation).
+    pub fn reopen_query_log(&self) {
+        if let Some(log) = &self.query_log {
+            log.reopen();
         }
     }
 

@@ -1,5 +1,5 @@
 //! The `consul-dns-bridge` binary: parse options, start the bridge, run until SIGINT/SIGTERM,
-//! reload the zone files on SIGHUP. Logs go to stderr at `--log-level` (hickory-server only at
+//! on SIGHUP reload the zone files and the TLS certificate and reopen the query log. Logs go to stderr at `--log-level` (hickory-server only at
 //! `error`: it logs queries at `info` and every malformed packet at `warn`), or as `RUST_LOG`
 //! says.
 
@@ -89,7 +89,7 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Waits for SIGTERM or SIGINT; reloads the zone files on each SIGHUP meanwhile.
+/// Waits for SIGTERM or SIGINT; reloads on each SIGHUP meanwhile.
 async fn wait_for_stop(bridge: &Bridge) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut hup)) = (
@@ -103,10 +103,23 @@ async fn wait_for_stop(bridge: &Bridge) {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
-            _ = hup.recv() => match bridge.reload_zones().await {
-                Ok(zones) => info!(zones, "SIGHUP: zone files reloaded"),
-                Err(error) => error!(%error, "SIGHUP: zone files not reloaded; the previous ones stay"),
-            },
+            _ = hup.recv() => on_hangup(bridge).await,
         }
+    }
+}
+
+/// SIGHUP: zone files read again, the query log reopened (log rotation).
+async fn on_hangup(bridge: &Bridge) {
+    match bridge.reload_zones().await {
+        Ok(zones) => info!(zones, "SIGHUP: zone files reloaded"),
+        Err(error) => error!(%error, "SIGHUP: zone files not reloaded; the previous ones stay"),
+    }
+    bridge.reopen_query_log();
+    match bridge.reload_certificate() {
+        Some(Ok(())) => info!("SIGHUP: TLS certificate reloaded"),
+        Some(Err(error)) => {
+            error!(%error, "SIGHUP: TLS certificate not reloaded; the previous one stays")
+        }
+        None => {}
     }
 }

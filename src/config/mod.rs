@@ -20,7 +20,7 @@ use reqwest::Url;
 
 use crate::{
     consul::{Budget, ReadOptions},
-    dns::{ClientAccess, RateLimitOptions},
+    dns::{ClientAccess, LogTarget, RateLimitOptions},
 };
 
 pub use error::ConfigError;
@@ -90,6 +90,8 @@ pub(crate) struct DnsOptions {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) listen: Vec<SocketAddr>,
+    /// DNS over TLS and HTTPS.
+    pub(crate) encrypted: EncryptedDns,
     /// Consul agents in order of preference; the bridge moves to the next when one fails.
     pub consul_addrs: Vec<Url>,
     pub(crate) token: Option<Token>,
@@ -125,6 +127,8 @@ pub struct Config {
     pub(crate) rate_limit: RateLimitOptions,
     /// Which clients are answered at all.
     pub(crate) access: ClientAccess,
+    /// Where answered queries are logged (`None`: nowhere), and how many lines may wait.
+    pub(crate) query_log: Option<(LogTarget, usize)>,
     /// The service metadata key of an instance's visibility rule.
     pub(crate) visibility_key: String,
     /// Upstream resolvers for names outside the domain and the zone files.
@@ -212,8 +216,15 @@ impl Config {
                     .into(),
             ));
         }
+        let encrypted = EncryptedDns::from_options(
+            options.tls_listen,
+            options.https_listen,
+            options.tls_cert,
+            options.tls_key,
+        )?;
         Ok(Config {
             listen: options.listen,
+            encrypted,
             consul_addrs,
             token: options.token.filter(|t| !t.is_empty()).map(Token),
             tls: ConsulTls {
@@ -258,6 +269,9 @@ impl Config {
             tcp_max_connections_per_client: options.tcp_max_connections_per_client,
             tcp_idle_timeout: options.tcp_idle_timeout,
             access: ClientAccess::new(options.allow_query),
+            query_log: options
+                .query_log
+                .map(|target| (target, options.query_log_buffer)),
             visibility_key: options.visibility_meta_key,
             rate_limit: RateLimitOptions {
                 responses_per_second: options.rrl_ratelimit,
@@ -278,6 +292,45 @@ impl Config {
             http_listen: options.http_listen.0,
             log_format: options.log_format,
             log_level: options.log_level,
+        })
+    }
+}
+
+/// The DoT and DoH listeners and their certificate.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EncryptedDns {
+    pub(crate) tls_listen: Vec<SocketAddr>,
+    pub(crate) https_listen: Vec<SocketAddr>,
+    /// The PEM certificate chain and key; present whenever a listener is.
+    pub(crate) certificate: Option<(PathBuf, PathBuf)>,
+}
+
+impl EncryptedDns {
+    fn from_options(
+        tls_listen: Vec<SocketAddr>,
+        https_listen: Vec<SocketAddr>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<Self, ConfigError> {
+        let certificate = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::CommandLine(
+                    "'--tls-cert' and '--tls-key' go together".into(),
+                ));
+            }
+        };
+        let listening = !tls_listen.is_empty() || !https_listen.is_empty();
+        if listening && certificate.is_none() {
+            return Err(ConfigError::CommandLine(
+                "'--tls-listen' and '--https-listen' need '--tls-cert' and '--tls-key'".into(),
+            ));
+        }
+        Ok(Self {
+            tls_listen,
+            https_listen,
+            certificate,
         })
     }
 }

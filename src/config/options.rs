@@ -10,14 +10,15 @@ use clap::{ArgAction, Parser};
 use hickory_proto::rr::Name;
 use reqwest::Url;
 
-use crate::cidr::Cidr;
+use crate::{cidr::Cidr, dns::LogTarget};
 
 use super::values::{
     DEFAULT_RRL_EXEMPT, HttpListen, LogFormat, RecursorStrategy, parse_agent_connections,
     parse_bool, parse_cidr, parse_connection_cap, parse_consul_addr, parse_count, parse_datacenter,
     parse_domain, parse_duration, parse_exempt, parse_http_listen, parse_ipv4_prefix,
-    parse_ipv6_prefix, parse_listen, parse_log_format, parse_log_level, parse_rate, parse_recursor,
-    parse_recursor_strategy, parse_seconds, parse_service_ttl, parse_timeout, parse_watch_wait,
+    parse_ipv6_prefix, parse_listen, parse_log_format, parse_log_level, parse_log_target,
+    parse_rate, parse_recursor, parse_recursor_strategy, parse_seconds, parse_service_ttl,
+    parse_timeout, parse_watch_wait,
 };
 
 /// The options as given, defaults filled in.
@@ -150,6 +151,24 @@ pub(super) struct Options {
     /// Service metadata key of an instance's visibility rule: a comma-separated list of networks whose clients alone see the instance
     #[arg(long, value_name = "KEY", default_value = "dns-allow")]
     pub(crate) visibility_meta_key: String,
+    /// Address to serve DNS over TLS on, RFC 7858, usually port 853 (repeatable; needs --tls-cert and --tls-key)
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub(crate) tls_listen: Vec<SocketAddr>,
+    /// Address to serve DNS over HTTPS on, RFC 8484 /dns-query over HTTP/2 and HTTP/1.1 (repeatable; needs --tls-cert and --tls-key)
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub(crate) https_listen: Vec<SocketAddr>,
+    /// PEM certificate chain of the DoT and DoH listeners (read again on SIGHUP)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (read again on SIGHUP)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Log every answered query as a JSON line to this file, or - for stderr (reopened on SIGHUP) [default: off]
+    #[arg(long, value_name = "PATH", value_parser = parse_log_target)]
+    pub(crate) query_log: Option<LogTarget>,
+    /// Query-log lines held while the writer falls behind; past it lines are dropped (and counted), never waited for
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = parse_connection_cap)]
+    pub(crate) query_log_buffer: usize,
     /// Response rate limiting: UDP answers per second to one client network for one answer; 0 turns it off
     #[arg(long, value_name = "N", default_value = "20", value_parser = parse_rate)]
     pub(crate) rrl_ratelimit: u32,

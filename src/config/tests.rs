@@ -206,3 +206,37 @@ fn the_readme_lists_every_option() {
         }
     }
 }
+
+#[test]
+fn encrypted_listeners_need_a_certificate_and_key() {
+    let error = parse(&["--tls-listen", "127.0.0.1:853"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("--tls-cert") && error.contains("--tls-listen"),
+        "{error}"
+    );
+    let error = parse(&["--https-listen", "127.0.0.1:443", "--tls-cert", "c.pem"])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("--tls-key"), "{error}");
+    let config = parse(&[
+        "--https-listen",
+        "127.0.0.1:443",
+        "--tls-cert",
+        "c.pem",
+        "--tls-key",
+        "k.pem",
+        "--query-log",
+        "-",
+    ])
+    .unwrap();
+    assert_eq!(config.encrypted.https_listen.len(), 1);
+    assert!(config.encrypted.certificate.is_some());
+    assert_eq!(
+        config.query_log.map(|(target, _)| target),
+        Some(LogTarget::Stderr)
+    );
+    let error = parse(&["--query-log", ""]).unwrap_err().to_string();
+    assert!(error.contains("--query-log"), "{error}");
+}

@@ -7,7 +7,7 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 use hickory_proto::rr::Name;
 use reqwest::Url;
 
-use crate::cidr::Cidr;
+use crate::{cidr::Cidr, dns::LogTarget};
 
 /// A Consul ACL token. It prints as `<redacted>` everywhere, so no log line, error or `Debug`
 /// dump can leak it.
@@ -192,6 +192,15 @@ pub(crate) const DEFAULT_RRL_EXEMPT: [&str; 8] = [
     "fc00::/7",
     "fe80::/10",
 ];
+
+/// A file, or `-` for stderr.
+pub(crate) fn parse_log_target(text: &str) -> Result<LogTarget, String> {
+    match text {
+        "" => Err("expected a file, or - for stderr".into()),
+        "-" => Ok(LogTarget::Stderr),
+        path => Ok(LogTarget::File(path.into())),
+    }
+}
 
 /// An IP network, `10.0.0.0/8`, or one address.
 pub(crate) fn parse_cidr(text: &str) -> Result<Cidr, String> {

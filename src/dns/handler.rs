@@ -9,6 +9,7 @@ use std::{net::IpAddr, sync::Arc, time::Instant};
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
     rr::{DNSClass, Name, RData, RecordType},
+    serialize::binary::BinEncodable,
 };
 use hickory_server::{
     net::{runtime::Time, xfer::Protocol},
@@ -22,6 +23,7 @@ use super::{
     answer::{self, Answer, Zone},
     fallback::Fallback,
     name::{self, QueryName},
+    query_log::{Entry, QueryLog, Transport},
     wire::{MAX_UDP_ANSWER_LIMIT, udp_payload},
 };
 use crate::{
@@ -48,6 +50,7 @@ pub(crate) struct ConsulHandler {
     fallback: Option<Arc<Fallback>>,
     metrics: Arc<DnsMetrics>,
     access: ClientAccess,
+    query_log: Option<QueryLog>,
 }
 
 impl ConsulHandler {
@@ -56,6 +59,7 @@ impl ConsulHandler {
         config: &Config,
         fallback: Option<Arc<Fallback>>,
         metrics: Arc<DnsMetrics>,
+        query_log: Option<QueryLog>,
     ) -> Self {
         Self {
             catalog,
@@ -64,6 +68,7 @@ impl ConsulHandler {
             fallback,
             metrics,
             access: config.access.clone(),
+            query_log,
         }
     }
 
@@ -250,12 +255,26 @@ impl RequestHandler for ConsulHandler {
     ) -> ResponseInfo {
         let started = Instant::now();
         let info = self.respond::<R, T>(request, response_handle).await;
-        let qtype = request
-            .request_info()
-            .ok()
-            .map(|info| info.query.query_type());
-        self.metrics
-            .observe(qtype, info.response_code, started.elapsed());
+        let took = started.elapsed();
+        let question = request.request_info().ok().map(|info| info.query);
+        let qtype = question.map(|query| query.query_type());
+        self.metrics.observe(qtype, info.response_code, took);
+        if let (Some(log), Some(query)) = (&self.query_log, question) {
+            let transport = Transport::from(request.protocol());
+            let name = query.original().name().to_bytes().unwrap_or_default();
+            let qtype = u16::from(query.query_type());
+            let answers = info.counts().answers;
+            log.record(Entry::new(
+                request.src(),
+                transport,
+                &name,
+                qtype,
+                info.response_code,
+                answers,
+                false,
+                took,
+            ));
+        }
         info
     }
 }

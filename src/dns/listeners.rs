@@ -1,8 +1,8 @@
-//! The DNS listeners: binds UDP (one socket per core) and TCP on each address, serves them
-//! until shutdown. It never names a concrete handler: UDP gets the fast path and the general
-//! path, TCP the general path.
+//! The DNS listeners: binds UDP (one socket per core) and TCP on each address, and the DoT and
+//! DoH addresses, serves them until shutdown. It never names a concrete handler: UDP gets the
+//! fast path and the general path, the stream listeners the general path.
 
-use std::{io, net::SocketAddr, time::Duration};
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use hickory_server::server::RequestHandler;
 use tokio::{net::TcpListener, task::JoinSet};
@@ -10,8 +10,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{
-    tcp,
+    certificate::Certificate,
+    tcp::{self, Framing},
     tcp_admission::{TcpAdmission, TcpOptions},
+    tls,
     udp::{self, UdpAnswering},
 };
 
@@ -44,20 +46,52 @@ impl DnsServer {
     }
 }
 
+/// Where DNS over TLS and HTTPS are served, and with which certificate.
+pub(crate) struct EncryptedListen<'a> {
+    pub(crate) tls: &'a [SocketAddr],
+    pub(crate) https: &'a [SocketAddr],
+    pub(crate) certificate: Arc<Certificate>,
+}
+
+/// The addresses actually bound, ports resolved.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Bound {
+    /// UDP and TCP.
+    pub(crate) dns: Vec<SocketAddr>,
+    pub(crate) tls: Vec<SocketAddr>,
+    pub(crate) https: Vec<SocketAddr>,
+}
+
 /// Binds UDP (one socket per core) and TCP on each address, the same port for both, also when
-/// the port is 0, and starts serving. Returns the addresses actually bound.
+/// the port is 0, and the DoT and DoH addresses, and starts serving.
 pub(crate) async fn serve<H: RequestHandler>(
     answering: UdpAnswering<H>,
     listen: &[SocketAddr],
+    encrypted: Option<EncryptedListen<'_>>,
     tcp_limits: TcpOptions,
-) -> io::Result<(DnsServer, Vec<SocketAddr>)> {
+) -> io::Result<(DnsServer, Bound)> {
     let sockets_per_address = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut bound = Vec::new();
+    let mut bound = Bound::default();
     let mut listeners = Vec::new();
     for addr in listen {
         let (udp, tcp) = bind_pair(*addr, sockets_per_address).await?;
-        bound.push(tcp.local_addr()?);
+        bound.dns.push(tcp.local_addr()?);
         listeners.push((udp, tcp));
+    }
+    let mut streams = Vec::new();
+    if let Some(encrypted) = encrypted {
+        let dot = tls::acceptor(&encrypted.certificate, &[b"dot"])?;
+        let doh = tls::acceptor(&encrypted.certificate, &[b"h2", b"http/1.1"])?;
+        for (addrs, framing, bound) in [
+            (encrypted.tls, Framing::Tls(dot), &mut bound.tls),
+            (encrypted.https, Framing::Https(doh), &mut bound.https),
+        ] {
+            for addr in addrs {
+                let listener = bind_stream(*addr, &framing).await?;
+                bound.push(listener.local_addr()?);
+                streams.push((listener, framing.clone()));
+            }
+        }
     }
     // One table for every address: the limits are the server's, not each listener's.
     let admission = TcpAdmission::new(tcp_limits);
@@ -72,14 +106,28 @@ pub(crate) async fn serve<H: RequestHandler>(
             server.stop.clone(),
             &mut server.tasks,
         )?;
+        streams.push((tcp, Framing::Plain));
+    }
+    for (listener, framing) in streams {
         server.tasks.spawn(tcp::serve(
-            tcp,
+            listener,
+            framing,
             answering.general.clone(),
             admission.clone(),
             server.stop.clone(),
         ));
     }
     Ok((server, bound))
+}
+
+async fn bind_stream(addr: SocketAddr, framing: &Framing) -> io::Result<TcpListener> {
+    let what = match framing {
+        Framing::Https(_) => "DoH",
+        _ => "DoT",
+    };
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {what} {addr}: {e}")))
 }
 
 async fn bind_pair(

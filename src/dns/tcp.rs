@@ -1,9 +1,11 @@
-//! DNS over TCP with a cap on open connections, which hickory-server's own TCP listener lacks.
+//! DNS over TCP and over TLS (RFC 7858) with a cap on open connections, which hickory-server's
+//! own TCP and TLS listeners lack.
 //!
-//! The framing (two length bytes) is hickory's; this module accepts, lets [`TcpAdmission`]
-//! decide which connection gives way when the table is full, closes idle connections, and gives
-//! each message of a connection, one after the other, to the general path that also serves UDP,
-//! so pipelined queries are answered in the order they came.
+//! The framing (two length bytes) is hickory's, TLS is rustls'; this module accepts, lets
+//! [`TcpAdmission`] decide which connection gives way when the table is full (a TLS handshake
+//! counts as idle, so slow handshakes give way too), closes idle connections, and gives each
+//! message of a connection, one after the other, to the general path that also serves UDP, so
+//! pipelined queries are answered in the order they came.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -14,24 +16,38 @@ use hickory_server::{
 };
 
 use super::{
+    doh,
     general::GeneralPath,
-    tcp_admission::{Admission, TcpAdmission, Ticket},
+    tcp_admission::{Admission, FLUSH_ON_CLOSE, TcpAdmission, Ticket},
+    tls,
 };
 use tokio::{
+    io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
     task::JoinSet,
 };
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 /// Responses queued per connection before the handler waits for the client to read.
 const RESPONSE_BUFFER: usize = 32;
-/// How long a closing connection may still flush its last answers.
-const FLUSH_ON_CLOSE: Duration = Duration::from_millis(200);
+
+/// What a stream listener's connections speak.
+#[derive(Clone)]
+pub(crate) enum Framing {
+    /// DNS over TCP.
+    Plain,
+    /// DNS over TLS.
+    Tls(TlsAcceptor),
+    /// DNS over HTTPS, served by [`super::doh`].
+    Https(TlsAcceptor),
+}
 
 /// Accepts until `stop` fires, then waits for the open connections to finish what they hold.
 pub(crate) async fn serve<H: RequestHandler>(
     listener: TcpListener,
+    framing: Framing,
     general: GeneralPath<H>,
     admission: Arc<TcpAdmission>,
     stop: CancellationToken,
@@ -57,19 +73,39 @@ pub(crate) async fn serve<H: RequestHandler>(
                     debug!(%peer, "TCP connections full: an idle one was closed for a new client");
                 }
                 full_logged = false;
-                connections.spawn(connection(
-                    stream,
-                    peer,
-                    general.clone(),
-                    ticket,
-                    stop.clone(),
-                ));
+                let (general, stop) = (general.clone(), stop.clone());
+                match &framing {
+                    Framing::Plain => connections.spawn(connection(
+                        stream,
+                        peer,
+                        general,
+                        ticket,
+                        stop,
+                        Protocol::Tcp,
+                    )),
+                    Framing::Tls(acceptor) => connections.spawn(tls_connection(
+                        acceptor.clone(),
+                        stream,
+                        peer,
+                        general,
+                        ticket,
+                        stop,
+                    )),
+                    Framing::Https(acceptor) => connections.spawn(doh::connection(
+                        acceptor.clone(),
+                        stream,
+                        peer,
+                        general,
+                        ticket,
+                        stop,
+                    )),
+                };
             }
             Admission::Full => {
                 if !full_logged {
                     full_logged = true;
                     warn!(
-                        "every TCP connection is busy answering; closing new ones until one is idle"
+                        "every TCP and TLS connection is busy answering; closing new ones until one is idle"
                     );
                 }
                 drop(stream);
@@ -80,13 +116,31 @@ pub(crate) async fn serve<H: RequestHandler>(
     while connections.join_next().await.is_some() {}
 }
 
-async fn connection<H: RequestHandler>(
+/// Completes the TLS handshake within the idle timeout, then serves as plain TCP does.
+async fn tls_connection<H: RequestHandler>(
+    acceptor: TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
     general: GeneralPath<H>,
     ticket: Ticket,
     stop: CancellationToken,
 ) {
+    if let Some(tls) = tls::handshake(&acceptor, stream, peer, &ticket, &stop).await {
+        connection(tls, peer, general, ticket, stop, Protocol::Tls).await;
+    }
+}
+
+async fn connection<H, S>(
+    stream: S,
+    peer: SocketAddr,
+    general: GeneralPath<H>,
+    ticket: Ticket,
+    stop: CancellationToken,
+    protocol: Protocol,
+) where
+    H: RequestHandler,
+    S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+{
     let (mut messages, replies) = DnsTcpStream::from_stream_with_buffer_size(
         AsyncIoTokioAsStd(stream),
         peer,
@@ -103,13 +157,11 @@ async fn connection<H: RequestHandler>(
             Ok(Some(Ok(message))) => {
                 ticket.busy();
                 let (bytes, _) = message.into_parts();
-                general
-                    .answer(bytes, peer, replies.clone(), Protocol::Tcp)
-                    .await;
+                general.answer(bytes, peer, replies.clone(), protocol).await;
                 ticket.idle();
             }
             Ok(Some(Err(error))) => {
-                debug!(%peer, %error, "TCP connection closed");
+                debug!(%peer, %error, ?protocol, "connection closed");
                 return;
             }
             Ok(None) => {

@@ -29,6 +29,9 @@ pub(crate) struct TcpOptions {
     pub(crate) idle_timeout: Duration,
 }
 
+/// How long a connection told to close may still flush its last answers.
+pub(crate) const FLUSH_ON_CLOSE: Duration = Duration::from_millis(200);
+
 /// The idle timeout once the table is three quarters full.
 const BUSY_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 

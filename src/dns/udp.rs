@@ -25,6 +25,7 @@ use super::{
     batch::{Inbox, Outbox},
     fast::FastPath,
     general::GeneralPath,
+    query_log::{Entry, QueryLog, Transport},
     rate_limit::{AnswerKey, RateLimiter, Verdict},
     wire::{HEADER_LEN, truncate_to_question},
 };
@@ -71,6 +72,8 @@ pub(crate) struct UdpAnswering<H> {
     pub(crate) metrics: Arc<DnsMetrics>,
     /// Response rate limiting of the fast path's answers (the general path applies its own).
     pub(crate) limiter: Arc<RateLimiter>,
+    /// Where the fast path's answers are logged (the general path logs its own).
+    pub(crate) query_log: Option<QueryLog>,
 }
 
 impl<H> Clone for UdpAnswering<H> {
@@ -80,6 +83,7 @@ impl<H> Clone for UdpAnswering<H> {
             general: self.general.clone(),
             metrics: self.metrics.clone(),
             limiter: self.limiter.clone(),
+            query_log: self.query_log.clone(),
         }
     }
 }
@@ -116,6 +120,7 @@ fn socket_loop<H: RequestHandler>(
         general: general_path,
         metrics,
         limiter,
+        query_log,
     } = answering;
     let local = socket
         .local_addr()
@@ -175,9 +180,26 @@ fn socket_loop<H: RequestHandler>(
             }
             let started = Instant::now();
             if let Some(answer) = fast.answer(request, peer.ip(), &mut out, &mut scratch) {
-                tally.record(answer.qtype, answer.rcode, started.elapsed());
+                let took = started.elapsed();
+                tally.record(answer.qtype, answer.rcode, took);
+                let name_wire = &request[HEADER_LEN..answer.question_end - 4];
+                if let Some(log) = &query_log {
+                    let answers = u16::from_be_bytes([out[6], out[7]]);
+                    let (qtype, rcode) = (u16::from(answer.qtype), answer.rcode);
+                    let entry = Entry::new(
+                        peer,
+                        Transport::Udp,
+                        name_wire,
+                        qtype,
+                        rcode,
+                        answers,
+                        true,
+                        took,
+                    );
+                    log.record(entry);
+                }
                 let key = AnswerKey {
-                    name_wire: &request[HEADER_LEN..answer.question_end - 4],
+                    name_wire,
                     qtype: u16::from(answer.qtype),
                     rcode: answer.rcode,
                 };

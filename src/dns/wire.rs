@@ -3,6 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hickory_proto::op::ResponseCode;
+
 /// The largest UDP answer we send, whatever the client advertises (the DNS flag day value).
 pub(crate) const MAX_UDP_PAYLOAD: u16 = 1232;
 /// What a UDP client without EDNS can take (RFC 1035).
@@ -53,6 +55,20 @@ pub(crate) fn udp_payload(edns_payload: Option<u16>) -> u16 {
     edns_payload.map_or(PLAIN_UDP_PAYLOAD, |size| {
         size.clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
     })
+}
+
+/// A response code as DNS tools print it (`NOERROR`, `NXDOMAIN`...); `OTHER` for the rest.
+pub(crate) fn rcode_mnemonic(rcode: ResponseCode) -> &'static str {
+    match u16::from(rcode) {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        16 => "BADVERS",
+        _ => "OTHER",
+    }
 }
 
 /// Consul's SOA serial: the current Unix time in seconds.

@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use crate::dns::rcode_mnemonic;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use prometheus_client::{
     collector::Collector,
@@ -209,15 +210,9 @@ fn qtype_name(row: usize) -> &'static str {
 }
 
 fn rcode_name(column: usize) -> &'static str {
-    match RCODES.get(column) {
-        Some(ResponseCode::NoError) => "NOERROR",
-        Some(ResponseCode::FormErr) => "FORMERR",
-        Some(ResponseCode::ServFail) => "SERVFAIL",
-        Some(ResponseCode::NXDomain) => "NXDOMAIN",
-        Some(ResponseCode::NotImp) => "NOTIMP",
-        Some(ResponseCode::Refused) => "REFUSED",
-        _ => "OTHER",
-    }
+    RCODES
+        .get(column)
+        .map_or("OTHER", |rcode| rcode_mnemonic(*rcode))
 }
 
 #[cfg(test)]

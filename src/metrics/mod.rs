@@ -21,7 +21,7 @@ use dns::LatencyCollector;
 use crate::{
     catalog::Catalog,
     consul::{Endpoint, InstanceKind},
-    dns::RateLimiter,
+    dns::{QueryLog, RateLimiter},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +68,7 @@ struct Pulled {
     consul_consistent_retries: Counter,
     consul_agent_cache: Family<ResultLabels, Counter>,
     consul_refused: Counter,
+    query_log_lines: Family<ResultLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,17 +98,23 @@ struct RateLimitLabels {
     action: &'static str,
 }
 
+/// The parts whose counts `/metrics` reads.
+pub(crate) struct Sources {
+    pub(crate) catalog: Catalog,
+    pub(crate) dns: Arc<DnsMetrics>,
+    pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) query_log: Option<QueryLog>,
+}
+
 /// Everything `/metrics` shows.
 pub(crate) struct Metrics {
     registry: Registry,
-    catalog: Catalog,
-    dns: Arc<DnsMetrics>,
-    limiter: Arc<RateLimiter>,
+    sources: Sources,
     pulled: Pulled,
 }
 
 impl Metrics {
-    pub(crate) fn new(catalog: Catalog, dns: Arc<DnsMetrics>, limiter: Arc<RateLimiter>) -> Self {
+    pub(crate) fn new(sources: Sources) -> Self {
         let mut registry = Registry::with_prefix("consul_dns_bridge");
         let pulled = Pulled::default();
         registry.register(
@@ -115,7 +122,7 @@ impl Metrics {
             "DNS queries answered, by question type and response code",
             pulled.queries.clone(),
         );
-        registry.register_collector(Box::new(LatencyCollector(dns.clone())));
+        registry.register_collector(Box::new(LatencyCollector(sources.dns.clone())));
         registry.register(
             "fast_path_answers",
             "UDP queries answered from pre-encoded records (also counted in queries)",
@@ -211,11 +218,14 @@ impl Metrics {
             "UDP answers held back by response rate limiting: dropped, or sent empty with TC (slipped)",
             pulled.rate_limited.clone(),
         );
+        registry.register(
+            "query_log_lines",
+            "Query log lines written, and dropped because the writer was behind (--query-log-buffer full)",
+            pulled.query_log_lines.clone(),
+        );
         Self {
             registry,
-            catalog,
-            dns,
-            limiter,
+            sources,
             pulled,
         }
     }
@@ -230,8 +240,9 @@ impl Metrics {
     }
 
     fn pull(&self) {
-        let (catalog, pulled) = (&self.catalog, &self.pulled);
-        self.dns.each_query_count(|qtype, rcode, count| {
+        let (catalog, pulled) = (&self.sources.catalog, &self.pulled);
+        let dns = &self.sources.dns;
+        dns.each_query_count(|qtype, rcode, count| {
             let labels = QueryLabels { qtype, rcode };
             let counter = pulled.queries.get_or_create(&labels);
             counter.inner().store(count, Ordering::Relaxed);
@@ -239,7 +250,7 @@ impl Metrics {
         pulled
             .fast_answers
             .inner()
-            .store(self.dns.fast_answers(), Ordering::Relaxed);
+            .store(dns.fast_answers(), Ordering::Relaxed);
         let (hits, misses) = catalog.cache_hits_and_misses();
         pulled.cache_hits.inner().store(hits, Ordering::Relaxed);
         pulled.cache_misses.inner().store(misses, Ordering::Relaxed);
@@ -315,7 +326,17 @@ impl Metrics {
             .consul_refused
             .inner()
             .store(reads.refused, Ordering::Relaxed);
-        let (dropped, slipped) = self.limiter.limited();
+        if let Some(log) = &self.sources.query_log {
+            let (written, dropped) = log.counts();
+            for (result, count) in [("written", written), ("dropped", dropped)] {
+                pulled
+                    .query_log_lines
+                    .get_or_create(&ResultLabels { result })
+                    .inner()
+                    .store(count, Ordering::Relaxed);
+            }
+        }
+        let (dropped, slipped) = self.sources.limiter.limited();
         for (action, count) in [("dropped", dropped), ("slipped", slipped)] {
             pulled
                 .rate_limited

@@ -1,0 +1,249 @@
+//! DNS over HTTPS (RFC 8484): `GET /dns-query?dns=` (base64url) and `POST /dns-query`
+//! (`application/dns-message`), over HTTP/2 or HTTP/1.1, whichever the client speaks.
+//! hickory-server's own DoH listener speaks HTTP/2 only and has no connection cap, so the
+//! connection comes from the stream listener ([`super::tcp`]) and hyper serves it.
+//!
+//! Each request's message goes to the general path as a TCP message would, so the answers,
+//! the policy (allow-query, visibility), the metrics and the query log are those of every other
+//! transport; DNS errors are `200 OK` with the rcode in the message, as RFC 8484 §4.2.1 asks.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use data_encoding::BASE64URL_NOPAD;
+use futures_util::StreamExt;
+use hickory_proto::op::Message;
+use hickory_server::{
+    net::{BufDnsStreamHandle, xfer::Protocol},
+    server::RequestHandler,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::{Bytes, Incoming},
+    header::{self, HeaderValue},
+    service::service_fn,
+};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::{
+    general::GeneralPath,
+    tcp_admission::{FLUSH_ON_CLOSE, Ticket},
+    tls::handshake,
+};
+
+/// The one path served (RFC 8484 §3's example, and what clients default to).
+const PATH: &str = "/dns-query";
+const DNS_MESSAGE: &str = "application/dns-message";
+/// A DNS message is at most 65,535 bytes (RFC 8484 §6).
+const MAX_MESSAGE: usize = 65_535;
+/// How often an open connection checks whether it has been idle too long.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+
+/// What a connection is doing, for the admission table and the idle timeout.
+struct Activity {
+    ticket: Ticket,
+    in_flight: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn begin(&self) {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.ticket.busy();
+        }
+    }
+
+    fn end(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.lock_idle_since() = Instant::now();
+            self.ticket.idle();
+        }
+    }
+
+    fn idle_too_long(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.lock_idle_since().elapsed() >= self.ticket.idle_timeout()
+    }
+
+    fn lock_idle_since(&self) -> std::sync::MutexGuard<'_, Instant> {
+        self.idle_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Serves one admitted connection: TLS, then HTTP until the client leaves, it is idle longer
+/// than the idle timeout, it must give way, or the server stops.
+pub(super) async fn connection<H: RequestHandler>(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    general: GeneralPath<H>,
+    ticket: Ticket,
+    stop: CancellationToken,
+) {
+    let Some(tls) = handshake(&acceptor, stream, peer, &ticket, &stop).await else {
+        return;
+    };
+    let close = ticket.close.clone();
+    let activity = Arc::new(Activity {
+        ticket,
+        in_flight: AtomicUsize::new(0),
+        idle_since: Mutex::new(Instant::now()),
+    });
+    let service = {
+        let activity = activity.clone();
+        service_fn(move |request| {
+            let (general, activity) = (general.clone(), activity.clone());
+            async move {
+                activity.begin();
+                let response = respond(request, peer, &general).await;
+                activity.end();
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let served = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(served);
+    let mut check = tokio::time::interval(IDLE_CHECK);
+    loop {
+        tokio::select! {
+            done = served.as_mut() => {
+                if let Err(error) = done {
+                    debug!(%peer, %error, "DoH connection closed");
+                }
+                return;
+            }
+            () = stop.cancelled() => break,
+            () = close.cancelled() => break,
+            _ = check.tick() => if activity.idle_too_long() {
+                break;
+            },
+        }
+    }
+    // Requests in flight finish; the connection then closes.
+    served.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(FLUSH_ON_CLOSE, served).await;
+}
+
+async fn respond<H: RequestHandler>(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    general: &GeneralPath<H>,
+) -> Response<Full<Bytes>> {
+    if request.uri().path() != PATH {
+        return status(StatusCode::NOT_FOUND);
+    }
+    let message = match *request.method() {
+        Method::GET => match dns_parameter(request.uri().query().unwrap_or_default()) {
+            Some(message) => message,
+            None => return status(StatusCode::BAD_REQUEST),
+        },
+        Method::POST => {
+            let content_type = request.headers().get(header::CONTENT_TYPE);
+            if content_type.and_then(|value| value.to_str().ok()) != Some(DNS_MESSAGE) {
+                return status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            }
+            match Limited::new(request.into_body(), MAX_MESSAGE)
+                .collect()
+                .await
+            {
+                Ok(body) => body.to_bytes().to_vec(),
+                Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE),
+            }
+        }
+        _ => {
+            let mut response = status(StatusCode::METHOD_NOT_ALLOWED);
+            let allow = HeaderValue::from_static("GET, POST");
+            response.headers_mut().insert(header::ALLOW, allow);
+            return response;
+        }
+    };
+    let (replies, mut sent) = BufDnsStreamHandle::new(peer);
+    general
+        .answer(message, peer, replies, Protocol::Https)
+        .await;
+    // The general path has dropped its handle: the answer, if any, is waiting.
+    match sent.next().await {
+        Some(reply) => dns_response(reply.into_parts().0),
+        None => status(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// The `dns` query parameter, base64url-decoded (RFC 8484 §4.1: without padding; padding,
+/// plain or percent-encoded, is tolerated).
+fn dns_parameter(query: &str) -> Option<Vec<u8>> {
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("dns="))?;
+    let value = value.trim_end_matches("%3D").trim_end_matches("%3d");
+    let value = value.trim_end_matches('=');
+    BASE64URL_NOPAD.decode(value.as_bytes()).ok()
+}
+
+fn dns_response(bytes: Vec<u8>) -> Response<Full<Bytes>> {
+    let max_age = freshness(&bytes);
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE));
+    if let Some(seconds) = max_age {
+        // `max-age=N`, as RFC 8484 §5.1 asks: no longer than the smallest TTL in the answer.
+        let value = format!("max-age={seconds}");
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(header::CACHE_CONTROL, value);
+        }
+    }
+    response
+}
+
+/// The smallest TTL of the answer and authority records, if there are any.
+fn freshness(bytes: &[u8]) -> Option<u32> {
+    let message = Message::from_vec(bytes).ok()?;
+    message
+        .answers
+        .iter()
+        .chain(message.authorities.iter())
+        .map(|record| record.ttl)
+        .min()
+}
+
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = code;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dns_parameter_is_base64url_with_or_without_padding() {
+        let message = vec![0xab, 0xcd, 0x01, 0x00, 0xff];
+        let encoded = BASE64URL_NOPAD.encode(&message);
+        assert_eq!(
+            dns_parameter(&format!("dns={encoded}")),
+            Some(message.clone())
+        );
+        let padded = format!("ct=x&dns={encoded}%3D%3D");
+        assert_eq!(dns_parameter(&padded), Some(message));
+        assert_eq!(dns_parameter("dns=!!!"), None);
+        assert_eq!(dns_parameter("name=web"), None);
+    }
+}
