@@ -9,7 +9,9 @@
 # COMPARE_VARIANT="--flag value ..." adds a second bridge started with those flags to every
 # round ("variant"), and prints its ratio to the plain bridge: the cost of a feature, measured
 # side by side. E.g. rate limiting applied to every answer (dnsperf's loopback is exempt by
-# default): COMPARE_VARIANT="--rrl-exempt none --rrl-ratelimit 60000".
+# default): COMPARE_VARIANT="--rrl-exempt none --rrl-ratelimit 60000"; access rules on every
+# answer: COMPARE_VARIANT="--allow-query 127.0.0.0/8 --visibility-meta-key bench-allow"; the
+# query log: COMPARE_VARIANT="--query-log /tmp/bench-queries.log".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} seconds=${2:-5}
@@ -39,7 +41,12 @@ HCL
 pids+=($!); consul_pid=$!
 for _ in $(seq 150); do curl -sf "127.0.0.1:$HTTP/v1/catalog/services" | grep -q consul && break; sleep 0.2; done
 
-register() { curl -sf -X PUT "127.0.0.1:$HTTP/v1/agent/service/register" -d "$1" >/dev/null; }
+# Every instance carries a visibility rule under the key bench-allow, which only a variant
+# started with --visibility-meta-key bench-allow reads (Consul and the plain bridge ignore it).
+register() {
+  curl -sf -X PUT "127.0.0.1:$HTTP/v1/agent/service/register" \
+    -d "{\"Meta\":{\"bench-allow\":\"10.0.0.0/8, 127.0.0.0/8\"},${1#\{}" >/dev/null
+}
 for i in 1 2 3; do register "{\"Name\":\"web\",\"ID\":\"web$i\",\"Address\":\"10.1.0.$i\",\"Port\":808$i,\"Check\":{\"TTL\":\"1h\",\"Status\":\"passing\"}}"; done
 register '{"Name":"web","ID":"web9","Address":"10.1.0.9","Port":8089,"Check":{"TTL":"1h","Status":"critical"}}'
 register '{"Name":"db","ID":"db1","Address":"10.2.0.1","Port":5432,"Tags":["primary"],"Check":{"TTL":"1h","Status":"passing"}}'

@@ -67,6 +67,9 @@ pub(crate) async fn serve<H: RequestHandler>(
             },
             () = stop.cancelled() => break,
         };
+        // An answer is one write; waiting to coalesce it (Nagle) only delays it, the most
+        // with TLS and HTTP/2, whose frames a client's delayed ACK would otherwise hold up.
+        let _ = stream.set_nodelay(true);
         match admission.admit(peer.ip()) {
             Admission::Admitted { ticket, evicted } => {
                 if evicted {
