@@ -35,14 +35,12 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
 };
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::{
     general::GeneralPath,
-    tcp_admission::{FLUSH_ON_CLOSE, Ticket},
+    tcp_admission::{Accepted, FLUSH_ON_CLOSE, Ticket},
     tls::handshake,
 };
 
@@ -89,15 +87,15 @@ impl Activity {
 
 /// Serves one admitted connection: TLS, then HTTP until the client leaves, it is idle longer
 /// than the idle timeout, it must give way, or the server stops.
-pub(super) async fn connection<H: RequestHandler>(
-    acceptor: TlsAcceptor,
-    stream: TcpStream,
-    peer: SocketAddr,
-    general: GeneralPath<H>,
-    ticket: Ticket,
-    stop: CancellationToken,
-) {
-    let Some(tls) = handshake(&acceptor, stream, peer, &ticket, &stop).await else {
+pub(super) async fn connection<H: RequestHandler>(acceptor: TlsAcceptor, accepted: Accepted<H>) {
+    let Some(Accepted {
+        stream: tls,
+        peer,
+        general,
+        ticket,
+        stop,
+    }) = handshake(&acceptor, accepted).await
+    else {
         return;
     };
     let close = ticket.close.clone();

@@ -7,7 +7,7 @@
 //! message of a connection, one after the other, to the general path that also serves UDP, so
 //! pipelined queries are answered in the order they came.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use hickory_server::{
@@ -18,12 +18,12 @@ use hickory_server::{
 use super::{
     doh,
     general::GeneralPath,
-    tcp_admission::{Admission, FLUSH_ON_CLOSE, TcpAdmission, Ticket},
+    tcp_admission::{Accepted, Admission, FLUSH_ON_CLOSE, TcpAdmission},
     tls,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     task::JoinSet,
 };
 use tokio_rustls::TlsAcceptor;
@@ -76,32 +76,21 @@ pub(crate) async fn serve<H: RequestHandler>(
                     debug!(%peer, "TCP connections full: an idle one was closed for a new client");
                 }
                 full_logged = false;
-                let (general, stop) = (general.clone(), stop.clone());
+                let accepted = Accepted {
+                    stream,
+                    peer,
+                    general: general.clone(),
+                    ticket,
+                    stop: stop.clone(),
+                };
                 match &framing {
-                    Framing::Plain => connections.spawn(connection(
-                        stream,
-                        peer,
-                        general,
-                        ticket,
-                        stop,
-                        Protocol::Tcp,
-                    )),
-                    Framing::Tls(acceptor) => connections.spawn(tls_connection(
-                        acceptor.clone(),
-                        stream,
-                        peer,
-                        general,
-                        ticket,
-                        stop,
-                    )),
-                    Framing::Https(acceptor) => connections.spawn(doh::connection(
-                        acceptor.clone(),
-                        stream,
-                        peer,
-                        general,
-                        ticket,
-                        stop,
-                    )),
+                    Framing::Plain => connections.spawn(plain_connection(accepted)),
+                    Framing::Tls(acceptor) => {
+                        connections.spawn(tls_connection(acceptor.clone(), accepted))
+                    }
+                    Framing::Https(acceptor) => {
+                        connections.spawn(doh::connection(acceptor.clone(), accepted))
+                    }
                 };
             }
             Admission::Full => {
@@ -119,31 +108,29 @@ pub(crate) async fn serve<H: RequestHandler>(
     while connections.join_next().await.is_some() {}
 }
 
+async fn plain_connection<H: RequestHandler>(accepted: Accepted<H>) {
+    connection(accepted, Protocol::Tcp).await;
+}
+
 /// Completes the TLS handshake within the idle timeout, then serves as plain TCP does.
-async fn tls_connection<H: RequestHandler>(
-    acceptor: TlsAcceptor,
-    stream: TcpStream,
-    peer: SocketAddr,
-    general: GeneralPath<H>,
-    ticket: Ticket,
-    stop: CancellationToken,
-) {
-    if let Some(tls) = tls::handshake(&acceptor, stream, peer, &ticket, &stop).await {
-        connection(tls, peer, general, ticket, stop, Protocol::Tls).await;
+async fn tls_connection<H: RequestHandler>(acceptor: TlsAcceptor, accepted: Accepted<H>) {
+    if let Some(tls) = tls::handshake(&acceptor, accepted).await {
+        connection(tls, Protocol::Tls).await;
     }
 }
 
-async fn connection<H, S>(
-    stream: S,
-    peer: SocketAddr,
-    general: GeneralPath<H>,
-    ticket: Ticket,
-    stop: CancellationToken,
-    protocol: Protocol,
-) where
+async fn connection<H, S>(accepted: Accepted<H, S>, protocol: Protocol)
+where
     H: RequestHandler,
     S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
 {
+    let Accepted {
+        stream,
+        peer,
+        general,
+        ticket,
+        stop,
+    } = accepted;
     let (mut messages, replies) = DnsTcpStream::from_stream_with_buffer_size(
         AsyncIoTokioAsStd(stream),
         peer,

@@ -10,13 +10,15 @@
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::time::Instant;
+use tokio::{net::TcpStream, time::Instant};
 use tokio_util::sync::CancellationToken;
+
+use super::general::GeneralPath;
 
 /// How connections are bounded.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +70,15 @@ pub(crate) struct Ticket {
     admission: Arc<TcpAdmission>,
     /// Fires when the connection must give way to a newer one.
     pub(crate) close: CancellationToken,
+}
+
+/// An admitted connection, and what it needs to be served.
+pub(crate) struct Accepted<H, S = TcpStream> {
+    pub(crate) stream: S,
+    pub(crate) peer: SocketAddr,
+    pub(crate) general: GeneralPath<H>,
+    pub(crate) ticket: Ticket,
+    pub(crate) stop: CancellationToken,
 }
 
 impl TcpAdmission {

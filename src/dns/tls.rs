@@ -1,14 +1,13 @@
 //! The TLS of DoT and DoH: an acceptor presenting the certificate, and the server side of a
 //! handshake, bounded like an idle connection.
 
-use std::{io, net::SocketAddr, sync::Arc};
+use std::{io, sync::Arc};
 
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{certificate::Certificate, tcp_admission::Ticket};
+use super::{certificate::Certificate, tcp_admission::Accepted};
 
 /// An acceptor presenting `certificate` (as reloaded), offering `alpn` protocols.
 pub(super) fn acceptor(certificate: &Arc<Certificate>, alpn: &[&[u8]]) -> io::Result<TlsAcceptor> {
@@ -18,20 +17,30 @@ pub(super) fn acceptor(certificate: &Arc<Certificate>, alpn: &[&[u8]]) -> io::Re
 
 /// The server side of a TLS handshake, given up when it takes longer than the idle timeout,
 /// when the connection must give way, or at shutdown.
-pub(super) async fn handshake(
+pub(super) async fn handshake<H>(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
-    peer: SocketAddr,
-    ticket: &Ticket,
-    stop: &CancellationToken,
-) -> Option<TlsStream<TcpStream>> {
+    accepted: Accepted<H>,
+) -> Option<Accepted<H, TlsStream<TcpStream>>> {
+    let Accepted {
+        stream,
+        peer,
+        general,
+        ticket,
+        stop,
+    } = accepted;
     let handshake = tokio::select! {
         done = tokio::time::timeout(ticket.idle_timeout(), acceptor.accept(stream)) => done,
         () = stop.cancelled() => return None,
         () = ticket.close.cancelled() => return None,
     };
     match handshake {
-        Ok(Ok(tls)) => Some(tls),
+        Ok(Ok(tls)) => Some(Accepted {
+            stream: tls,
+            peer,
+            general,
+            ticket,
+            stop,
+        }),
         Ok(Err(error)) => {
             debug!(%peer, %error, "TLS handshake failed");
             None

@@ -436,6 +436,9 @@ fn tcp_framing_holds_for_any_frames() {
         std::thread::sleep(Duration::from_millis(5));
         let _ = stream.write_all(&bytes[cut..]);
         let ids: Vec<u16> = frames.iter().filter_map(Frame::id).collect();
+        // After a lying length the server reads the following bytes as other frames, whose
+        // IDs and number are whatever those bytes say: only the answers' form is checked.
+        let realigned = frames.iter().any(|f| matches!(f, Frame::LyingLength(..)));
         let mut got = 0;
         loop {
             let mut len = [0u8; 2];
@@ -449,11 +452,14 @@ fn tcp_framing_holds_for_any_frames() {
             let answer = Message::from_vec(&reply)
                 .map_err(|e| TestCaseError::fail(format!("undecodable answer: {e}")))?;
             prop_assert_eq!(answer.metadata.message_type, MessageType::Response);
-            prop_assert!(ids.contains(&answer.metadata.id), "an answer to no frame");
+            prop_assert!(
+                realigned || ids.contains(&answer.metadata.id),
+                "an answer to no frame"
+            );
             got += 1;
         }
         prop_assert!(
-            got <= frames.len(),
+            realigned || got <= frames.len(),
             "{got} answers to {} frames",
             frames.len()
         );
