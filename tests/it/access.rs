@@ -54,15 +54,7 @@ async fn fixture(consul: &ConsulAgent) {
     ] {
         consul.put("/v1/agent/service/register", body).await;
     }
-    consul
-        .put(
-            "/v1/config",
-            json!({
-                "Kind": "ingress-gateway", "Name": "ingress",
-                "Listeners": [{"Port": 8080, "Protocol": "tcp", "Services": [{"Name": "web"}]}]
-            }),
-        )
-        .await;
+    consul.expose_through_ingress("ingress", "web").await;
     consul
         .create_query(json!({"Name": "webq", "Service": {"Service": "web"}}))
         .await;

@@ -5,41 +5,11 @@
 //! general path (TCP, and UDP questions the fast path leaves).
 
 use hickory_proto::{
-    op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
-    rr::{DNSClass, Name, RecordType},
+    op::{Edns, ResponseCode},
+    rr::{DNSClass, RecordType},
 };
 
-use crate::support::{ConsulAgent, DnsClient, consul::service, dns::ip, start_bridge};
-
-/// Asks `name` with the given EDNS version and DO bit (`None`: no EDNS) and class.
-async fn ask(
-    dns: &DnsClient,
-    name: &str,
-    qtype: RecordType,
-    edns: Option<(u8, bool)>,
-    class: DNSClass,
-    tcp: bool,
-) -> Message {
-    let mut query = Query::query(Name::from_ascii(name).expect("name"), qtype);
-    query.set_query_class(class);
-    let mut message = Message::new(rand::random(), MessageType::Query, OpCode::Query);
-    message.add_query(query);
-    if let Some((version, dnssec_ok)) = edns {
-        let mut opt = Edns::new();
-        opt.set_max_payload(1232);
-        opt.set_version(version);
-        opt.set_dnssec_ok(dnssec_ok);
-        message.set_edns(opt);
-    }
-    let bytes = message.to_vec().expect("encode");
-    let reply = match tcp {
-        true => dns.exchange_tcp(&bytes).await,
-        false => dns.exchange_udp(&bytes).await,
-    };
-    let reply = Message::from_vec(&reply).expect("decode");
-    assert_eq!(reply.metadata.id, message.metadata.id);
-    reply
-}
+use crate::support::{ConsulAgent, consul::service, dns::ip, start_bridge};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edns_version_do_bit_class_and_names_without_records() {
@@ -58,7 +28,9 @@ async fn edns_version_do_bit_class_and_names_without_records() {
             ("node1.node.consul.", RecordType::A),
         ] {
             let what = format!("{name} {qtype} tcp={tcp}");
-            let reply = ask(&dns, name, qtype, Some((1, false)), DNSClass::IN, tcp).await;
+            let reply = dns
+                .ask(name, qtype, Some((1, false)), DNSClass::IN, tcp)
+                .await;
             // BADVERS and BADSIG share the code 16; hickory reads it as the latter.
             assert_eq!(
                 u16::from(reply.metadata.response_code),
@@ -68,7 +40,9 @@ async fn edns_version_do_bit_class_and_names_without_records() {
             assert_eq!(reply.edns.as_ref().map(Edns::version), Some(0), "{what}");
             assert!(reply.answers.is_empty(), "{what}");
 
-            let reply = ask(&dns, name, qtype, Some((0, true)), DNSClass::IN, tcp).await;
+            let reply = dns
+                .ask(name, qtype, Some((0, true)), DNSClass::IN, tcp)
+                .await;
             assert_eq!(
                 reply.metadata.response_code,
                 ResponseCode::NoError,
@@ -77,12 +51,14 @@ async fn edns_version_do_bit_class_and_names_without_records() {
             assert!(!reply.answers.is_empty(), "{what}");
             let dnssec_ok = reply.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
             assert!(dnssec_ok, "DO copied: {what}");
-            let reply = ask(&dns, name, qtype, Some((0, false)), DNSClass::IN, tcp).await;
+            let reply = dns
+                .ask(name, qtype, Some((0, false)), DNSClass::IN, tcp)
+                .await;
             let dnssec_ok = reply.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
             assert!(!dnssec_ok, "DO not invented: {what}");
 
             for class in [DNSClass::CH, DNSClass::HS, DNSClass::ANY] {
-                let reply = ask(&dns, name, qtype, None, class, tcp).await;
+                let reply = dns.ask(name, qtype, None, class, tcp).await;
                 assert_eq!(
                     reply.metadata.response_code,
                     ResponseCode::Refused,
@@ -102,7 +78,7 @@ async fn edns_version_do_bit_class_and_names_without_records() {
             "service.dc1.consul.",
         ] {
             for qtype in [RecordType::A, RecordType::TXT, RecordType::Unknown(1000)] {
-                let reply = ask(&dns, name, qtype, None, DNSClass::IN, tcp).await;
+                let reply = dns.ask(name, qtype, None, DNSClass::IN, tcp).await;
                 let what = format!("{name} {qtype} tcp={tcp}");
                 assert_eq!(
                     reply.metadata.response_code,
@@ -120,7 +96,7 @@ async fn edns_version_do_bit_class_and_names_without_records() {
             }
         }
         for name in ["dc9.consul.", "service.dc9.consul.", "nope.service.consul."] {
-            let reply = ask(&dns, name, RecordType::A, None, DNSClass::IN, tcp).await;
+            let reply = dns.ask(name, RecordType::A, None, DNSClass::IN, tcp).await;
             assert_eq!(
                 reply.metadata.response_code,
                 ResponseCode::NXDomain,

@@ -15,8 +15,8 @@ use crate::support::{
     start_bridge,
 };
 use hickory_proto::{
-    op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
-    rr::{DNSClass, Name, RData, Record, RecordType},
+    op::{Message, ResponseCode},
+    rr::{DNSClass, RData, Record, RecordType},
 };
 use serde_json::json;
 
@@ -108,15 +108,7 @@ async fn fixture(consul: &ConsulAgent) {
         )
         .await;
     // An ingress gateway exposing web (what `web.ingress` answers with).
-    consul
-        .put(
-            "/v1/config",
-            json!({
-                "Kind": "ingress-gateway", "Name": "ingress",
-                "Listeners": [{"Port": 8080, "Protocol": "tcp", "Services": [{"Name": "web"}]}]
-            }),
-        )
-        .await;
+    consul.expose_through_ingress("ingress", "web").await;
     consul
         .put(
             "/v1/agent/service/register",
@@ -426,22 +418,9 @@ fn nodata_for_nxdomain(rcode: &mut String) -> bool {
 /// RFC 6891, RFC 3225 and answers REFUSED, as NSD does.
 async fn deliberate_protocol_differences(consul: &DnsClient, bridge: &DnsClient) {
     let ask = async |client: &DnsClient, edns: Option<(u8, bool)>, class: DNSClass| {
-        let mut query = Query::query(
-            Name::from_ascii("web.service.consul.").expect("name"),
-            RecordType::A,
-        );
-        query.set_query_class(class);
-        let mut message = Message::new(0x4242, MessageType::Query, OpCode::Query);
-        message.add_query(query);
-        if let Some((version, dnssec_ok)) = edns {
-            let mut opt = Edns::new();
-            opt.set_max_payload(1232);
-            opt.set_version(version);
-            opt.set_dnssec_ok(dnssec_ok);
-            message.set_edns(opt);
-        }
-        let bytes = message.to_vec().expect("encode");
-        Message::from_vec(&client.exchange_udp(&bytes).await).expect("decode")
+        client
+            .ask("web.service.consul.", RecordType::A, edns, class, false)
+            .await
     };
     let version_1 = Some((1, false));
     let theirs = ask(consul, version_1, DNSClass::IN).await;

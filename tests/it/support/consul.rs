@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Ports handed out in this process, so two agents started in parallel never get the same one.
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
@@ -262,6 +262,16 @@ impl ConsulApi {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         assert!(status.is_success(), "PUT {path} -> {status}: {text}");
+    }
+
+    /// Configures the ingress gateway `gateway` to expose `service` on TCP port 8080 (what
+    /// `<service>.ingress` answers with, once the gateway is registered).
+    pub async fn expose_through_ingress(&self, gateway: &str, service: &str) {
+        let entry = json!({
+            "Kind": "ingress-gateway", "Name": gateway,
+            "Listeners": [{"Port": 8080, "Protocol": "tcp", "Services": [{"Name": service}]}]
+        });
+        self.put("/v1/config", entry).await;
     }
 
     /// Creates a prepared query; returns its ID.

@@ -7,7 +7,7 @@ use std::{
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
-    rr::{Name, RData, Record, RecordType},
+    rr::{DNSClass, Name, RData, Record, RecordType},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -70,6 +70,37 @@ impl DnsClient {
             "response ID matches"
         );
         response
+    }
+
+    /// Asks `name` with the given EDNS version and DO bit (`None`: no EDNS) and class, over
+    /// TCP or UDP.
+    pub async fn ask(
+        &self,
+        name: &str,
+        qtype: RecordType,
+        edns: Option<(u8, bool)>,
+        class: DNSClass,
+        tcp: bool,
+    ) -> Message {
+        let mut query = Query::query(Name::from_ascii(name).expect("name"), qtype);
+        query.set_query_class(class);
+        let mut message = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+        message.add_query(query);
+        if let Some((version, dnssec_ok)) = edns {
+            let mut opt = Edns::new();
+            opt.set_max_payload(1232);
+            opt.set_version(version);
+            opt.set_dnssec_ok(dnssec_ok);
+            message.set_edns(opt);
+        }
+        let bytes = message.to_vec().expect("encode");
+        let reply = match tcp {
+            true => self.exchange_tcp(&bytes).await,
+            false => self.exchange_udp(&bytes).await,
+        };
+        let reply = Message::from_vec(&reply).expect("decode");
+        assert_eq!(reply.metadata.id, message.metadata.id);
+        reply
     }
 
     pub async fn exchange_udp(&self, bytes: &[u8]) -> Vec<u8> {
