@@ -24,6 +24,7 @@ HTTP=19500 CONSUL_DNS=19600 BRIDGE=19653 VARIANT=19654 NSD_PORT=19753
 read -r -a variant_flags <<<"${COMPARE_VARIANT:-}"
 servers=(consul nsd bridge)
 source scripts/on-exit-cleanup.sh
+source benches/lib.sh
 
 # Consul's DNS tuned as its documentation advises for performance.
 cat >"$work/consul.hcl" <<HCL
@@ -133,28 +134,13 @@ for port in $CONSUL_DNS $NSD_PORT ${variant_pid:+$VARIANT}; do
   fi
 done
 
-# utime+stime of a process and all its descendants (NSD serves from forked grandchildren).
-descendants() { local child; for child in $(pgrep -P "$1" || true); do echo "$child"; descendants "$child"; done; }
-cpu_ticks() {
-  local total=0 pid
-  for pid in "$1" $(descendants "$1"); do
-    # Fields after the command name, which may hold spaces ("nsd: server 1"): utime, stime are 12, 13.
-    total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12+$13}' || echo 0)))
-  done
-  echo $total
-}
-tck=$(getconf CLK_TCK)
 run() { # name port pid -> "qps lost lat_ms cpu_s_per_100k"
   local before after out
   before=$(cpu_ticks "$3")
   out=$(dnsperf -s 127.0.0.1 -p "$2" -d "$work/queries.txt" "${DNSPERF_FLAGS[@]}" 2>&1)
   after=$(cpu_ticks "$3")
-  awk -v b="$before" -v a="$after" -v tck="$tck" '
-    /Queries completed:/ {done=$3} /Queries lost:/ {lost=$3}
-    /Queries per second:/ {qps=$4} /Average Latency/ {lat=$4*1000}
-    END {printf "%.0f %d %.3f %.3f\n", qps, lost, lat, (done>0 ? (a-b)/tck/(done/100000) : 0)}' <<<"$out"
+  dnsperf_figures "$before" "$after" <<<"$out"
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "date: $(date -u +%F)  machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')"
 echo "dnsperf ${DNSPERF_FLAGS[*]}, $(wc -l <"$work/queries.txt") query names, $rounds rounds"
@@ -173,14 +159,10 @@ for r in $(seq 1 "$rounds"); do
     echo "$server $qps $lost $lat $cpu" >>"$work/results"
   done
 done
-declare -A med
+fill_medians "${servers[@]}"
 for server in "${servers[@]}"; do
-  for col in 2 3 4 5; do
-    med[$server,$col]=$(awk -v s=$server -v c=$col '$1==s {print $c}' "$work/results" | median)
-  done
   printf 'median %-8s %10s %8s %10s %16s\n' "$server" "${med[$server,2]}" "${med[$server,3]}" "${med[$server,4]}" "${med[$server,5]}"
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b>0 ? a/b : 0)}'; }
 echo "ratio bridge/consul: QPS $(ratio "${med[bridge,2]}" "${med[consul,2]}")×"
 echo "ratio bridge/nsd:    QPS $(ratio "${med[bridge,2]}" "${med[nsd,2]}")×, latency $(ratio "${med[bridge,4]}" "${med[nsd,4]}")×, CPU per query $(ratio "${med[bridge,5]}" "${med[nsd,5]}")×"
 if [[ -n ${variant_pid:-} ]]; then

@@ -19,6 +19,7 @@ cargo build --release --quiet
 cargo bench --quiet --bench doh_load --no-run 2>/dev/null
 HTTP=19530 DNS=19683 DOT=19684 DOH=19685
 source scripts/on-exit-cleanup.sh
+source benches/lib.sh
 
 "$CONSUL" agent -dev -client 127.0.0.1 -bind 127.0.0.1 -http-port $HTTP -dns-port 19630 \
   -serf-lan-port 19331 -serf-wan-port 19332 -server-port 19330 -grpc-port -1 \
@@ -50,8 +51,6 @@ Q
 for _ in $(seq 50); do dig +short @127.0.0.1 -p $DNS web.service.consul A | grep -q 10.1.0 && break; sleep 0.1; done
 while read -r name type; do dig @127.0.0.1 -p $DNS "$name" "$type" >/dev/null; done <"$work/queries.txt"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-tck=$(getconf CLK_TCK)
 run() { # transport -> "qps lost lat_ms cpu_s_per_100k"
   local mode=(-m udp -p $DNS) before after out
   case $1 in
@@ -70,13 +69,8 @@ run() { # transport -> "qps lost lat_ms cpu_s_per_100k"
     *) out=$(dnsperf -s 127.0.0.1 "${mode[@]}" -d "$work/queries.txt" -c 4 -T 1 -q 200 -l "$seconds" 2>&1) ;;
   esac
   after=$(cpu_ticks $bridge_pid)
-  awk -v b="$before" -v a="$after" -v tck="$tck" '
-    /Queries completed:/ {done=$3} /Queries lost:/ {lost=$3}
-    /Queries per second:/ {qps=$4} /Average Latency/ {lat=$4*1000}
-    END {printf "%.0f %d %.3f %.3f\n", qps, lost, lat, (done>0 ? (a-b)/tck/(done/100000) : 0)}' <<<"$out"
+  dnsperf_figures "$before" "$after" <<<"$out"
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b>0 ? a/b : 0)}'; }
 
 transports=(udp tcp dot doh-h2 doh-h1)
 echo "date: $(date -u +%F)  machine: $(nproc) cores, dnsperf -c 4 -T 1 -q 200 -l $seconds, $rounds rounds"
@@ -89,11 +83,8 @@ for r in $(seq 1 "$rounds"); do
     echo "$t $qps $lost $lat $cpu" >>"$work/results"
   done
 done
-declare -A med
+fill_medians "${transports[@]}"
 for t in "${transports[@]}"; do
-  for col in 2 3 4 5; do
-    med[$t,$col]=$(awk -v s="$t" -v c=$col '$1==s {print $c}' "$work/results" | median)
-  done
   printf 'median %-9s %10s %8s %10s %12s\n' "$t" "${med[$t,2]}" "${med[$t,3]}" "${med[$t,4]}" "${med[$t,5]}"
 done
 for t in "${transports[@]:1}"; do

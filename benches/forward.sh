@@ -11,6 +11,7 @@ cargo build --release --quiet
 
 UPSTREAM_PORT=18753 BRIDGE_PORT=18653 HTTP_PORT=18654
 source scripts/on-exit-cleanup.sh
+source benches/lib.sh
 
 # The upstream answers every name under example.test itself (no further forwarding).
 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --bind-interfaces \
@@ -32,7 +33,6 @@ run() { # port -> "qps lost latency_ms"
     awk '/Queries lost:/ {lost=$3} /Queries per second:/ {qps=$4} /Average Latency/ {lat=$4*1000}
          END {printf "%.0f %d %.3f\n", qps, lost, lat}'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "date: $(date -u +%F)  machine: $(nproc) cores, $(uname -m)  dnsperf -c 4 -T 1 -q 200 -l 5, 1,000 names"
 printf '%-7s %-22s %10s %8s %12s\n' round target qps lost avg_ms

@@ -13,11 +13,11 @@ CONSUL=$(scripts/install-consul.sh)
 cargo build --release --quiet
 HTTP=19520 DNS=19673
 source scripts/on-exit-cleanup.sh
+source benches/lib.sh
 echo 'limits { http_max_conns_per_client = 5000 }' >"$work/agent.hcl"
 echo "date: $(date -u +%F)  machine: $(nproc) cores, dnsperf -c 4 -T 1 -q 200 -l $seconds"
 echo "instances  question      queries   cpu_us/query"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 for services in 40 400; do
   rm -rf "$work/data"
