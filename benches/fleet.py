@@ -11,6 +11,8 @@ bridge; then the same through the agents' own DNS."""
 import argparse, json, os, re, signal, socket, struct, subprocess, threading, time
 import urllib.request
 
+from benchlib import query
+
 p = argparse.ArgumentParser()
 for arg in ["--http-port", "--dns-port", "--services", "--flips"]:
     p.add_argument(arg, type=int, required=True)
@@ -21,6 +23,10 @@ servers, clients = args.servers.split(), args.clients.split()
 bridges = [(b.split(":")[0], int(b.split(":")[1])) for b in args.bridges.split()]
 bridge_pids = [int(pid) for pid in args.bridge_pids.split()]
 HOT = 10
+# Cold flips go to svc(HOT + 100 + k), far from the hot ones: the catalog must hold them.
+if args.services < HOT + 100 + args.flips:
+    raise SystemExit(f"fleet.py: --services must be at least {HOT + 100 + args.flips} "
+                     f"for {args.flips} flips (cold services are svc{HOT + 100:05d} on)")
 
 
 def http(ip, path, body=None, method=None):
@@ -47,11 +53,6 @@ def register():
         ops.append(check(i, "passing"))
     for at in range(0, len(ops), 64):
         http(clients[0], "/v1/txn", ops[at:at + 64])
-
-
-def query(name, qid):
-    labels = b"".join(bytes([len(x)]) + x.encode() for x in name.split(".") if x) + b"\0"
-    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + struct.pack(">HH", 1, 1)
 
 
 def ask(sock, addr, name):

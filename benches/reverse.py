@@ -4,36 +4,22 @@ watched and its addresses indexed), and writes the dnsperf query files: A questi
 services (the fast path) and PTR questions for addresses no node or service has. Run through
 benches/reverse.sh."""
 
-import json, socket, struct, sys, time, urllib.request
+import socket, struct, sys, time
+
+from benchlib import catalog_ops, query, transact
 
 consul, dns_port, services, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 INSTANCES = 5
 
 
-def put(path, body):
-    req = urllib.request.Request(consul + path, data=json.dumps(body).encode(), method="PUT")
-    with urllib.request.urlopen(req) as resp:
-        return resp.read()
-
-
-ops = [{"Node": {"Verb": "set", "Node": {"Node": f"n{j}", "Address": f"10.250.0.{j + 1}"}}}
-       for j in range(INSTANCES)]
-for i in range(services):
-    for j in range(INSTANCES):
-        ops.append({"Service": {"Verb": "set", "Node": f"n{j}", "Service": {
-            "ID": f"svc{i:05d}-{j}", "Service": f"svc{i:05d}",
-            "Address": f"10.{j}.{i // 256}.{i % 256}", "Port": 80}}})
-for at in range(0, len(ops), 64):
-    put("/v1/txn", ops[at:at + 64])
+transact(consul, catalog_ops(services, INSTANCES))
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.settimeout(3)
 
 
 def count_answers(name):
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0"
-    sock.sendto(struct.pack(">HHHHHH", 9, 0x0100, 1, 0, 0, 0) + labels + struct.pack(">HH", 1, 1),
-                ("127.0.0.1", dns_port))
+    sock.sendto(query(name, 9), ("127.0.0.1", dns_port))
     reply, _ = sock.recvfrom(4096)
     return struct.unpack(">HHHHHH", reply[:12])[3]
 

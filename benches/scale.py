@@ -4,7 +4,9 @@ all asked for through the bridge (so all watched). Reports the bridge's peak RSS
 health flip of one instance to reach the answers, and Consul requests per minute while nothing
 changes. Run through benches/scale.sh, which starts Consul and the bridge."""
 
-import json, os, socket, statistics, struct, subprocess, sys, time, urllib.request
+import os, socket, statistics, struct, subprocess, sys, time, urllib.request
+
+from benchlib import catalog_ops, query, transact
 
 consul, dns_port, metrics_url, bridge_pid = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 services = int(sys.argv[5]) if len(sys.argv) > 5 else 10000
@@ -12,24 +14,9 @@ INSTANCES = 5
 FLIP = "svc00042"
 
 
-def put(path, body):
-    req = urllib.request.Request(consul + path, data=json.dumps(body).encode(), method="PUT")
-    with urllib.request.urlopen(req) as resp:
-        return resp.read()
-
-
 def register():
     started = time.time()
-    ops = [{"Node": {"Verb": "set", "Node": {"Node": f"n{j}", "Address": f"10.250.0.{j+1}"}}}
-           for j in range(INSTANCES)]
-    for i in range(services):
-        for j in range(INSTANCES):
-            ops.append({"Service": {"Verb": "set", "Node": f"n{j}", "Service": {
-                "ID": f"svc{i:05d}-{j}", "Service": f"svc{i:05d}",
-                "Address": f"10.{j}.{i // 256}.{i % 256}", "Port": 80}}})
-    ops.append(check_op("passing"))
-    for at in range(0, len(ops), 64):
-        put("/v1/txn", ops[at:at + 64])
+    transact(consul, catalog_ops(services, INSTANCES) + [check_op("passing")])
     print(f"registered {services} services x {INSTANCES} instances in {time.time() - started:.1f} s")
 
 
@@ -37,11 +24,6 @@ def check_op(status):
     return {"Check": {"Verb": "set", "Check": {
         "Node": "n0", "CheckID": "flip", "Name": "flip", "Status": status,
         "ServiceID": f"{FLIP}-0", "ServiceName": FLIP}}}
-
-
-def query(name, qid):
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0"
-    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + struct.pack(">HH", 1, 1)
 
 
 def answers(reply):
@@ -124,7 +106,7 @@ def flips(count=5):
     for k in range(count):
         status, expect = ("critical", INSTANCES - 1) if k % 2 == 0 else ("passing", INSTANCES)
         started = time.perf_counter()
-        put("/v1/txn", [check_op(status)])
+        transact(consul, [check_op(status)])
         while ask(name)[2] != expect:
             if time.perf_counter() - started > 10:
                 raise SystemExit(f"flip {k}: not seen within 10 s")

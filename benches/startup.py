@@ -3,16 +3,13 @@
 outside name), with no Consul reachable; then what a Consul name gets before the catalog has
 loaded (SERVFAIL after a bounded wait, never NXDOMAIN). Usage: startup.py BINARY [runs]"""
 
-import socket, statistics, struct, subprocess, sys, time
+import socket, statistics, subprocess, sys, time
+
+from benchlib import query
 
 binary = sys.argv[1]
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 PORT = 19753
-
-
-def query(name, qid):
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0"
-    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + struct.pack(">HH", 1, 1)
 
 
 RCODES = {0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}
