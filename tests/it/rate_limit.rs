@@ -114,22 +114,42 @@ async fn a_flood_from_one_network_is_limited_and_others_are_not() {
         }
         (full, truncated)
     });
-    // And dnsmasq, exempt, forwards 5,000 questions as fast as it takes them.
-    let mut forwarded = 0;
+    // And dnsmasq, exempt, forwards 5,000 questions as fast as it takes them, asked as a stub
+    // resolver asks: a question lost in the kernel's queues under the flood (on a 2-core machine
+    // the flood, dnsmasq and the bridge share the cores) is sent again after a second. Limiting
+    // shows as empty truncated answers (the slip) and lost questions on every try, so retrying
+    // on loss alone keeps this able to fail (checked: with dnsmasq's address not exempt, 221 of
+    // its answers came back truncated).
+    let (mut forwarded, mut resent, mut truncated_through) = (0, 0, 0);
     for _ in 0..50 {
-        let asks = (0..100).map(|_| through.query("web.service.consul.", RecordType::A));
-        let answers = futures_util::future::join_all(asks).await;
-        forwarded += answers
-            .iter()
-            .filter(|a| a.metadata.response_code == ResponseCode::NoError && !a.answers.is_empty())
-            .count();
+        let asks = (0..100).map(|_| {
+            through.query_as_stub(
+                "web.service.consul.",
+                RecordType::A,
+                3,
+                Duration::from_secs(1),
+            )
+        });
+        for (answer, sends) in futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            resent += sends - 1;
+            truncated_through += u32::from(answer.metadata.truncation);
+            let full = answer.metadata.response_code == ResponseCode::NoError
+                && !answer.metadata.truncation
+                && !answer.answers.is_empty();
+            forwarded += usize::from(full);
+        }
     }
     let (flooded, took) = flooding.join().expect("flood");
     let (other_full, other_truncated) = other.await.expect("other client");
     let seconds = took.as_secs_f64().ceil() as u64;
     println!(
         "flood of 100,000 from 127.0.0.9 in {took:?}: {} full, {} truncated; 127.0.1.1: \
-         {other_full}/20 full, {other_truncated} truncated; through dnsmasq: {forwarded}/5000",
+         {other_full}/20 full, {other_truncated} truncated; through dnsmasq: {forwarded}/5000 ({resent} sent again after a loss, \
+         {truncated_through} truncated)",
         flooded.full, flooded.truncated
     );
     // The limit, 20 a second, in each second the flood touched (a window may start mid-second).
@@ -146,7 +166,14 @@ async fn a_flood_from_one_network_is_limited_and_others_are_not() {
         (20, 0),
         "another network is not limited"
     );
-    assert_eq!(forwarded, 5000, "the exempt forwarder loses nothing");
+    assert_eq!(
+        truncated_through, 0,
+        "the exempt forwarder is never slipped"
+    );
+    assert_eq!(
+        forwarded, 5000,
+        "the exempt forwarder is answered every question"
+    );
     drop(dnsmasq);
     bridge.shutdown().await;
 }

@@ -104,12 +104,9 @@ impl DnsClient {
     }
 
     pub async fn exchange_udp(&self, bytes: &[u8]) -> Vec<u8> {
-        let bind: SocketAddr = match (self.source, self.addr.is_ipv4()) {
-            (Some(source), _) => SocketAddr::new(source, 0),
-            (None, true) => "127.0.0.1:0".parse().expect("addr"),
-            (None, false) => "[::1]:0".parse().expect("addr"),
-        };
-        let socket = UdpSocket::bind(bind).await.expect("client socket");
+        let socket = UdpSocket::bind(self.bind_address())
+            .await
+            .expect("client socket");
         socket.send_to(bytes, self.addr).await.expect("send");
         let mut buf = vec![0u8; 65535];
         let (len, _) = tokio::time::timeout(TIMEOUT, socket.recv_from(&mut buf))
@@ -118,6 +115,45 @@ impl DnsClient {
             .expect("receive");
         buf.truncate(len);
         buf
+    }
+
+    /// Asks `name` over UDP as a stub resolver does (resolv.conf's `attempts`): the same
+    /// question again when no answer came within `wait`, up to `tries` times. Returns the answer
+    /// and how many sends it took, or `None` when every try was lost.
+    pub async fn query_as_stub(
+        &self,
+        name: &str,
+        qtype: RecordType,
+        tries: u32,
+        wait: Duration,
+    ) -> Option<(Message, u32)> {
+        let id = rand::random();
+        let bytes = query_bytes(id, name, qtype, Some(1232));
+        let socket = UdpSocket::bind(self.bind_address())
+            .await
+            .expect("client socket");
+        let mut buf = vec![0u8; 65535];
+        for attempt in 1..=tries {
+            socket.send_to(&bytes, self.addr).await.expect("send");
+            let deadline = tokio::time::Instant::now() + wait;
+            while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await
+            {
+                let len = received.expect("receive");
+                match Message::from_vec(&buf[..len]) {
+                    Ok(answer) if answer.metadata.id == id => return Some((answer, attempt)),
+                    _ => continue,
+                }
+            }
+        }
+        None
+    }
+
+    fn bind_address(&self) -> SocketAddr {
+        match (self.source, self.addr.is_ipv4()) {
+            (Some(source), _) => SocketAddr::new(source, 0),
+            (None, true) => "127.0.0.1:0".parse().expect("addr"),
+            (None, false) => "[::1]:0".parse().expect("addr"),
+        }
     }
 
     pub async fn exchange_tcp(&self, bytes: &[u8]) -> Vec<u8> {
