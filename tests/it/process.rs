@@ -31,7 +31,12 @@ async fn run_binary(
         .expect("start the binary");
     let pid = child.id().to_string();
     let guard = KillOnDrop(Some(child));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A question sent before the process binds its socket would be lost.
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     work(DnsClient::new(addr)).await;
     let status = Command::new("kill")
         .args(["-TERM", &pid])

@@ -76,12 +76,18 @@ impl BridgeBinary {
         }
     }
 
-    /// Waits (up to 15 s) until `name` (A) gets addresses.
+    /// Waits (up to 15 s) until `name` (A) gets addresses. A question sent before the process
+    /// has bound its socket is lost (on a loaded machine the start can take longer than the
+    /// first pause), so each is asked as a stub asks, again when no answer comes.
     pub async fn wait_for_data(&self, name: &str) {
         let started = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if !self.dns.addresses(name, RecordType::A).await.is_empty() {
+            let answer = self
+                .dns
+                .query_as_stub(name, RecordType::A, 1, Duration::from_millis(500))
+                .await;
+            if answer.is_some_and(|(answer, _)| !answer.answers.is_empty()) {
                 return;
             }
             assert!(
