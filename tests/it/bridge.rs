@@ -340,9 +340,15 @@ async fn random_names_cause_no_consul_requests() {
         after[nodes] - before[nodes] <= 1,
         "only the parked node-list watch"
     );
-    assert_eq!(
-        after[health], before[health],
-        "no health request for random names"
+    // web's parked watch may come back once: Consul wakes a blocking query on an index change
+    // that leaves its answer as it was (the agent's anti-entropy sync after a registration),
+    // and on a loaded machine that lands here. 500 random service names asking Consul would
+    // show as hundreds.
+    assert!(
+        after[health] - before[health] <= 1,
+        "no health request for random names: {} -> {}",
+        before[health],
+        after[health]
     );
     assert!(
         after[services] - before[services] <= 1,
