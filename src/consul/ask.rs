@@ -39,5 +39,7 @@ pub(crate) struct ReadStats {
     pub(crate) cache_misses: u64,
     pub(crate) refused: u64,
     pub(crate) parked: usize,
+    /// Queries allowed to park now (fewer than the budget's after refusals).
+    pub(crate) parking_limit: usize,
     pub(crate) connections: usize,
 }

@@ -38,6 +38,8 @@ const BLOCKING_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 const READ_AFTER_WAIT: Duration = Duration::from_secs(2);
 /// Timeout of a request that does not block.
 const PLAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request failing this soon after it was sent met a refused connection (see `note_refusal`).
+const REFUSED_WITHIN: Duration = Duration::from_secs(1);
 /// How much of an error status's body goes into the error (Consul says why there, e.g.
 /// `ACL not found`).
 const STATUS_BODY_EXCERPT: usize = 120;
@@ -168,6 +170,7 @@ impl ConsulClient {
             cache_misses: stats.cache_misses.load(Ordering::Relaxed),
             refused: stats.refused.load(Ordering::Relaxed),
             parked: self.inner.lanes.parked(),
+            parking_limit: self.inner.lanes.parking_limit(),
             connections: self.inner.lanes.connections(),
         }
     }
@@ -291,6 +294,7 @@ impl ConsulClient {
         query: &[(&str, String)],
         timeout: Duration,
     ) -> Result<(T, Meta), ConsulError> {
+        let sent = std::time::Instant::now();
         let mut result = self.request(http, endpoint, segments, query, timeout).await;
         let too_stale = |meta: &Meta| {
             meta.last_contact
@@ -323,7 +327,7 @@ impl ConsulClient {
             },
             Err(error) => {
                 self.inner.errors.add(endpoint);
-                self.note_refusal(error);
+                self.note_refusal(error, sent.elapsed());
                 0
             }
         };
@@ -331,8 +335,11 @@ impl ConsulClient {
     }
 
     /// Says once, in words an operator can act on, that the agent seems to refuse connections
-    /// (its per-client limit reached), and counts every such failure.
-    fn note_refusal(&self, error: &ConsulError) {
+    /// (its per-client limit reached), counts every such failure, and has the lanes park fewer
+    /// when the failure came at once (`took`): a refused connection is closed as soon as it is
+    /// accepted, while an agent going away cuts queries that were parked, which is no reason to
+    /// park fewer.
+    fn note_refusal(&self, error: &ConsulError, took: Duration) {
         let ConsulError::Transport { reason, .. } = error else {
             return;
         };
@@ -346,6 +353,11 @@ impl ConsulClient {
             return;
         }
         self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+        let connections = self.inner.lanes.connections();
+        let parking = match took < REFUSED_WITHIN {
+            true => self.inner.lanes.learn_refusal(),
+            false => None,
+        };
         if !self
             .inner
             .stats
@@ -353,11 +365,13 @@ impl ConsulClient {
             .swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
-                connections = self.inner.lanes.connections(),
+                connections,
                 budget = self.inner.max_connections,
+                parked_queries_now_at_most = parking,
                 "the Consul agent closed a connection it had accepted: it may be at its limit of \
                  connections from this address (`limits {{ http_max_conns_per_client }}`, 200 by \
-                 default). Keep --consul-max-connections below that limit, or raise the limit"
+                 default). The bridge parks fewer queries until it restarts; keep \
+                 --consul-max-connections below that limit, or raise the limit"
             );
         }
     }

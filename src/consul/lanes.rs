@@ -13,6 +13,12 @@
 //!   hyper would queue a stream past that behind queries parked for minutes), so the bound is
 //!   `--max-parked-queries`, which keeps memory bounded too.
 //!
+//! An agent whose operator set its limit below the budget closes the connections past it, and
+//! the host's other clients are refused with the bridge's. Over plain HTTP the bridge then
+//! learns the limit: it parks a quarter fewer queries than it held when refused (at least 2
+//! fewer), again on each later refusal, so that its reads on demand and the host's clients get
+//! through. The lower limit holds until the bridge restarts.
+//!
 //! A few parked places are kept for the watches every answer depends on (service lists, node
 //! lists, query definitions, health changes): [`Parking::Essential`]. Service watches park only
 //! in the others, and are read on demand when there is no room ([`super::watch`]).
@@ -77,6 +83,8 @@ pub(crate) struct Lanes {
     parked: Mutex<Vec<Arc<Lane>>>,
     parked_now: Arc<AtomicUsize>,
     parked_limit: usize,
+    /// Parked queries allowed after the agent refused a connection (see the module's text).
+    learned_limit: AtomicUsize,
     max_lanes: usize,
     multiplexed: bool,
     make: MakeClient,
@@ -143,6 +151,7 @@ impl Lanes {
             parked: Mutex::new(lanes),
             parked_now: Arc::default(),
             parked_limit,
+            learned_limit: AtomicUsize::new(usize::MAX),
             max_lanes,
             multiplexed,
             make,
@@ -178,7 +187,27 @@ impl Lanes {
 
     /// How many service watches may park at once: the limit less the essential reserve.
     pub(crate) fn service_parking(&self) -> usize {
-        self.parked_limit.saturating_sub(ESSENTIAL_RESERVE)
+        self.parking_limit().saturating_sub(ESSENTIAL_RESERVE)
+    }
+
+    /// How many queries may park at once now: the budget's number, or fewer once the agent
+    /// refused connections.
+    pub(crate) fn parking_limit(&self) -> usize {
+        self.parked_limit
+            .min(self.learned_limit.load(Ordering::Relaxed))
+    }
+
+    /// The agent refused a connection: over plain HTTP, park fewer from now on (a quarter fewer
+    /// than held now, at least 2) and return the new limit of parked queries. Over HTTP/2 the
+    /// parked queries hold few connections, so nothing changes (`None`).
+    pub(crate) fn learn_refusal(&self) -> Option<usize> {
+        if self.multiplexed {
+            return None;
+        }
+        let held = self.parked();
+        let lower = held.saturating_sub((held / 4).max(2));
+        self.learned_limit.fetch_min(lower, Ordering::Relaxed);
+        Some(self.parking_limit())
     }
 
     /// Blocking queries parked now.
@@ -263,6 +292,35 @@ mod tests {
 
     fn park(lanes: &Lanes, parking: Parking) -> Option<ParkedSlot> {
         lanes.park(parking).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_refusal_over_plain_http_parks_fewer_and_https_keeps_its_lanes() {
+        let budget = Budget {
+            max_connections: 32,
+            plain: 4,
+            max_parked: 1000,
+        };
+        let plain = lanes(false, budget);
+        assert_eq!(plain.parking_limit(), 28);
+        let held: Vec<_> = (0..20)
+            .filter_map(|_| park(&plain, Parking::Essential))
+            .collect();
+        // Refused while holding 20: a quarter fewer.
+        assert_eq!(plain.learn_refusal(), Some(15));
+        assert_eq!(plain.service_parking(), 15 - ESSENTIAL_RESERVE);
+        // Refused again at 20 (not yet fewer): no lower; refused at 6: at least 2 fewer.
+        assert_eq!(plain.learn_refusal(), Some(15));
+        drop(held);
+        let held: Vec<_> = (0..6)
+            .filter_map(|_| park(&plain, Parking::Essential))
+            .collect();
+        assert_eq!(plain.learn_refusal(), Some(4));
+        assert_eq!(plain.service_parking(), 0);
+        drop(held);
+        let multiplexed = lanes(true, budget);
+        assert_eq!(multiplexed.learn_refusal(), None);
+        assert_eq!(multiplexed.parking_limit(), 1000);
     }
 
     #[test]

@@ -167,6 +167,21 @@ impl WatchControl {
     }
 }
 
+/// The index a read on demand waits past, told that data changed at `changed` (0: not known)
+/// and holding data at `held`. Consul answers `index=N` once its data passes N. A service's
+/// index is its own (the last change to it), not the index the change was seen at elsewhere:
+/// in a burst of flips, the failing-checks list reports a later index than the service's
+/// own change, and waiting past that index would wait for the whole read's wait. So: past what
+/// is held, when that is older than the change (the answer comes as soon as the change
+/// reaches the agent); when it is not, the change is in what is held, and past `changed - 1`
+/// answers at once.
+fn read_after(held: WatchIndex, changed: u64) -> WatchIndex {
+    match changed {
+        0 => WatchIndex::ZERO,
+        changed => WatchIndex::new(held.get().min(changed - 1)),
+    }
+}
+
 /// Runs until `stop` fires: asks `fetch` for the value (parked on a blocking query after the
 /// last index, or, for a watch `control` keeps out of the budget, read once told to), hands
 /// every changed value to `deliver`, and keeps `freshness` up to date.
@@ -214,12 +229,9 @@ pub(crate) async fn run<T, F, Fut, D>(
             true => Ask::Park { index, wait },
             false => Ask::Read {
                 background: control.is_some_and(|c| c.background.swap(false, Ordering::Relaxed)),
-                // Consul answers `index=N` once its data passes N: the change at C is in an
-                // answer to C - 1.
-                after: WatchIndex::new(
-                    control
-                        .map_or(0, |c| c.read_after.swap(0, Ordering::Relaxed))
-                        .saturating_sub(1),
+                after: read_after(
+                    index,
+                    control.map_or(0, |c| c.read_after.swap(0, Ordering::Relaxed)),
                 ),
             },
         };
@@ -326,6 +338,18 @@ mod tests {
     use super::*;
 
     const I: fn(u64) -> WatchIndex = WatchIndex::new;
+
+    #[test]
+    fn a_read_on_demand_waits_past_what_it_holds_when_that_is_older() {
+        // Told of a change seen at 110 (a burst of flips), holding data at 50: past 50, so the
+        // service's own change at, say, 104 answers at once.
+        assert_eq!(read_after(I(50), 110), I(50));
+        // Holding data from after the change: it is in there, and past 109 answers at once.
+        assert_eq!(read_after(I(120), 110), I(109));
+        // Nothing held, or no index told: no index at all.
+        assert_eq!(read_after(WatchIndex::ZERO, 110), WatchIndex::ZERO);
+        assert_eq!(read_after(I(50), 0), WatchIndex::ZERO);
+    }
 
     #[test]
     fn first_answer_is_delivered_and_then_blocks() {

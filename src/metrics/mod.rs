@@ -65,6 +65,7 @@ struct Pulled {
     reads_on_demand: Family<ReasonLabels, Counter>,
     consul_connections: Gauge,
     consul_parked: Gauge,
+    consul_parking_limit: Gauge,
     consul_consistent_retries: Counter,
     consul_agent_cache: Family<ResultLabels, Counter>,
     consul_refused: Counter,
@@ -199,6 +200,12 @@ impl Metrics {
             pulled.consul_parked.clone(),
         );
         registry.register(
+            "consul_parking_limit",
+            "Blocking queries the bridge may park at the agent now: the budget's number, or \
+             fewer after the agent refused connections",
+            pulled.consul_parking_limit.clone(),
+        );
+        registry.register(
             "consul_consistent_retries",
             "Stale reads asked again of the leader: the answering server was further behind than --max-stale",
             pulled.consul_consistent_retries.clone(),
@@ -311,6 +318,7 @@ impl Metrics {
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
         pulled.consul_connections.set(gauge(reads.connections));
         pulled.consul_parked.set(gauge(reads.parked));
+        pulled.consul_parking_limit.set(gauge(reads.parking_limit));
         pulled
             .consul_consistent_retries
             .inner()

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hickory_proto::rr::RecordType;
+use hickory_proto::{op::ResponseCode, rr::RecordType};
 use serde_json::json;
 
 use crate::support::{
@@ -264,4 +264,78 @@ async fn an_agent_refusing_connections_is_named_once_in_the_log() {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(refused >= 1.0, "counted: {refused}");
+}
+
+/// An agent whose limit is below the bridge's budget (an operator set
+/// `http_max_conns_per_client = 20`, the bridge keeps its default 32): once refused, the bridge
+/// parks fewer watches, so that the host's own clients get through again, while every service
+/// is still answered and follows its changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lower_agent_limit_is_learned_and_every_service_still_answered() {
+    const SERVICES: usize = 100;
+    let consul = ConsulAgent::start_with("limits { http_max_conns_per_client = 20 }\n").await;
+    register_services(&consul, SERVICES).await;
+    let api = ConsulApi::new(consul.http_url());
+    let bridge = BridgeBinary::spawn(&consul.http_url(), &[], &[]);
+    bridge.wait_listening().await;
+    let ask_all = async || {
+        let asks = (0..SERVICES).map(|i| {
+            let name = format!("svc{i:04}.service.consul.");
+            async move { bridge.dns.query(&name, RecordType::A).await }
+        });
+        futures_util::future::join_all(asks).await
+    };
+    // Asked for a while: the keeper parks the most asked, past the agent's limit.
+    for _ in 0..6 {
+        ask_all().await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // Every service answered with its instance.
+    let unanswered: Vec<usize> = ask_all()
+        .await
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.answers.len() != 1)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(unanswered.is_empty(), "not answered: {unanswered:?}");
+    // Refused, the bridge learned to park fewer than its budget's 28 (32 less 4 for plain
+    // requests) and holds fewer connections than the agent allows.
+    let metrics = bridge.metrics().await;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("consul_dns_bridge_{name} ")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    let (limit, held, refused) = (
+        value("consul_parking_limit"),
+        value("consul_connections"),
+        value("consul_refused_connections_total"),
+    );
+    println!("refused {refused} times: parking limit {limit}, {held} connections held");
+    assert!(refused >= 1.0, "the agent refused: {refused}");
+    assert!((0.0..20.0).contains(&limit), "parking limit {limit}");
+    assert!(held < 20.0, "{held} connections held");
+    // The host's clients get through (a refused PUT fails the test), and a change of each of
+    // 10 services is followed within less than a read's 2 s wait past an index: a burst of
+    // flips is reported by the failing-checks watch at a later index than each service's own
+    // change, and a read waiting past that index would wait it out.
+    for i in (0..SERVICES).step_by(10) {
+        set_service_check(&api, i, "critical").await;
+    }
+    let took = wait_until(
+        "10 flips followed",
+        Duration::from_millis(1500),
+        async || {
+            let answers = ask_all().await;
+            (0..SERVICES)
+                .step_by(10)
+                .all(|i| answers[i].metadata.response_code == ResponseCode::NXDomain)
+        },
+    )
+    .await;
+    println!("10 health changes answered within {took:?}");
 }
