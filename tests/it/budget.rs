@@ -256,12 +256,9 @@ async fn an_agent_refusing_connections_is_named_once_in_the_log() {
         log.lines().find(|l| l.contains(named)).unwrap_or_default()
     );
     assert_eq!(log.matches(named).count(), 1, "said once:\n{log}");
-    let metrics = bridge.metrics().await;
-    let refused = metrics
-        .lines()
-        .find(|l| l.starts_with("consul_dns_bridge_consul_refused_connections_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
+    let refused = bridge
+        .metric("consul_refused_connections_total")
+        .await
         .unwrap_or(0.0);
     assert!(refused >= 1.0, "counted: {refused}");
 }
@@ -301,19 +298,11 @@ async fn a_lower_agent_limit_is_learned_and_every_service_still_answered() {
     assert!(unanswered.is_empty(), "not answered: {unanswered:?}");
     // Refused, the bridge learned to park fewer than its budget's 28 (32 less 4 for plain
     // requests) and holds fewer connections than the agent allows.
-    let metrics = bridge.metrics().await;
-    let value = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(&format!("consul_dns_bridge_{name} ")))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(-1.0)
-    };
+    let value = async |name: &str| bridge.metric(name).await.unwrap_or(-1.0);
     let (limit, held, refused) = (
-        value("consul_parking_limit"),
-        value("consul_connections"),
-        value("consul_refused_connections_total"),
+        value("consul_parking_limit").await,
+        value("consul_connections").await,
+        value("consul_refused_connections_total").await,
     );
     println!("refused {refused} times: parking limit {limit}, {held} connections held");
     assert!(refused >= 1.0, "the agent refused: {refused}");

@@ -107,6 +107,17 @@ impl BridgeBinary {
         }
     }
 
+    /// The value of one series on `/metrics` now, named without the `consul_dns_bridge_`
+    /// prefix and with its labels as written there (`consul_connections`,
+    /// `query_log_lines_total{result="dropped"}`); `None` when it is not there.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let wanted = format!("consul_dns_bridge_{series} ");
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(&wanted)?.trim().parse().ok())
+    }
+
     /// Everything the binary has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
