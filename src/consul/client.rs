@@ -25,7 +25,7 @@ use super::{
     ask::{Ask, ReadOptions, ReadStats},
     blocking::{Blocking, WatchIndex},
     endpoint::{Endpoint, EndpointCounts, InstanceKind},
-    error::{ConsulError, MAX_BODY_BYTES},
+    error::{ConsulError, MAX_BODY_BYTES, Refusal},
     lanes::{Budget, Lanes, MakeClient, Parking, Versions},
 };
 use crate::config::{ConsulTls, Token};
@@ -338,19 +338,16 @@ impl ConsulClient {
     /// (its per-client limit reached), counts every such failure, and has the lanes park fewer
     /// when the failure came at once (`took`): a refused connection is closed as soon as it is
     /// accepted, while an agent going away cuts queries that were parked, which is no reason to
-    /// park fewer.
+    /// park fewer. An agent not listening at all is restarting: what was learned is forgotten.
     fn note_refusal(&self, error: &ConsulError, took: Duration) {
-        let ConsulError::Transport { reason, .. } = error else {
-            return;
-        };
-        let refused = [
-            "connection closed before message completed",
-            "reset by peer",
-        ]
-        .iter()
-        .any(|sign| reason.contains(sign));
-        if !refused {
-            return;
+        match error.refusal() {
+            None => return,
+            Some(Refusal::NotListening) => {
+                // Restarting, and it may come back with another limit.
+                self.inner.lanes.forget_refusals();
+                return;
+            }
+            Some(Refusal::ClosedAtOnce) => {}
         }
         self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
         let connections = self.inner.lanes.connections();
@@ -370,7 +367,7 @@ impl ConsulClient {
                 parked_queries_now_at_most = parking,
                 "the Consul agent closed a connection it had accepted: it may be at its limit of \
                  connections from this address (`limits {{ http_max_conns_per_client }}`, 200 by \
-                 default). The bridge parks fewer queries until it restarts; keep \
+                 default). The bridge parks fewer queries until the agent restarts; keep \
                  --consul-max-connections below that limit, or raise the limit"
             );
         }

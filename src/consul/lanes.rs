@@ -17,7 +17,8 @@
 //! the host's other clients are refused with the bridge's. Over plain HTTP the bridge then
 //! learns the limit: it parks a quarter fewer queries than it held when refused (at least 2
 //! fewer), again on each later refusal, so that its reads on demand and the host's clients get
-//! through. The lower limit holds until the bridge restarts.
+//! through. The lower limit holds until the agent is seen restarting (it refuses to connect at
+//! all, and may come back with another limit) or the bridge restarts.
 //!
 //! A few parked places are kept for the watches every answer depends on (service lists, node
 //! lists, query definitions, health changes): [`Parking::Essential`]. Service watches park only
@@ -210,6 +211,12 @@ impl Lanes {
         Some(self.parking_limit())
     }
 
+    /// The agent is not listening (restarting, perhaps with another limit): park up to the
+    /// budget again.
+    pub(crate) fn forget_refusals(&self) {
+        self.learned_limit.store(usize::MAX, Ordering::Relaxed);
+    }
+
     /// Blocking queries parked now.
     pub(crate) fn parked(&self) -> usize {
         self.parked_now.load(Ordering::Relaxed)
@@ -318,6 +325,9 @@ mod tests {
         assert_eq!(plain.learn_refusal(), Some(4));
         assert_eq!(plain.service_parking(), 0);
         drop(held);
+        // The agent seen restarting: the budget's number again.
+        plain.forget_refusals();
+        assert_eq!(plain.parking_limit(), 28);
         let multiplexed = lanes(true, budget);
         assert_eq!(multiplexed.learn_refusal(), None);
         assert_eq!(multiplexed.parking_limit(), 1000);

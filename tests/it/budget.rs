@@ -122,6 +122,24 @@ async fn a_thousand_services_within_the_budget_and_the_host_keeps_its_share() {
     println!("1,000 services answered; at most {most_connections} connections to the agent");
     // The harness's own API client holds a few too.
     assert!(most_connections <= 32 + 8, "{most_connections} connections");
+    // Within the agent's limit nothing is refused, so the bridge keeps parking its budget's
+    // 28 (32 less 4 for plain requests): no false refusal lowers it.
+    let metrics_url = format!(
+        "http://{}/metrics",
+        bridge.http_addr().expect("metrics listener")
+    );
+    let metrics = reqwest::get(metrics_url)
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("/metrics body");
+    for series in [
+        "consul_dns_bridge_consul_refused_connections_total 0",
+        "consul_dns_bridge_consul_parking_limit 28",
+    ] {
+        assert!(metrics.lines().any(|l| l == series), "{series}:\n{metrics}");
+    }
 
     // A health change of a service answered on demand (most are: 20 may park) shows at once.
     let flipped = Instant::now();
