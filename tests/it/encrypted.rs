@@ -85,47 +85,26 @@ impl Client {
         let at = format!("@{}", server.ip());
         let port = server.port().to_string();
         let ca = ca.display().to_string();
-        let (program, args) = match self {
-            Self::KdigTls => (
-                "kdig",
-                vec![
-                    at,
-                    "-p".into(),
-                    port,
-                    "-b".into(),
-                    source.into(),
-                    "+tls".into(),
-                    format!("+tls-ca={ca}"),
-                    "+tls-hostname=localhost".into(),
-                    name.into(),
-                    "A".into(),
-                ],
-            ),
-            Self::DigTls | Self::DigHttps | Self::DigHttpsGet => {
-                let wire = match self {
-                    Self::DigTls => "+tls",
-                    Self::DigHttps => "+https",
-                    _ => "+https-get",
-                };
-                (
-                    "dig",
-                    vec![
-                        at,
-                        "-p".into(),
-                        port,
-                        "-b".into(),
-                        source.into(),
-                        wire.into(),
-                        format!("+tls-ca={ca}"),
-                        "+tls-hostname=localhost".into(),
-                        "+tries=1".into(),
-                        "+time=5".into(),
-                        name.into(),
-                        "A".into(),
-                    ],
-                )
-            }
+        // dig asks three times by default; once, waiting up to 5 s, shows a failure plainly.
+        let dig_once: &[&str] = &["+tries=1", "+time=5"];
+        let (program, wire, retries) = match self {
+            Self::KdigTls => ("kdig", "+tls", &[][..]),
+            Self::DigTls => ("dig", "+tls", dig_once),
+            Self::DigHttps => ("dig", "+https", dig_once),
+            Self::DigHttpsGet => ("dig", "+https-get", dig_once),
         };
+        let mut args = vec![
+            at,
+            "-p".into(),
+            port,
+            "-b".into(),
+            source.into(),
+            wire.into(),
+            format!("+tls-ca={ca}"),
+            "+tls-hostname=localhost".into(),
+        ];
+        args.extend(retries.iter().map(|flag| flag.to_string()));
+        args.extend([name.into(), "A".into()]);
         match run(program, args).await {
             Ok(output) => printed(&output),
             Err(error) => panic!("{self:?}: {error}"),
