@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{ConsulAgent, DnsClient, consul::service, dns::ip};
+use crate::support::{ConsulAgent, DnsClient, binary::listening_within, consul::service, dns::ip};
 use hickory_proto::rr::RecordType;
 
 const TOKEN: &str = "5ec7e7-70ken-d0-n07-pr1n7";
@@ -31,12 +31,10 @@ async fn run_binary(
         .expect("start the binary");
     let pid = child.id().to_string();
     let guard = KillOnDrop(Some(child));
-    // A question sent before the process binds its socket would be lost.
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "listening");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        listening_within(addr, Duration::from_secs(10)).await,
+        "the binary did not listen within 10 s"
+    );
     work(DnsClient::new(addr)).await;
     let status = Command::new("kill")
         .args(["-TERM", &pid])

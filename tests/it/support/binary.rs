@@ -65,14 +65,8 @@ impl BridgeBinary {
 
     /// Waits (up to 5 s) until the binary accepts TCP connections on its DNS address.
     pub async fn wait_listening(&self) {
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(self.dns.addr).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "the binary did not listen within 5 s; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if !listening_within(self.dns.addr, Duration::from_secs(5)).await {
+            panic!("the binary did not listen within 5 s; log:\n{}", self.log());
         }
     }
 
@@ -136,6 +130,19 @@ impl BridgeBinary {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// Whether `addr` accepts TCP connections within `limit` (a process just started binds its
+/// sockets a moment later; a UDP question sent before that is lost).
+pub async fn listening_within(addr: SocketAddr, limit: Duration) -> bool {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if started.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }
 
 impl Drop for BridgeBinary {
