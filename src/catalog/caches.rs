@@ -7,11 +7,11 @@ use std::{sync::Arc, time::Duration};
 use moka::sync::Cache;
 
 use super::{
-    entry::ServiceAnswers,
+    instances::InstanceCache,
     nodes::Nodes,
     queries::{ExecutedQuery, QueryNames},
+    signals::DatacenterSignals,
     slot::WatchedSlot,
-    watches::ServiceNameSet,
 };
 use crate::consul::{Freshness, InstanceKind};
 
@@ -23,12 +23,13 @@ const MAX_EXECUTED_QUERIES: u64 = 10_000;
 pub(crate) type Dc = String;
 
 pub(crate) struct Caches {
-    /// Service lists of other datacenters, from the first question for one of their services.
-    pub(crate) remote_names: Cache<Dc, Arc<WatchedSlot<ServiceNameSet>>>,
+    /// Other datacenters' service lists and change signals, from the first question for one
+    /// of their services.
+    pub(crate) datacenters: Cache<Dc, Arc<DatacenterSignals>>,
     /// Node lists, from the first `.node.` or reverse question in a datacenter.
     pub(crate) nodes: Cache<Dc, Arc<WatchedSlot<Nodes>>>,
     /// Passing instances per (datacenter, service, kind) asked for.
-    pub(crate) instances: Cache<(Dc, String, InstanceKind), Arc<WatchedSlot<ServiceAnswers>>>,
+    pub(crate) instances: InstanceCache,
     /// Prepared-query definitions, from the first `.query.` question in a datacenter.
     pub(crate) query_definitions: Cache<Dc, Arc<WatchedSlot<QueryNames>>>,
     /// Executed prepared queries per (datacenter, name asked).
@@ -54,7 +55,7 @@ impl Caches {
             builder.build()
         }
         Self {
-            remote_names: build(idle, None),
+            datacenters: build(idle, None),
             nodes: build(idle, None),
             instances: build(idle, None),
             query_definitions: build(idle, None),
@@ -65,7 +66,7 @@ impl Caches {
     /// Applies pending evictions. moka evicts idle entries only while it is being used; calling
     /// this every second ends idle watches on time even when no query arrives.
     pub(crate) fn run_pending_tasks(&self) {
-        self.remote_names.run_pending_tasks();
+        self.datacenters.run_pending_tasks();
         self.nodes.run_pending_tasks();
         self.instances.run_pending_tasks();
         self.query_definitions.run_pending_tasks();
@@ -74,8 +75,8 @@ impl Caches {
 
     /// Calls `visit` with the freshness of every cached watch.
     pub(crate) fn each_freshness(&self, mut visit: impl FnMut(&Freshness)) {
-        for (_, slot) in self.remote_names.iter() {
-            visit(slot.freshness());
+        for (_, signals) in self.datacenters.iter() {
+            visit(signals.names.freshness());
         }
         for (_, slot) in self.nodes.iter() {
             visit(slot.freshness());

@@ -86,10 +86,14 @@ pub(crate) struct ServiceAnswers {
 }
 
 impl ServiceAnswers {
-    /// Builds the records of every passing instance in `entries`. Instances that are not passing
-    /// are left out here too, even though the request asked Consul for passing ones only.
+    /// Builds the records of every passing instance in `entries` (by their own checks).
     pub(crate) fn build(entries: &[HealthEntry], context: &EntryContext) -> Self {
         let passing: Vec<&HealthEntry> = entries.iter().filter(|e| e.is_passing()).collect();
+        Self::from_entries(passing, context)
+    }
+
+    /// Builds the records of `passing`, the instances already found passing.
+    pub(crate) fn build_passing(passing: Vec<&HealthEntry>, context: &EntryContext) -> Self {
         Self::from_entries(passing, context)
     }
 

@@ -17,10 +17,13 @@ use super::{
     addresses::ServiceAddresses,
     caches::Caches,
     entry::{EntryContext, ServiceAnswers},
+    instances::{FollowStats, InstanceSlot},
     keeper::{self, BudgetStats},
     local::{self, LocalDatacenter},
+    signals::{DatacenterSignals, SignalStats},
     slot::WatchedSlot,
-    watches::WatchContext,
+    sweep::{self, SweepPolicy, SweepStats},
+    watches::{ServiceList, WatchContext},
 };
 use crate::{
     config::{Config, ServiceTtls},
@@ -50,6 +53,10 @@ pub(super) struct Shared {
     /// Addresses of the watched local services, for reverse lookups.
     pub(super) addresses: Arc<ServiceAddresses>,
     pub(super) query_refresh: Duration,
+    /// What the datacenters' change signals and the sweeps asked for.
+    pub(super) signal_stats: Arc<SignalStats>,
+    pub(super) sweep_stats: Arc<SweepStats>,
+    sweep: SweepPolicy,
 }
 
 impl Shared {
@@ -66,6 +73,7 @@ impl Shared {
                 domain: config.domain.clone(),
                 visibility_key: Arc::from(config.visibility_key.as_str()),
                 stats: Arc::default(),
+                follow: Arc::default(),
                 stop: Default::default(),
             },
             service_ttls: config.service_ttl.clone(),
@@ -77,6 +85,12 @@ impl Shared {
             budget: Arc::default(),
             addresses: Arc::default(),
             query_refresh: config.prepared_query_refresh,
+            signal_stats: Arc::default(),
+            sweep_stats: Arc::default(),
+            sweep: SweepPolicy {
+                reverify_interval: config.reverify_interval,
+                catch_up_rate: config.catch_up_rate,
+            },
         }
     }
 }
@@ -92,6 +106,8 @@ impl Catalog {
             shared.watch.clone(),
             config.datacenter.clone(),
             publish_local,
+            shared.caches.clone(),
+            shared.signal_stats.clone(),
         );
         tokio::spawn(bootstrap);
         tokio::spawn(housekeeping(shared.clone()));
@@ -100,6 +116,12 @@ impl Catalog {
             shared.watch.clone(),
             shared.local.clone(),
             shared.budget.clone(),
+        ));
+        tokio::spawn(sweep::sweep(
+            shared.caches.clone(),
+            shared.sweep,
+            shared.sweep_stats.clone(),
+            shared.watch.stop.clone(),
         ));
         Self { shared }
     }
@@ -114,11 +136,12 @@ impl Catalog {
     ) -> Self {
         let stats: Arc<WatchStats> = Arc::default();
         let fixed_freshness = |what: &str| Freshness::new(what.to_owned(), stats.clone());
-        let names = services.iter().map(|(name, _)| name.clone()).collect();
-        let names = WatchedSlot::fixed(names, fixed_freshness("service list"));
+        let names = ServiceList::from_names(services.iter().map(|(name, _)| name.clone()));
+        let names = Arc::new(WatchedSlot::fixed(names, fixed_freshness("service list")));
+        let signals = Arc::new(DatacenterSignals::fixed(names));
         let (_, local) = watch::channel(Some(Arc::new(LocalDatacenter::new(
             datacenter.to_owned(),
-            names,
+            signals,
         ))));
         let shared = Shared::new(config, client, local, Caches::new(None));
         for (name, entries) in services {
@@ -129,7 +152,10 @@ impl Catalog {
                 visibility_key: shared.watch.visibility_key.clone(),
             };
             let answers = ServiceAnswers::build(&entries, &context);
-            let slot = WatchedSlot::fixed(answers, fixed_freshness(&name));
+            let slot = InstanceSlot {
+                slot: WatchedSlot::fixed(answers, fixed_freshness(&name)),
+                holder: None,
+            };
             let key = (datacenter.to_owned(), name, InstanceKind::Service);
             shared.caches.instances.insert(key, Arc::new(slot));
         }
@@ -189,6 +215,32 @@ impl Catalog {
     /// What the keeper of the connection budget did.
     pub(crate) fn budget(&self) -> &BudgetStats {
         &self.shared.budget
+    }
+
+    /// The reads the change signals and the sweeps asked for, and the changes found that
+    /// nothing had announced.
+    pub(crate) fn follow_stats(&self) -> (&SignalStats, &SweepStats, &FollowStats) {
+        (
+            &self.shared.signal_stats,
+            &self.shared.sweep_stats,
+            &self.shared.watch.follow,
+        )
+    }
+
+    /// How long ago Consul last confirmed each watch that reads on demand.
+    pub(crate) fn confirmation_ages(&self) -> Vec<Duration> {
+        self.shared
+            .caches
+            .instances
+            .iter()
+            .filter_map(|(_, slot)| {
+                let control = slot.control()?;
+                match control.is_parked() {
+                    true => None,
+                    false => control.unconfirmed_for(),
+                }
+            })
+            .collect()
     }
 
     /// Questions answered from each watched (datacenter, service, kind) since its watch began.

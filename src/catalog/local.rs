@@ -7,8 +7,10 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::{
+    caches::Caches,
+    signals::{DatacenterSignals, SignalStats},
     slot::WatchedSlot,
-    watches::{ServiceNameSet, WatchContext, watch_service_names},
+    watches::{ServiceList, WatchContext, watch_service_names},
 };
 use crate::consul::warns;
 
@@ -18,7 +20,9 @@ const DATACENTERS_REFRESH: Duration = Duration::from_secs(30);
 /// Known once the agent has told us where we are.
 pub(crate) struct LocalDatacenter {
     pub(crate) name: String,
-    pub(crate) names: WatchedSlot<ServiceNameSet>,
+    pub(crate) names: Arc<WatchedSlot<ServiceList>>,
+    /// Its change signals, for as long as the bridge runs.
+    pub(crate) signals: Arc<DatacenterSignals>,
     /// Every datacenter Consul knows over the WAN, lower-case.
     datacenters: watch::Sender<Arc<HashSet<String>>>,
 }
@@ -27,11 +31,12 @@ pub(crate) struct LocalDatacenter {
 pub(crate) type LocalPublisher = watch::Sender<Option<Arc<LocalDatacenter>>>;
 
 impl LocalDatacenter {
-    pub(crate) fn new(name: String, names: WatchedSlot<ServiceNameSet>) -> Self {
+    pub(crate) fn new(name: String, signals: Arc<DatacenterSignals>) -> Self {
         let (datacenters, _) = watch::channel(Arc::new(HashSet::from([name.clone()])));
         Self {
             name,
-            names,
+            names: signals.names.clone(),
+            signals,
             datacenters,
         }
     }
@@ -48,6 +53,8 @@ pub(crate) async fn bootstrap(
     context: WatchContext,
     configured: Option<String>,
     publish: LocalPublisher,
+    caches: Arc<Caches>,
+    signal_stats: Arc<SignalStats>,
 ) {
     let mut failures: u32 = 0;
     let name = loop {
@@ -72,8 +79,10 @@ pub(crate) async fn bootstrap(
         }
     };
     info!(datacenter = %name, "serving the Consul catalog");
-    let names = watch_service_names(&context, &name);
-    let local = Arc::new(LocalDatacenter::new(name, names));
+    let names = Arc::new(watch_service_names(&context, &name));
+    let signals =
+        DatacenterSignals::start(&context, &name, names, &caches.instances, &signal_stats);
+    let local = Arc::new(LocalDatacenter::new(name, Arc::new(signals)));
     publish.send_replace(Some(local.clone()));
     loop {
         match context.client.datacenters().await {

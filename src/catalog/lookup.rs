@@ -14,9 +14,11 @@ use tokio::{sync::watch, time::Instant};
 use super::{
     entry::ServiceAnswers,
     handle::Catalog,
+    instances::InstanceSlot,
     local::LocalDatacenter,
     nodes::{NodeRecord, Nodes},
     queries::{ExecutedQuery, QueryContext},
+    signals::DatacenterSignals,
     slot::WatchedSlot,
     watches::{watch_instances, watch_nodes, watch_query_definitions, watch_service_names},
 };
@@ -99,12 +101,11 @@ impl Catalog {
             if !local.knows(dc) {
                 return ServiceLookup::Unknown;
             }
-            let slot = self
-                .shared
-                .caches
-                .remote_names
-                .get_with_by_ref(dc, || Arc::new(watch_service_names(&self.shared.watch, dc)));
-            slot.servable_value(serve_stale, remaining(deadline)).await
+            let signals = self.signals(&local, dc);
+            signals
+                .names
+                .servable_value(serve_stale, remaining(deadline))
+                .await
         };
         let Some(names) = names else {
             return ServiceLookup::NotReady;
@@ -112,7 +113,7 @@ impl Catalog {
         if !names.contains(service) {
             return ServiceLookup::Unknown;
         }
-        let slot = self.instances_slot(dc, service, kind);
+        let slot = self.instances_slot(&local, dc, service, kind);
         if !slot.servable(serve_stale) {
             return ServiceLookup::NotReady;
         }
@@ -322,21 +323,49 @@ impl Catalog {
         }
     }
 
+    /// The change signals of `dc` (lower-case): the local datacenter's, or another one's,
+    /// started with its service list on first use.
+    fn signals(&self, local: &LocalDatacenter, dc: &str) -> Arc<DatacenterSignals> {
+        if dc == local.name {
+            return local.signals.clone();
+        }
+        let shared = &self.shared;
+        shared.caches.datacenters.get_with_by_ref(dc, || {
+            let names = Arc::new(watch_service_names(&shared.watch, dc));
+            Arc::new(DatacenterSignals::start(
+                &shared.watch,
+                dc,
+                names,
+                &shared.caches.instances,
+                &shared.signal_stats,
+            ))
+        })
+    }
+
     /// The watched slot of (`dc`, `service`, `kind`), started if it is not watched yet.
     fn instances_slot(
         &self,
+        local: &LocalDatacenter,
         dc: &str,
         service: &str,
         kind: InstanceKind,
-    ) -> Arc<WatchedSlot<ServiceAnswers>> {
+    ) -> Arc<InstanceSlot> {
         let key = (dc.to_owned(), service.to_owned(), kind);
         self.shared.caches.instances.get_with_by_ref(&key, || {
             let ttl = self.service_ttl(service);
             // Reverse lookups name local services only, as Consul's.
-            let local = self.shared.local.borrow().as_ref().map(|l| l.name.clone());
-            let addresses = (kind == InstanceKind::Service && local.as_deref() == Some(dc))
+            let addresses = (kind == InstanceKind::Service && local.name == dc)
                 .then(|| self.shared.addresses.clone());
-            let slot = watch_instances(&self.shared.watch, dc, service, kind, ttl, addresses);
+            let signals = self.signals(local, dc);
+            let slot = watch_instances(
+                &self.shared.watch,
+                dc,
+                service,
+                kind,
+                ttl,
+                addresses,
+                &signals.feed,
+            );
             Arc::new(slot)
         })
     }
@@ -385,9 +414,12 @@ impl QueryContext for Catalog {
         &self,
         dc: &str,
         service: &str,
-    ) -> watch::Receiver<Option<Arc<ServiceAnswers>>> {
-        self.instances_slot(dc, service, InstanceKind::Service)
-            .subscribe()
+    ) -> Option<watch::Receiver<Option<Arc<ServiceAnswers>>>> {
+        let local = self.shared.local.borrow().clone()?;
+        Some(
+            self.instances_slot(&local, dc, service, InstanceKind::Service)
+                .subscribe(),
+        )
     }
 }
 

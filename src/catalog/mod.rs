@@ -9,9 +9,13 @@
 //!   list, so a name that is not in it is answered from memory and a flood of random names costs
 //!   Consul nothing;
 //! - [`watches`]: one watch per asked-for (datacenter, service, kind) on
-//!   `/v1/health/<kind>/<name>?passing`, and the lists (nodes, other datacenters' services,
+//!   `/v1/health/<kind>/<name>`, and the lists (nodes, other datacenters' services,
 //!   prepared-query definitions); each new answer is built into records ([`entry`], [`nodes`])
-//!   and published into a [`slot`];
+//!   and published into a [`slot`]; a service's answers are what [`instances`] holds under its
+//!   datacenter's failing checks ([`health_view`]);
+//! - [`signals`]: per datacenter asked about, the failing checks and the service list, which
+//!   tell the watches that do not park when to read; [`keeper`] decides which park, and
+//!   [`sweep`] bounds how long any answer can be wrong;
 //! - [`caches`]: the moka caches holding the slots with time-to-idle, so watches stop when
 //!   nobody asks any more;
 //! - [`queries`]: prepared queries, which cannot be watched, executed again on change.
@@ -23,12 +27,16 @@ mod addresses;
 mod caches;
 mod entry;
 mod handle;
+mod health_view;
+mod instances;
 mod keeper;
 mod local;
 mod lookup;
 mod nodes;
 mod queries;
+mod signals;
 mod slot;
+mod sweep;
 mod visibility;
 mod watches;
 

@@ -52,12 +52,13 @@ pub(crate) trait QueryContext: Send + Sync + 'static {
     fn service_ttl(&self, service: &str) -> u32;
     /// The local datacenter, when its service list holds `service` (lower-case).
     fn local_datacenter_listing(&self, service: &str) -> Option<String>;
-    /// A receiver that sees every change of the watched `service` in `dc`, starting the watch.
+    /// A receiver that sees every change of the watched `service` in `dc`, starting the watch;
+    /// `None` before the local datacenter is known.
     fn subscribe_service(
         &self,
         dc: &str,
         service: &str,
-    ) -> watch::Receiver<Option<Arc<ServiceAnswers>>>;
+    ) -> Option<watch::Receiver<Option<Arc<ServiceAnswers>>>>;
 }
 
 /// A prepared query's kept result and the demand that decides when it is executed again.
@@ -219,10 +220,10 @@ impl<C: QueryContext> Refresh<C> {
                     if triggers.iter().map(|(k, _)| k).ne(keys.iter()) {
                         triggers = keys
                             .into_iter()
-                            .map(|key| {
-                                let mut receiver = context.subscribe_service(&key.0, &key.1);
+                            .filter_map(|key| {
+                                let mut receiver = context.subscribe_service(&key.0, &key.1)?;
                                 receiver.mark_unchanged();
-                                (key, receiver)
+                                Some((key, receiver))
                             })
                             .collect();
                     }

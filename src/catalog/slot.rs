@@ -9,15 +9,13 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::consul::{Freshness, WatchControl};
+use crate::consul::Freshness;
 
 pub(crate) type Publisher<T> = watch::Sender<Option<Arc<T>>>;
 
 pub(crate) struct WatchedSlot<T> {
     current: watch::Receiver<Option<Arc<T>>>,
     freshness: Arc<Freshness>,
-    /// For service watches: how the watch asks, and the questions it answered.
-    control: Option<Arc<WatchControl>>,
     _stop: DropGuard,
 }
 
@@ -36,19 +34,8 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
         Self {
             current,
             freshness,
-            control: None,
             _stop: stop.drop_guard(),
         }
-    }
-
-    /// The slot with the control its watch task obeys.
-    pub(crate) fn with_control(mut self, control: Arc<WatchControl>) -> Self {
-        self.control = Some(control);
-        self
-    }
-
-    pub(crate) fn control(&self) -> Option<&WatchControl> {
-        self.control.as_deref()
     }
 
     /// A slot holding `value` with no watch behind it (a preloaded catalog).
@@ -57,7 +44,6 @@ impl<T: Send + Sync + 'static> WatchedSlot<T> {
         Self {
             current,
             freshness: Arc::new(freshness),
-            control: None,
             _stop: CancellationToken::new().drop_guard(),
         }
     }

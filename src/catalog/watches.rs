@@ -11,22 +11,74 @@ use std::{
 
 use hickory_proto::rr::Name;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use super::{
     addresses::{ServiceAddresses, ServiceTarget},
-    entry::{EntryContext, ServiceAnswers},
+    entry::EntryContext,
+    health_view::FailingView,
+    instances::{DatacenterFeed, FollowStats, HolderParts, InstanceHolder, InstanceSlot},
     nodes::Nodes,
     queries::QueryNames,
     slot::WatchedSlot,
 };
 use crate::consul::{
-    Ask, Blocking, ConsulClient, ConsulError, Freshness, HealthCheck, InstanceKind, ServiceNames,
+    Answered, Ask, Blocking, ConsulClient, ConsulError, Freshness, InstanceKind, ServiceNames,
     WatchControl, WatchIndex, WatchPolicy, WatchStats, run_watch,
 };
 
-/// Names of the services of one datacenter, lower-case.
-pub(crate) type ServiceNameSet = std::collections::HashSet<String>;
+/// The services of one datacenter (lower-case names, with their tags) and the list's index.
+#[derive(Debug, Default)]
+pub(crate) struct ServiceList {
+    pub(crate) index: WatchIndex,
+    services: HashMap<String, Vec<String>>,
+}
+
+impl ServiceList {
+    /// A list of these names, without tags (a preloaded catalog).
+    pub(crate) fn from_names(names: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            index: WatchIndex::ZERO,
+            services: names
+                .into_iter()
+                .map(|name| (name.to_ascii_lowercase(), Vec::new()))
+                .collect(),
+        }
+    }
+
+    fn build(index: WatchIndex, names: ServiceNames) -> Self {
+        let services = names
+            .into_iter()
+            .map(|(name, tags)| {
+                let mut tags = tags.unwrap_or_default();
+                tags.sort_unstable();
+                (name.to_ascii_lowercase(), tags)
+            })
+            .collect();
+        Self { index, services }
+    }
+
+    /// Whether `service` (lower-case) is listed.
+    pub(crate) fn contains(&self, service: &str) -> bool {
+        self.services.contains_key(service)
+    }
+
+    /// The services that came, went, or whose tags changed from `self` to `newer`.
+    pub(crate) fn changed_services(&self, newer: &ServiceList) -> HashSet<String> {
+        let mut changed: HashSet<String> = newer
+            .services
+            .iter()
+            .filter(|(name, tags)| self.services.get(*name) != Some(tags))
+            .map(|(name, _)| name.clone())
+            .collect();
+        changed.extend(
+            self.services
+                .keys()
+                .filter(|name| !newer.services.contains_key(*name))
+                .cloned(),
+        );
+        changed
+    }
+}
 
 /// What every watch is started with; cheap to clone.
 #[derive(Clone)]
@@ -37,6 +89,8 @@ pub(crate) struct WatchContext {
     /// The service metadata key of an instance's visibility rule.
     pub(crate) visibility_key: Arc<str>,
     pub(crate) stats: Arc<WatchStats>,
+    /// What the service watches found that nothing announced.
+    pub(crate) follow: Arc<FollowStats>,
     /// Fires at shutdown; every watch's own token is a child of it.
     pub(crate) stop: CancellationToken,
 }
@@ -47,9 +101,10 @@ impl WatchContext {
     }
 }
 
-/// Watches the passing instances of `kind` of `service` in `dc`; `ttl` is their records' TTL.
-/// With `addresses`, the instances' addresses are kept in that index while the watch runs.
-/// The watch parks a blocking query or reads on demand, as its control says (see
+/// Watches the instances of `kind` of `service` in `dc` (all of them with their checks: what
+/// passes is decided by the holder, against the datacenter's failing checks); `ttl` is their
+/// records' TTL. With `addresses`, the instances' addresses are kept in that index while the
+/// watch runs. The watch parks a blocking query or reads on demand, as its control says (see
 /// [`super::keeper`]).
 pub(crate) fn watch_instances(
     context: &WatchContext,
@@ -58,10 +113,10 @@ pub(crate) fn watch_instances(
     kind: InstanceKind,
     ttl: u32,
     addresses: Option<Arc<ServiceAddresses>>,
-) -> WatchedSlot<ServiceAnswers> {
+    feed: &DatacenterFeed,
+) -> InstanceSlot {
     // Read on demand until the keeper gives it a parked place.
     let control = Arc::new(WatchControl::new(false));
-    let task_control = control.clone();
     let entry_context = EntryContext {
         datacenter: dc.to_owned(),
         domain: context.domain.clone(),
@@ -73,65 +128,74 @@ pub(crate) fn watch_instances(
         InstanceKind::Connect => format!("Connect instances of {service} in {dc}"),
         InstanceKind::Ingress => format!("ingress gateways of {service} in {dc}"),
     };
+    // The name reverse lookups of this service's addresses give.
+    let target = Name::from_labels([service.as_bytes(), b"service", dc.as_bytes()])
+        .and_then(|name| name.append_domain(&context.domain))
+        .map(|target| {
+            Arc::new(ServiceTarget {
+                service: service.to_owned(),
+                target,
+            })
+        });
+    let addresses = match (addresses, target) {
+        (Some(index), Ok(target)) => Some((index, target)),
+        _ => None,
+    };
     let (client, policy) = (context.client.clone(), context.policy);
-    let (service, dc, domain) = (service.to_owned(), dc.to_owned(), context.domain.clone());
-    WatchedSlot::start(
+    let progress = feed.progress.clone();
+    let mut holder = None;
+    let slot = WatchedSlot::start(
         &context.stop,
         context.freshness(what),
-        move |publish, stop, freshness| async move {
-            let fetch = |ask| {
-                let (client, dc, service) = (
-                    client.clone(),
-                    entry_context.datacenter.clone(),
-                    service.clone(),
-                );
-                async move { client.passing_instances(kind, &dc, &service, ask).await }
-            };
-            let mut indexed = HashMap::new();
-            let mut unreadable_logged = HashSet::new();
-            // The name reverse lookups of this service's addresses give.
-            let target = Name::from_labels([service.as_bytes(), b"service", dc.as_bytes()])
-                .and_then(|name| name.append_domain(&domain))
-                .map(|target| {
-                    Arc::new(ServiceTarget {
-                        service: service.clone(),
-                        target,
-                    })
-                });
-            let deliver = |entries: Vec<_>| {
-                let answers = ServiceAnswers::build(&entries, &entry_context);
-                for id in answers.unreadable_visibility() {
-                    if unreadable_logged.insert(id.clone()) {
-                        warn!(
-                            %service, instance = %id, key = %entry_context.visibility_key,
-                            "the instance's visibility rule is not a list of networks: it is \
-                             answered to no one"
-                        );
+        |publish, stop, freshness| {
+            let made = Arc::new(InstanceHolder::new(HolderParts {
+                service: service.to_owned(),
+                kind,
+                context: entry_context,
+                addresses,
+                publish,
+                feed: feed.clone(),
+                control: control.clone(),
+                stats: context.follow.clone(),
+            }));
+            holder = Some(made.clone());
+            let service = service.to_owned();
+            async move {
+                let fetch = |ask| {
+                    let (client, dc, service) = (
+                        client.clone(),
+                        made.datacenter().to_owned(),
+                        service.clone(),
+                    );
+                    // The generation the read starts after: what it can confirm.
+                    let generation = progress.generation();
+                    async move {
+                        let answer = client.instances(kind, &dc, &service, ask).await?;
+                        Ok(Blocking {
+                            value: (answer.value, answer.agent_epoch, generation),
+                            index: answer.index,
+                            agent_epoch: answer.agent_epoch,
+                        })
                     }
-                }
-                if let (Some(index), Ok(target)) = (&addresses, &target) {
-                    let now = answers.ip_addresses();
-                    index.update(target, &indexed, &now);
-                    indexed = now;
-                }
-                publish.send_replace(Some(Arc::new(answers)));
-            };
-            run_watch(
-                &freshness,
-                policy,
-                stop,
-                Some(&task_control),
-                fetch,
-                deliver,
-            )
-            .await;
-            // The watch ends with its slot: its addresses leave the index with it.
-            if let (Some(index), Ok(target)) = (&addresses, &target) {
-                index.update(target, &indexed, &HashMap::new());
+                };
+                let deliver = |(entries, epoch, generation), answered| {
+                    made.store(entries, answered, epoch, generation);
+                };
+                run_watch(
+                    &freshness,
+                    policy,
+                    stop,
+                    Some(&made.control),
+                    fetch,
+                    deliver,
+                )
+                .await;
+                // The watch ends with its slot: its addresses leave the index with it.
+                made.forget_addresses();
             }
         },
-    )
-    .with_control(control)
+    );
+    InstanceSlot { slot, holder }
 }
 
 /// Watches the node list of `dc`.
@@ -153,28 +217,32 @@ pub(crate) fn watch_query_definitions(context: &WatchContext, dc: &str) -> Watch
 }
 
 /// Watches the service list of `dc`.
-pub(crate) fn watch_service_names(context: &WatchContext, dc: &str) -> WatchedSlot<ServiceNameSet> {
+pub(crate) fn watch_service_names(context: &WatchContext, dc: &str) -> WatchedSlot<ServiceList> {
     let fetch = |client: ConsulClient, dc: String, index, wait| async move {
-        client.service_names(&dc, index, wait).await
-    };
-    watch_list(context, dc, "service list", fetch, service_name_set)
-}
-
-/// Watches the checks of `dc` that are not passing: the list a health change anywhere
-/// changes, and which names the services it touched; with the index of the answer.
-pub(crate) fn watch_failing_checks(
-    context: &WatchContext,
-    dc: &str,
-) -> WatchedSlot<(WatchIndex, Vec<HealthCheck>)> {
-    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
-        let answer = client.failing_checks(&dc, index, wait).await?;
+        let answer = client.service_names(&dc, index, wait).await?;
         Ok(Blocking {
             value: (answer.index, answer.value),
             index: answer.index,
             agent_epoch: answer.agent_epoch,
         })
     };
-    watch_list(context, dc, "failing checks", fetch, |checks| checks)
+    let build = |(index, names)| ServiceList::build(index, names);
+    watch_list(context, dc, "service list", fetch, build)
+}
+
+/// Watches the checks of `dc` that are not passing: the list a health change anywhere
+/// changes, with the index of each check's last change (see [`super::health_view`]).
+pub(crate) fn watch_failing_checks(context: &WatchContext, dc: &str) -> WatchedSlot<FailingView> {
+    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
+        let answer = client.failing_checks(&dc, index, wait).await?;
+        Ok(Blocking {
+            value: (answer.index, answer.agent_epoch, answer.value),
+            index: answer.index,
+            agent_epoch: answer.agent_epoch,
+        })
+    };
+    let build = |(index, epoch, checks)| FailingView::build(index, epoch, checks);
+    watch_list(context, dc, "failing checks", fetch, build)
 }
 
 /// Starts the watch of one datacenter-wide list (its services, its nodes): `fetch` asks Consul
@@ -205,14 +273,12 @@ where
                 };
                 fetch(client.clone(), dc.clone(), index, wait)
             };
-            let deliver = |answer: R| {
-                publish.send_replace(Some(Arc::new(build(answer))));
+            let deliver = |answer: R, answered: Answered| {
+                if answered.changed {
+                    publish.send_replace(Some(Arc::new(build(answer))));
+                }
             };
             run_watch(&freshness, policy, stop, None, fetch, deliver).await;
         },
     )
-}
-
-fn service_name_set(names: ServiceNames) -> ServiceNameSet {
-    names.into_keys().map(|n| n.to_ascii_lowercase()).collect()
 }

@@ -117,6 +117,10 @@ pub struct Config {
     pub(crate) budget: Budget,
     /// A prepared query asked for is executed again at least this often.
     pub(crate) prepared_query_refresh: Duration,
+    /// Each service watched on demand is read at least this often (anti-entropy).
+    pub(crate) reverify_interval: Duration,
+    /// Catch-up reads a second at most.
+    pub(crate) catch_up_rate: u32,
     /// TCP connections open at once; past it an idle one gives way to a new one.
     pub(crate) tcp_max_connections: usize,
     /// TCP connections one client address may hold; past it its own idle one gives way.
@@ -265,6 +269,8 @@ impl Config {
                 max_parked: options.max_parked_queries,
             },
             prepared_query_refresh: options.prepared_query_refresh,
+            reverify_interval: options.reverify_interval,
+            catch_up_rate: options.catch_up_rate,
             tcp_max_connections: options.tcp_max_connections,
             tcp_max_connections_per_client: options.tcp_max_connections_per_client,
             tcp_idle_timeout: options.tcp_idle_timeout,

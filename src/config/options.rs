@@ -14,11 +14,11 @@ use crate::{cidr::Cidr, dns::LogTarget};
 
 use super::values::{
     DEFAULT_RRL_EXEMPT, HttpListen, LogFormat, RecursorStrategy, parse_agent_connections,
-    parse_bool, parse_cidr, parse_connection_cap, parse_consul_addr, parse_count, parse_datacenter,
-    parse_domain, parse_duration, parse_exempt, parse_http_listen, parse_ipv4_prefix,
-    parse_ipv6_prefix, parse_listen, parse_log_format, parse_log_level, parse_log_target,
-    parse_rate, parse_recursor, parse_recursor_strategy, parse_seconds, parse_service_ttl,
-    parse_timeout, parse_watch_wait,
+    parse_bool, parse_catch_up_rate, parse_cidr, parse_connection_cap, parse_consul_addr,
+    parse_count, parse_datacenter, parse_domain, parse_duration, parse_exempt, parse_http_listen,
+    parse_ipv4_prefix, parse_ipv6_prefix, parse_listen, parse_log_format, parse_log_level,
+    parse_log_target, parse_rate, parse_recursor, parse_recursor_strategy, parse_seconds,
+    parse_service_ttl, parse_timeout, parse_watch_wait,
 };
 
 /// The options as given, defaults filled in.
@@ -136,6 +136,12 @@ pub(super) struct Options {
     /// Execute a prepared query being asked for again at least this often (also at once when its service or the definitions change)
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_timeout)]
     pub(crate) prepared_query_refresh: Duration,
+    /// Read each service watched on demand at least this often, spread evenly, so that a missed change heals within it (anti-entropy)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub(crate) reverify_interval: Duration,
+    /// Reads a second at most that catch up after a catalog change no signal could attribute (an instance moved)
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = parse_catch_up_rate)]
+    pub(crate) catch_up_rate: u32,
     /// TCP connections open at once (BIND's tcp-clients); past it, the oldest idle connection of the client holding the most gives way to a new one
     #[arg(long, value_name = "N", default_value = "150", value_parser = parse_connection_cap)]
     pub(crate) tcp_max_connections: usize,

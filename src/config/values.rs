@@ -225,6 +225,15 @@ pub(crate) fn parse_rate(text: &str) -> Result<u32, String> {
     }
 }
 
+pub(crate) fn parse_catch_up_rate(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(rate) if (1..=100_000).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "expected a whole number from 1 to 100000, got '{text}'"
+        )),
+    }
+}
+
 pub(crate) fn parse_ipv4_prefix(text: &str) -> Result<u8, String> {
     parse_prefix(text, 32)
 }

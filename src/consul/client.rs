@@ -210,9 +210,6 @@ impl ConsulClient {
         parking: Parking,
     ) -> Result<Blocking<T>, ConsulError> {
         let mut query = vec![("dc", dc.to_owned())];
-        if matches!(endpoint, Endpoint::Health(_)) {
-            query.push(("passing", "1".to_owned()));
-        }
         self.read_options(endpoint, &mut query);
         let path = endpoint.path();
         let epoch = self.inner.failovers.load(Ordering::Relaxed);

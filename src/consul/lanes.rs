@@ -83,6 +83,9 @@ pub(crate) struct Lanes {
     /// the budget.
     parked: Mutex<Vec<Arc<Lane>>>,
     parked_now: Arc<AtomicUsize>,
+    /// Of those, service watches: the keeper parks up to [`Self::service_parking`] of them,
+    /// and a place it hands out must not be refused for essential watches counted in.
+    services_now: Arc<AtomicUsize>,
     parked_limit: usize,
     /// Parked queries allowed after the agent refused a connection (see the module's text).
     learned_limit: AtomicUsize,
@@ -100,12 +103,17 @@ struct Lane {
 pub(crate) struct ParkedSlot {
     lane: Arc<Lane>,
     parked_now: Arc<AtomicUsize>,
+    /// For a service watch: the count of those parked, which the keeper's quota is about.
+    services_now: Option<Arc<AtomicUsize>>,
 }
 
 impl Drop for ParkedSlot {
     fn drop(&mut self) {
         self.lane.parked.fetch_sub(1, Ordering::Relaxed);
         self.parked_now.fetch_sub(1, Ordering::Relaxed);
+        if let Some(services) = &self.services_now {
+            services.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -151,6 +159,7 @@ impl Lanes {
             plain_total: plain_count,
             parked: Mutex::new(lanes),
             parked_now: Arc::default(),
+            services_now: Arc::default(),
             parked_limit,
             learned_limit: AtomicUsize::new(usize::MAX),
             max_lanes,
@@ -240,19 +249,22 @@ impl Lanes {
     /// A place for one more parked query, on a lane with room (opening one when all are full
     /// and the budget allows); `None` when the budget has no room for it.
     pub(crate) fn park(&self, parking: Parking) -> Result<Option<ParkedSlot>, String> {
-        let limit = match parking {
-            Parking::Essential => usize::MAX,
-            Parking::IfRoom => self.service_parking(),
-        };
         let mut lanes = self.lanes();
-        if self.parked() >= limit {
+        let full = match parking {
+            Parking::Essential => false,
+            Parking::IfRoom => {
+                self.services_now.load(Ordering::Relaxed) >= self.service_parking()
+                    || self.parked() >= self.parking_limit()
+            }
+        };
+        if full {
             return Ok(None);
         }
         let roomy = lanes.iter().find(|lane| {
             !self.multiplexed || lane.parked.load(Ordering::Relaxed) < PARKED_PER_LANE
         });
         if let Some(lane) = roomy {
-            return Ok(Some(self.take(lane)));
+            return Ok(Some(self.take(lane, parking)));
         }
         if lanes.len() >= self.max_lanes && parking == Parking::IfRoom {
             return Ok(None);
@@ -262,15 +274,20 @@ impl Lanes {
             parked: AtomicUsize::new(0),
         });
         lanes.push(Arc::clone(&lane));
-        Ok(Some(self.take(&lane)))
+        Ok(Some(self.take(&lane, parking)))
     }
 
-    fn take(&self, lane: &Arc<Lane>) -> ParkedSlot {
+    fn take(&self, lane: &Arc<Lane>, parking: Parking) -> ParkedSlot {
         lane.parked.fetch_add(1, Ordering::Relaxed);
         self.parked_now.fetch_add(1, Ordering::Relaxed);
+        let services_now = (parking == Parking::IfRoom).then(|| {
+            self.services_now.fetch_add(1, Ordering::Relaxed);
+            self.services_now.clone()
+        });
         ParkedSlot {
             lane: Arc::clone(lane),
             parked_now: self.parked_now.clone(),
+            services_now,
         }
     }
 }

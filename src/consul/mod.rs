@@ -4,12 +4,14 @@
 //! - [`client`]: one request to an agent (URL, token header, failover between agents), with
 //!   [`endpoint`] naming the endpoints and [`lanes`] choosing the connection a request takes;
 //!   [`tls`] applies the `CONSUL_*` HTTPS options.
-//! - [`watch`]: the blocking-query loop; [`freshness`]: whether its value is current.
+//! - [`watch`]: the blocking-query loop; [`control`]: how a service watch is told to park or
+//!   read; [`freshness`]: whether its value is current.
 //! - [`types`]: the JSON Consul answers with.
 
 mod ask;
 mod blocking;
 mod client;
+mod control;
 mod endpoint;
 mod error;
 mod freshness;
@@ -22,6 +24,7 @@ mod watch;
 pub(crate) use ask::{Ask, ReadOptions};
 pub(crate) use blocking::{Blocking, WatchIndex};
 pub(crate) use client::ConsulClient;
+pub(crate) use control::{ReadCause, WatchControl};
 pub use endpoint::{Endpoint, InstanceKind};
 pub use error::ConsulError;
 pub(crate) use freshness::{Freshness, WatchStats};
@@ -31,4 +34,4 @@ pub use types::HealthEntry;
 #[cfg(test)]
 pub(crate) use types::QueryTemplate;
 pub(crate) use types::{HealthCheck, Node, PreparedQuery, QueryExecution, ServiceNames};
-pub(crate) use watch::{WatchControl, WatchPolicy, run as run_watch, warns};
+pub(crate) use watch::{Answered, WatchPolicy, run as run_watch, warns};

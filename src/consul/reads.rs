@@ -54,10 +54,11 @@ impl ConsulClient {
             .await
     }
 
-    /// The passing instances of one service of `kind` (`?passing`: every service and node
-    /// check passing), parked on a blocking query when the budget has room
-    /// ([`ConsulError::NoParkingRoom`] when not) or read at once.
-    pub(crate) async fn passing_instances(
+    /// The instances of one service of `kind`, passing or not, each with its checks and
+    /// theirs indexes (what passes is decided against the datacenter's failing checks), parked
+    /// on a blocking query when the budget has room ([`ConsulError::NoParkingRoom`] when not)
+    /// or read at once.
+    pub(crate) async fn instances(
         &self,
         kind: InstanceKind,
         dc: &str,

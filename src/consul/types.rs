@@ -59,13 +59,19 @@ pub(crate) struct Weights {
     pub(crate) warning: u16,
 }
 
+/// A check as a health read lists it with its instance: enough to tell, by its `ModifyIndex`,
+/// whether the failing-checks list of the datacenter knows of a later state.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct Check {
+    #[serde(rename = "CheckID", default)]
+    pub(crate) check_id: String,
     pub(crate) status: String,
     /// Empty for a node-level check.
     #[serde(default)]
     pub(crate) service_name: String,
+    #[serde(default)]
+    pub(crate) modify_index: u64,
 }
 
 impl HealthEntry {
@@ -104,8 +110,9 @@ impl HealthEntry {
     }
 }
 
-/// One element of `/v1/health/state/...`: a check and what it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+/// One element of `/v1/health/state/...`: a check, what it belongs to, and the Raft index of
+/// its last change.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct HealthCheck {
     #[serde(default)]
@@ -113,10 +120,15 @@ pub(crate) struct HealthCheck {
     #[serde(rename = "CheckID", default)]
     pub(crate) check_id: String,
     /// Empty for a node-level check.
+    #[serde(rename = "ServiceID", default)]
+    pub(crate) service_id: String,
+    /// Empty for a node-level check.
     #[serde(default)]
     pub(crate) service_name: String,
     #[serde(default)]
     pub(crate) status: String,
+    #[serde(default)]
+    pub(crate) modify_index: u64,
 }
 
 /// One element of `/v1/query`: what decides whether a DNS name can match the query.

@@ -13,23 +13,17 @@
 //! - `wait` and every pause carry jitter, so thousands of watches do not wake in step;
 //! - errors back off exponentially with jitter, up to a cap.
 
-use std::{
-    future::Future,
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
-    time::Duration,
-};
+use std::{future::Future, sync::atomic::Ordering, time::Duration};
 
 use rand::Rng;
-use tokio::{
-    sync::Notify,
-    time::{Instant, sleep},
-};
+use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{
     ask::Ask,
     blocking::{Blocking, WatchIndex},
+    control::{ReadCauses, WatchControl},
     error::ConsulError,
     freshness::Freshness,
 };
@@ -99,92 +93,21 @@ pub(crate) fn step(sent: WatchIndex, received: WatchIndex, early: bool) -> Step 
     }
 }
 
-/// How one service watch should ask, set by whoever holds the connection budget (the catalog's
-/// keeper), and what the watch reports back. Watches of lists (services, nodes, failing
-/// checks, query definitions) have none: they always park.
-#[derive(Debug, Default)]
-pub(crate) struct WatchControl {
-    /// Park on a blocking query (when the budget has room) rather than wait to be told to read.
-    wants_parked: AtomicBool,
-    /// Parked now (a blocking query in flight or about to be).
-    parked: AtomicBool,
-    mode_changed: Notify,
-    read_now: Notify,
-    /// The next read may wait behind others (a sweep after a catalog change).
-    background: AtomicBool,
-    /// The next read must see data past this index (0: any).
-    read_after: AtomicU64,
-    /// Questions answered from this watch's value.
-    asked: AtomicU64,
-}
-
-impl WatchControl {
-    pub(crate) fn new(wants_parked: bool) -> Self {
-        Self {
-            wants_parked: AtomicBool::new(wants_parked),
-            ..Self::default()
-        }
-    }
-
-    /// Parks the watch on a blocking query, or has it wait to be told to read.
-    pub(crate) fn set_parked(&self, parked: bool) {
-        if self.wants_parked.swap(parked, Ordering::Relaxed) != parked {
-            self.mode_changed.notify_one();
-        }
-    }
-
-    pub(crate) fn wants_parked(&self) -> bool {
-        self.wants_parked.load(Ordering::Relaxed)
-    }
-
-    /// Whether a blocking query is parked for it now.
-    pub(crate) fn is_parked(&self) -> bool {
-        self.parked.load(Ordering::Relaxed)
-    }
-
-    /// Tells a watch that is not parked to read its value again (its data may have changed),
-    /// and, with `after`, that the new data is past that index.
-    pub(crate) fn read_now(&self, after: WatchIndex) {
-        self.background.store(false, Ordering::Relaxed);
-        self.read_after.fetch_max(after.get(), Ordering::Relaxed);
-        self.read_now.notify_one();
-    }
-
-    /// As [`Self::read_now`], behind the reads that are more likely to matter.
-    pub(crate) fn read_soon(&self) {
-        self.background.store(true, Ordering::Relaxed);
-        self.read_now.notify_one();
-    }
-
-    /// Counts a question answered from the watch's value.
-    pub(crate) fn count_question(&self) {
-        self.asked.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Questions answered from the watch's value since it started.
-    pub(crate) fn questions(&self) -> u64 {
-        self.asked.load(Ordering::Relaxed)
-    }
-}
-
-/// The index a read on demand waits past, told that data changed at `changed` (0: not known)
-/// and holding data at `held`. Consul answers `index=N` once its data passes N. A service's
-/// index is its own (the last change to it), not the index the change was seen at elsewhere:
-/// in a burst of flips, the failing-checks list reports a later index than the service's
-/// own change, and waiting past that index would wait for the whole read's wait. So: past what
-/// is held, when that is older than the change (the answer comes as soon as the change
-/// reaches the agent); when it is not, the change is in what is held, and past `changed - 1`
-/// answers at once.
-fn read_after(held: WatchIndex, changed: u64) -> WatchIndex {
-    match changed {
-        0 => WatchIndex::ZERO,
-        changed => WatchIndex::new(held.get().min(changed - 1)),
-    }
+/// What one successful answer of a watch was, besides its value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answered {
+    /// Whether the index (or the agent) differs from the last answer's.
+    pub(crate) changed: bool,
+    pub(crate) index: WatchIndex,
+    /// Why the read was made (none for a parked query).
+    pub(crate) causes: ReadCauses,
+    /// Whether another read was asked for while this one was in flight.
+    pub(crate) more_asked: bool,
 }
 
 /// Runs until `stop` fires: asks `fetch` for the value (parked on a blocking query after the
-/// last index, or, for a watch `control` keeps out of the budget, read once told to), hands
-/// every changed value to `deliver`, and keeps `freshness` up to date.
+/// last index, or, for a watch `control` keeps out of the budget, read when asked to), hands
+/// every answer to `deliver` (with whether it changed), and keeps `freshness` up to date.
 pub(crate) async fn run<T, F, Fut, D>(
     freshness: &Freshness,
     policy: WatchPolicy,
@@ -195,7 +118,7 @@ pub(crate) async fn run<T, F, Fut, D>(
 ) where
     F: FnMut(Ask) -> Fut,
     Fut: Future<Output = Result<Blocking<T>, ConsulError>>,
-    D: FnMut(T),
+    D: FnMut(T, Answered),
 {
     let what = freshness.what();
     let mut index = WatchIndex::ZERO;
@@ -205,39 +128,87 @@ pub(crate) async fn run<T, F, Fut, D>(
     let mut last_epoch = None;
     // Set when the budget had no room to park: read on demand until the mode changes.
     let mut refused_parking = false;
-    loop {
+    // Read at once, without being asked: the watch just stopped parking.
+    let mut catch_up = false;
+    // The request count the last read took.
+    let mut taken = 0;
+    'watch: loop {
         let parked = !refused_parking && control.is_none_or(WatchControl::wants_parked);
         if let Some(control) = control {
-            control.parked.store(parked, Ordering::Relaxed);
-            // Not parked and current: wait to be told to read, or for the mode to change; read
+            control.set_is_parked(parked);
+            // Not parked and current: wait to be asked to read, or for the mode to change; read
             // anyway after a whole wait, as a parked query would come back. After a failure the
             // reads go on (with back-off) until one succeeds: nothing would tell it when.
-            if !parked && have_value && failures == 0 {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = control.read_now.notified() => {}
-                    _ = control.mode_changed.notified() => {
-                        refused_parking = false;
-                        continue;
+            if !parked && have_value && failures == 0 && !catch_up {
+                let periodic = sleep(jitter(policy.wait, 0.9));
+                tokio::pin!(periodic);
+                loop {
+                    let wake = control.wake.notified();
+                    tokio::pin!(wake);
+                    // Registered before the count is read, so a request between the two wakes it.
+                    wake.as_mut().enable();
+                    if control.requested() != taken {
+                        break;
                     }
-                    _ = sleep(jitter(policy.wait, 0.9)) => refused_parking = false,
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        // Look at the count again: a wake-up may be left from a request that
+                        // an earlier read already took.
+                        _ = &mut wake => {}
+                        _ = control.mode_changed.notified() => {
+                            refused_parking = false;
+                            continue 'watch;
+                        }
+                        _ = &mut periodic => {
+                            refused_parking = false;
+                            break;
+                        }
+                    }
                 }
             }
         }
+        catch_up = false;
         let wait = jitter(policy.wait, 0.9);
-        let ask = match parked {
-            true => Ask::Park { index, wait },
-            false => Ask::Read {
-                background: control.is_some_and(|c| c.background.swap(false, Ordering::Relaxed)),
-                after: read_after(
-                    index,
-                    control.map_or(0, |c| c.read_after.swap(0, Ordering::Relaxed)),
-                ),
-            },
+        let (ask, causes) = match (parked, control) {
+            (true, control) => {
+                // A parked query answers every request made until it returns.
+                if let Some(control) = control {
+                    taken = control.take().count;
+                }
+                (Ask::Park { index, wait }, ReadCauses::default())
+            }
+            (false, Some(control)) => {
+                let request = control.take();
+                taken = request.count;
+                let ask = Ask::Read {
+                    background: !request.causes.urgent(),
+                    after: request.after.min(index),
+                };
+                (ask, request.causes)
+            }
+            (false, None) => (
+                Ask::Read {
+                    background: false,
+                    after: WatchIndex::ZERO,
+                },
+                ReadCauses::default(),
+            ),
         };
         let demoted = async {
             match control {
                 Some(control) if parked => control.mode_changed.notified().await,
+                _ => std::future::pending().await,
+            }
+        };
+        // A read behind catch-up work (queued for a connection) gives way to a signal's.
+        let overtaken = async {
+            match (control, ask) {
+                (
+                    Some(control),
+                    Ask::Read {
+                        background: true, ..
+                    },
+                ) => control.urgent_request().await,
                 _ => std::future::pending().await,
             }
         };
@@ -248,12 +219,19 @@ pub(crate) async fn run<T, F, Fut, D>(
         let answer = tokio::select! {
             _ = stop.cancelled() => return,
             answer = request => answer,
-            // Demoted while parked: the parked request is dropped, its place freed.
-            () = demoted => continue,
+            // Demoted while parked: the parked request is dropped, its place freed, and what it
+            // would have seen is read at once.
+            () = demoted => {
+                catch_up = true;
+                continue;
+            }
+            // Asked for urgently meanwhile: read again at once, ahead of the catch-up work.
+            () = overtaken => continue,
         };
         let pause = match answer {
             Err(ConsulError::NoParkingRoom { .. }) => {
                 refused_parking = true;
+                catch_up = true;
                 continue;
             }
             Ok(Blocking {
@@ -262,6 +240,9 @@ pub(crate) async fn run<T, F, Fut, D>(
                 agent_epoch,
             }) => {
                 freshness.contact_ok();
+                if let Some(control) = control {
+                    control.confirm();
+                }
                 failures = 0;
                 let step = match parked {
                     true => step(index, received, started.elapsed() < wait / 2),
@@ -301,9 +282,13 @@ pub(crate) async fn run<T, F, Fut, D>(
                 }
                 zero_index_streak = zero_index;
                 index = step.next;
-                if step.changed {
-                    deliver(value);
-                }
+                let answered = Answered {
+                    changed: step.changed,
+                    index: received,
+                    causes,
+                    more_asked: control.is_some_and(|c| c.requested() != taken),
+                };
+                deliver(value, answered);
                 step.pause.then(|| jitter(policy.suspicious_pause, 0.5))
             }
             Err(error) => {
@@ -338,18 +323,6 @@ mod tests {
     use super::*;
 
     const I: fn(u64) -> WatchIndex = WatchIndex::new;
-
-    #[test]
-    fn a_read_on_demand_waits_past_what_it_holds_when_that_is_older() {
-        // Told of a change seen at 110 (a burst of flips), holding data at 50: past 50, so the
-        // service's own change at, say, 104 answers at once.
-        assert_eq!(read_after(I(50), 110), I(50));
-        // Holding data from after the change: it is in there, and past 109 answers at once.
-        assert_eq!(read_after(I(120), 110), I(109));
-        // Nothing held, or no index told: no index at all.
-        assert_eq!(read_after(WatchIndex::ZERO, 110), WatchIndex::ZERO);
-        assert_eq!(read_after(I(50), 0), WatchIndex::ZERO);
-    }
 
     #[test]
     fn first_answer_is_delivered_and_then_blocks() {

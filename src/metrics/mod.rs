@@ -5,6 +5,7 @@
 //! code of their own.
 
 mod dns;
+mod following;
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -17,6 +18,7 @@ use prometheus_client::{
 pub use dns::DnsMetrics;
 pub(crate) use dns::FastTally;
 use dns::LatencyCollector;
+use following::FollowMetrics;
 
 use crate::{
     catalog::Catalog,
@@ -62,7 +64,7 @@ struct Pulled {
     rate_limited: Family<RateLimitLabels, Counter>,
     service_queries: Family<ServiceLabels, Counter>,
     service_watches: Family<ModeLabels, Gauge>,
-    reads_on_demand: Family<ReasonLabels, Counter>,
+    following: FollowMetrics,
     consul_connections: Gauge,
     consul_parked: Gauge,
     consul_parking_limit: Gauge,
@@ -82,11 +84,6 @@ struct ServiceLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModeLabels {
     mode: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -181,14 +178,10 @@ impl Metrics {
         );
         registry.register(
             "service_watches",
-            "Service watches by how they follow Consul: parked on a blocking query, or read on demand (health or catalog change)",
+            "Service watches by how they follow Consul: parked on a blocking query, or read on demand (when a signal asks)",
             pulled.service_watches.clone(),
         );
-        registry.register(
-            "reads_on_demand",
-            "Reads of service watches that are not parked, by what called for them",
-            pulled.reads_on_demand.clone(),
-        );
+        pulled.following.register(&mut registry);
         registry.register(
             "consul_connections",
             "Connections held to the Consul agent (parked queries and requests in flight)",
@@ -304,16 +297,7 @@ impl Metrics {
                 .get_or_create(&ModeLabels { mode })
                 .set(i64::try_from(count.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         }
-        for (reason, count) in [
-            ("health_change", &budget.reads_for_health),
-            ("catalog_change", &budget.reads_for_catalog),
-        ] {
-            pulled
-                .reads_on_demand
-                .get_or_create(&ReasonLabels { reason })
-                .inner()
-                .store(count.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
+        pulled.following.pull(catalog);
         let reads = client.read_stats();
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
         pulled.consul_connections.set(gauge(reads.connections));

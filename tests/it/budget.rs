@@ -180,9 +180,9 @@ async fn executions(consul: &ConsulAgent) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Four bridges on one agent ask for `web`; `flips` health changes; returns the executions of
-/// web's health query per change.
-async fn executions_per_flip(use_cache: &str, flips: usize) -> f64 {
+/// Four bridges on one agent (with `options`) ask for `web`; `flips` health changes; returns the
+/// executions of web's health query per change.
+async fn executions_per_flip(options: &[&str], flips: usize) -> f64 {
     let consul = ConsulAgent::start_with(
         "dns_config { only_passing = true }\ntelemetry { prometheus_retention_time = \"60s\" }\n",
     )
@@ -191,7 +191,7 @@ async fn executions_per_flip(use_cache: &str, flips: usize) -> f64 {
     consul.register(service("web", "web2", "10.1.0.2")).await;
     let mut bridges = Vec::new();
     for _ in 0..4 {
-        bridges.push(start_bridge(&consul, &["--use-cache", use_cache]).await);
+        bridges.push(start_bridge(&consul, options).await);
     }
     for (_, dns) in &bridges {
         assert_eq!(
@@ -201,7 +201,8 @@ async fn executions_per_flip(use_cache: &str, flips: usize) -> f64 {
             2
         );
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The keeper parks web's watch in each bridge at its next tick (a second at most).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let before = executions(&consul).await;
     for flip in 0..flips {
         let (verb, expected) = match flip % 2 {
@@ -229,8 +230,8 @@ async fn executions_per_flip(use_cache: &str, flips: usize) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridges_sharing_an_agent_cost_one_execution_per_change_through_its_cache() {
-    let cached = executions_per_flip("true", 6).await;
-    let uncached = executions_per_flip("false", 6).await;
+    let cached = executions_per_flip(&["--use-cache", "true"], 6).await;
+    let uncached = executions_per_flip(&["--use-cache", "false"], 6).await;
     println!(
         "4 bridges, executions of web's health query per change: {cached} cached, {uncached} not"
     );

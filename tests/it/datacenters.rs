@@ -266,3 +266,83 @@ async fn a_query_not_asked_for_is_not_executed_again_until_asked() {
     assert_eq!(executions(), 2);
     bridge.shutdown().await;
 }
+
+/// The instances of `rsvc{i}` in dc2: `10.77.<i>.1` and `.2`, each with its own check.
+fn remote_instance_ops(i: usize, failing_first: bool) -> Vec<serde_json::Value> {
+    (1..=2)
+        .flat_map(|j| {
+            let id = format!("rsvc{i}-{j}");
+            let status = match (failing_first, j) {
+                (true, 1) => "critical",
+                _ => "passing",
+            };
+            [
+                json!({"Service": {"Verb": "set", "Node": "dc2-ext", "Service": {
+                    "ID": id, "Service": format!("rsvc{i}"),
+                    "Address": format!("10.77.{i}.{j}"), "Port": 80}}}),
+                json!({"Check": {"Verb": "set", "Check": {"Node": "dc2-ext",
+                    "CheckID": format!("chk-{id}"), "Name": "up", "Status": status,
+                    "ServiceID": id}}}),
+            ]
+        })
+        .collect()
+}
+
+/// More dc2 services asked for than the budget parks (80, of which 20 park): one instance of
+/// each fails, and every answer shows it within 1 s: dc2's own failing checks tell the
+/// services read on demand, as the local datacenter's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_datacenters_services_follow_changes_beyond_the_parked_ones() {
+    const SERVICES: usize = 80;
+    let dc1 = ConsulAgent::start().await;
+    let dc2 = ConsulAgent::start_wan_peer(&dc1, [127, 0, 0, 2], "dc2").await;
+    let mut ops =
+        vec![json!({"Node": {"Verb": "set", "Node": {"Node": "dc2-ext", "Address": "10.77.0.1"}}})];
+    ops.extend((0..SERVICES).flat_map(|i| remote_instance_ops(i, false)));
+    for chunk in ops.chunks(64) {
+        dc2.put("/v1/txn", json!(chunk)).await;
+    }
+    let (bridge, dns) = start_bridge(&dc1, &[]).await;
+    let name = |i: usize| format!("rsvc{i}.service.dc2.consul.");
+    for i in 0..SERVICES {
+        let both = [format!("10.77.{i}.1"), format!("10.77.{i}.2")];
+        let both: Vec<&str> = both.iter().map(String::as_str).collect();
+        time_until(&dns, &name(i), &both).await;
+    }
+    // The keeper parks what the budget allows (a second or two); the rest read on demand.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let flips: Vec<_> = (0..SERVICES)
+        .flat_map(|i| remote_instance_ops(i, true))
+        .filter(|op| op.get("Check").is_some())
+        .collect();
+    for chunk in flips.chunks(64) {
+        dc2.put("/v1/txn", json!(chunk)).await;
+    }
+    let flipped = Instant::now();
+    let mut wrong: Vec<usize> = (0..SERVICES).collect();
+    while !wrong.is_empty() && flipped.elapsed() < Duration::from_secs(5) {
+        let mut still = Vec::new();
+        for i in wrong {
+            let got = dns.addresses(&name(i), RecordType::A).await;
+            if got != [ip(&format!("10.77.{i}.2"))] {
+                still.push(i);
+            }
+        }
+        wrong = still;
+    }
+    let took = flipped.elapsed();
+    println!(
+        "{SERVICES} dc2 services, one instance of each failed: all answers right after {}; \
+         wrong after 5 s: {}",
+        ms(took),
+        wrong.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} of {SERVICES} dc2 services still answer the failed instance after 5 s",
+        wrong.len()
+    );
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    bridge.shutdown().await;
+}

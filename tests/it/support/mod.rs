@@ -3,12 +3,14 @@
 //! Everything started here stops in `Drop`, also when a test fails.
 
 pub mod binary;
+pub mod churn;
 pub mod cluster;
 pub mod consul;
 pub mod dns;
 pub mod dnsmasq;
 pub mod fake_consul;
 pub mod pki;
+pub mod scripted_consul;
 pub mod zones;
 
 use consul_dns_bridge::{Bridge, Config, Parsed};
