@@ -108,6 +108,8 @@ async fn a_busy_catalog_loses_no_change() {
     // The latest change of each service, so that a follower knows when it was replaced.
     let generation: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let mut round: u64 = 0;
+    let rss_at_start = bridge.rss_mb();
+    let mut rss_most = rss_at_start;
     let churn_started = Instant::now();
     let mut followers = Vec::new();
     while churn_started.elapsed() < Duration::from_secs(seconds) {
@@ -148,6 +150,7 @@ async fn a_busy_catalog_loses_no_change() {
                 }
             }));
         }
+        rss_most = rss_most.max(bridge.rss_mb());
         let spent = tick.elapsed();
         if spent < Duration::from_secs(1) {
             tokio::time::sleep(Duration::from_secs(1) - spent).await;
@@ -210,6 +213,11 @@ async fn a_busy_catalog_loses_no_change() {
         })
         .collect();
     println!("by kind: {}", by_kind.join("; "));
+    println!(
+        "bridge RSS: {rss_at_start:.1} MB at the start of the churn, at most {rss_most:.1} MB, \
+         {:.1} MB at the end",
+        bridge.rss_mb()
+    );
     let servfails = load
         .servfail_for_live
         .load(std::sync::atomic::Ordering::Relaxed);
