@@ -10,7 +10,7 @@ use crate::{
     config::Config,
     consul::{ConsulClient, ConsulError, Endpoint},
     dns::{
-        Bound, Certificate, ConsulHandler, DnsServer, EncryptedListen, Fallback, FastPath,
+        Bound, Certificate, ConsulHandler, DnsServer, EncryptedListen, Fallback, FastPath, Gate,
         GeneralPath, QueryLog, RateLimiter, TcpOptions, UdpAnswering, Zone, serve,
     },
     http,
@@ -102,29 +102,27 @@ impl Bridge {
             },
             None => None,
         };
-        let handler = ConsulHandler::new(
-            catalog.clone(),
-            config,
-            fallback.clone(),
+        let limiter = Arc::new(RateLimiter::new(config.rate_limit.clone()));
+        let gate = Arc::new(Gate::new(
+            config.access.clone(),
+            limiter.clone(),
             dns_metrics.clone(),
             query_log.clone(),
-        );
+            config.max_concurrent_queries,
+        ));
+        let handler = ConsulHandler::new(catalog.clone(), config, fallback.clone(), gate.clone());
         let fast = FastPath::new(
             catalog.clone(),
             &Zone::from_config(config),
             &config.dns,
             handler.recursion_available(),
             fallback.is_some(),
-            config.access.clone(),
         );
-        let limiter = Arc::new(RateLimiter::new(config.rate_limit.clone()));
         let compress = !config.dns.disable_compression;
         let answering = UdpAnswering {
             fast: Arc::new(fast),
-            general: GeneralPath::new(Arc::new(handler), compress, limiter.clone()),
-            metrics: dns_metrics.clone(),
-            limiter: limiter.clone(),
-            query_log: query_log.clone(),
+            general: GeneralPath::new(Arc::new(handler), compress, gate.clone()),
+            gate: gate.clone(),
         };
         let metrics_handle = dns_metrics.clone();
         // HTTP before DNS: a taken metrics port stops the start before DNS is served.
@@ -135,6 +133,8 @@ impl Bridge {
                     catalog: catalog.clone(),
                     dns: dns_metrics,
                     limiter,
+                    gate,
+                    fallback: fallback.clone(),
                     query_log: query_log.clone(),
                 });
                 match http::serve(addr, metrics, catalog.clone(), stop_http.clone()).await {

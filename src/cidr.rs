@@ -80,16 +80,31 @@ impl FromStr for Cidr {
                 .ok_or_else(|| format!("not a prefix length (0 to {bits}): '{text}'"))?,
             None => bits,
         };
-        if masked(ip, prefix, prefix) != ip {
+        // An IPv4-mapped network (`::ffff:10.0.0.0/104`) is the IPv4 network it maps, which
+        // also holds the mapped form of its addresses (see `contains`).
+        let (ip, prefix) = match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if prefix >= 96 => (IpAddr::V4(v4), prefix - 96),
+                Some(_) => {
+                    return Err(format!(
+                        "'{text}' is an IPv4-mapped address with a prefix under 96; write the \
+                         IPv4 network (e.g. 10.0.0.0/8) or a prefix of 96 to 128"
+                    ));
+                }
+                None => (ip, prefix),
+            },
+            v4 => (v4, prefix),
+        };
+        let network = match ip {
+            IpAddr::V4(v4) => IpAddr::V4(mask_v4(u32::from(v4), prefix).into()),
+            IpAddr::V6(v6) => IpAddr::V6(mask_v6(u128::from(v6), prefix).into()),
+        };
+        if network != ip {
             return Err(format!(
-                "'{text}' has bits set past its prefix; the network is {}/{prefix}",
-                masked(ip, prefix, prefix)
+                "'{text}' has bits set past its prefix; the network is {network}/{prefix}"
             ));
         }
-        Ok(Self {
-            network: ip,
-            prefix,
-        })
+        Ok(Self { network, prefix })
     }
 }
 
@@ -141,6 +156,15 @@ mod tests {
                 .unwrap_err()
                 .contains("10.0.0.0/8")
         );
+        // An IPv4-mapped network is its IPv4 network; a suggestion names a real network.
+        assert_eq!(cidr("::ffff:10.0.0.0/104"), cidr("10.0.0.0/8"));
+        assert!(cidr("::ffff:10.0.0.0/104").contains(ip("10.9.9.9")));
+        assert!(cidr("::ffff:10.0.0.0/104").contains(ip("::ffff:10.9.9.9")));
+        let mapped = "::ffff:10.1.0.0/104".parse::<Cidr>().unwrap_err();
+        assert!(mapped.contains("the network is 10.0.0.0/8"), "{mapped}");
+        assert!("::ffff:10.0.0.0/64".parse::<Cidr>().is_err());
+        let v6 = "fd00::1/8".parse::<Cidr>().unwrap_err();
+        assert!(v6.contains("the network is fd00::/8"), "{v6}");
     }
 
     #[test]

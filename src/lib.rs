@@ -59,8 +59,7 @@ pub mod bench_support {
             .map_err(|e| e.to_string())?;
             let catalog = Catalog::preloaded(config, client, datacenter, services);
             let zone = Zone::from_config(config);
-            let access = config.access.clone();
-            let fast = FastPath::new(catalog, &zone, &config.dns, false, false, access);
+            let fast = FastPath::new(catalog, &zone, &config.dns, false, false);
             Ok(Self(fast))
         }
 

@@ -83,6 +83,8 @@ pub(crate) struct ServiceAnswers {
     rotation: AtomicUsize,
     /// IDs of instances whose visibility rule could not be read (visible to no one).
     unreadable_visibility: Vec<String>,
+    /// Whether an instance has a visibility rule: then who asks decides what is answered.
+    depends_on_client: bool,
 }
 
 impl ServiceAnswers {
@@ -126,12 +128,16 @@ impl ServiceAnswers {
             addresses.insert(&i.address)
                 && endpoints.insert((&i.node_name, &i.srv.target, i.srv.port))
         });
+        let depends_on_client = instances
+            .iter()
+            .any(|instance| instance.visibility != Visibility::All);
         Self {
             instances,
             has_repeats,
             ttl: context.ttl,
             rotation: AtomicUsize::new(0),
             unreadable_visibility,
+            depends_on_client,
         }
     }
 
@@ -139,6 +145,11 @@ impl ServiceAnswers {
     /// one.
     pub(crate) fn unreadable_visibility(&self) -> &[String] {
         &self.unreadable_visibility
+    }
+
+    /// Whether who asks decides what is answered (an instance has a visibility rule).
+    pub(crate) fn depends_on_client(&self) -> bool {
+        self.depends_on_client
     }
 
     pub(crate) fn ttl(&self) -> u32 {

@@ -74,6 +74,7 @@ impl Shared {
                 visibility_key: Arc::from(config.visibility_key.as_str()),
                 stats: Arc::default(),
                 follow: Arc::default(),
+                local_dc: Arc::default(),
                 stop: Default::default(),
             },
             service_ttls: config.service_ttl.clone(),

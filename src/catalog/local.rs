@@ -79,6 +79,7 @@ pub(crate) async fn bootstrap(
         }
     };
     info!(datacenter = %name, "serving the Consul catalog");
+    let _ = context.local_dc.set(name.clone());
     let names = Arc::new(watch_service_names(&context, &name));
     let signals =
         DatacenterSignals::start(&context, &name, names, &caches.instances, &signal_stats);

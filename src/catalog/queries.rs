@@ -244,21 +244,39 @@ impl<C: QueryContext> Refresh<C> {
                     context.policy().backoff(failures)
                 }
             };
-            let mut changes: Vec<ChangeFuture<'_>> = triggers
-                .iter_mut()
-                .map(|(_, receiver)| Box::pin(receiver.changed()) as ChangeFuture<'_>)
-                .collect();
-            changes.push(Box::pin(definitions.changed()));
-            let trigger_changed = futures_util::future::select_all(changes);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(pause) => {}
-                (changed, _, _) = trigger_changed => {
-                    // A closed channel (a definitions watch gone) must not spin: wait out the pause.
-                    if changed.is_err() {
+            let deadline = tokio::time::Instant::now() + pause;
+            loop {
+                let mut changes: Vec<ChangeFuture<'_>> = triggers
+                    .iter_mut()
+                    .map(|(_, receiver)| Box::pin(receiver.changed()) as ChangeFuture<'_>)
+                    .collect();
+                changes.push(Box::pin(definitions.changed()));
+                let trigger_changed = futures_util::future::select_all(changes);
+                let closed = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    (changed, at, _) = trigger_changed => match changed {
+                        Ok(()) => break,
+                        Err(_) => at,
+                    },
+                };
+                match triggers.get_mut(closed) {
+                    // The service's watch ended (its slot idled out of the cache while only
+                    // this query was asked): watch it again, so its changes keep coming.
+                    Some((key, receiver)) => match context.subscribe_service(&key.0, &key.1) {
+                        Some(mut renewed) => {
+                            renewed.mark_unchanged();
+                            *receiver = renewed;
+                        }
+                        None => {
+                            triggers.remove(closed);
+                        }
+                    },
+                    // The definitions watch gone must not spin: wait out the pause.
+                    None => {
                         tokio::select! {
                             _ = stop.cancelled() => return,
-                            _ = tokio::time::sleep(pause) => {}
+                            _ = tokio::time::sleep_until(deadline) => break,
                         }
                     }
                 }

@@ -6,7 +6,6 @@ use std::{
     collections::{HashMap, HashSet},
     future::Future,
     sync::Arc,
-    time::Duration,
 };
 
 use hickory_proto::rr::Name;
@@ -22,8 +21,8 @@ use super::{
     slot::WatchedSlot,
 };
 use crate::consul::{
-    Answered, Ask, Blocking, ConsulClient, ConsulError, Freshness, InstanceKind, ServiceNames,
-    WatchControl, WatchIndex, WatchPolicy, WatchStats, run_watch,
+    Answered, Ask, Blocking, ConsulClient, ConsulError, Freshness, InstanceKind, Parking,
+    ServiceNames, WatchControl, WatchIndex, WatchPolicy, WatchStats, run_watch,
 };
 
 /// The services of one datacenter (lower-case names, with their tags) and the list's index.
@@ -91,11 +90,17 @@ pub(crate) struct WatchContext {
     pub(crate) stats: Arc<WatchStats>,
     /// What the service watches found that nothing announced.
     pub(crate) follow: Arc<FollowStats>,
+    /// The local datacenter, once known (its lists always park).
+    pub(crate) local_dc: Arc<std::sync::OnceLock<String>>,
     /// Fires at shutdown; every watch's own token is a child of it.
     pub(crate) stop: CancellationToken,
 }
 
 impl WatchContext {
+    fn is_local(&self, dc: &str) -> bool {
+        self.local_dc.get().is_some_and(|local| local == dc)
+    }
+
     pub(crate) fn freshness(&self, what: String) -> Freshness {
         Freshness::new(what, self.stats.clone())
     }
@@ -200,8 +205,8 @@ pub(crate) fn watch_instances(
 
 /// Watches the node list of `dc`.
 pub(crate) fn watch_nodes(context: &WatchContext, dc: &str) -> WatchedSlot<Nodes> {
-    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
-        client.nodes(&dc, index, wait).await
+    let fetch = |client: ConsulClient, dc: String, ask, parking| async move {
+        client.nodes(&dc, ask, parking).await
     };
     let (owned_dc, domain) = (dc.to_owned(), context.domain.clone());
     let build = move |nodes| Nodes::build(nodes, &owned_dc, &domain);
@@ -210,16 +215,16 @@ pub(crate) fn watch_nodes(context: &WatchContext, dc: &str) -> WatchedSlot<Nodes
 
 /// Watches the prepared-query definitions of `dc`.
 pub(crate) fn watch_query_definitions(context: &WatchContext, dc: &str) -> WatchedSlot<QueryNames> {
-    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
-        client.prepared_queries(&dc, index, wait).await
+    let fetch = |client: ConsulClient, dc: String, ask, parking| async move {
+        client.prepared_queries(&dc, ask, parking).await
     };
     watch_list(context, dc, "prepared queries", fetch, QueryNames::build)
 }
 
 /// Watches the service list of `dc`.
 pub(crate) fn watch_service_names(context: &WatchContext, dc: &str) -> WatchedSlot<ServiceList> {
-    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
-        let answer = client.service_names(&dc, index, wait).await?;
+    let fetch = |client: ConsulClient, dc: String, ask, parking| async move {
+        let answer = client.service_names(&dc, ask, parking).await?;
         Ok(Blocking {
             value: (answer.index, answer.value),
             index: answer.index,
@@ -233,8 +238,8 @@ pub(crate) fn watch_service_names(context: &WatchContext, dc: &str) -> WatchedSl
 /// Watches the checks of `dc` that are not passing: the list a health change anywhere
 /// changes, with the index of each check's last change (see [`super::health_view`]).
 pub(crate) fn watch_failing_checks(context: &WatchContext, dc: &str) -> WatchedSlot<FailingView> {
-    let fetch = |client: ConsulClient, dc: String, index, wait| async move {
-        let answer = client.failing_checks(&dc, index, wait).await?;
+    let fetch = |client: ConsulClient, dc: String, ask, parking| async move {
+        let answer = client.failing_checks(&dc, ask, parking).await?;
         Ok(Blocking {
             value: (answer.index, answer.agent_epoch, answer.value),
             index: answer.index,
@@ -257,22 +262,20 @@ fn watch_list<R, T, F, Fut>(
 where
     R: Send + 'static,
     T: Send + Sync + 'static,
-    F: Fn(ConsulClient, String, WatchIndex, Duration) -> Fut + Send + Sync + 'static,
+    F: Fn(ConsulClient, String, Ask, Parking) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Blocking<R>, ConsulError>> + Send,
 {
     let (client, policy, dc) = (context.client.clone(), context.policy, dc.to_owned());
+    // The local datacenter's lists always park; other datacenters' within the budget.
+    let parking = match context.is_local(&dc) {
+        true => Parking::Essential,
+        false => Parking::List,
+    };
     WatchedSlot::start(
         &context.stop,
         context.freshness(format!("{what} of {dc}")),
         move |publish, stop, freshness| async move {
-            // Lists always park (they have no control), so every ask is a blocking one.
-            let fetch = |ask| {
-                let (index, wait) = match ask {
-                    Ask::Park { index, wait } => (index, wait),
-                    Ask::Read { .. } => (WatchIndex::ZERO, policy.wait),
-                };
-                fetch(client.clone(), dc.clone(), index, wait)
-            };
+            let fetch = |ask| fetch(client.clone(), dc.clone(), ask, parking);
             let deliver = |answer: R, answered: Answered| {
                 if answered.changed {
                     publish.send_replace(Some(Arc::new(build(answer))));

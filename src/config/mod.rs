@@ -42,6 +42,8 @@ pub(crate) struct Recursors {
     pub(crate) strategy: RecursorStrategy,
     /// Consul's `recursor_timeout`: how long one upstream gets before the next is tried.
     pub(crate) timeout: Duration,
+    /// Questions outstanding to them at once at most.
+    pub(crate) max_outstanding: usize,
 }
 
 /// How to speak HTTPS to Consul, by the names of Consul's own `CONSUL_*` variables. The files are
@@ -121,6 +123,8 @@ pub struct Config {
     pub(crate) reverify_interval: Duration,
     /// Catch-up reads a second at most.
     pub(crate) catch_up_rate: u32,
+    /// Questions on the general path in flight at once at most.
+    pub(crate) max_concurrent_queries: usize,
     /// TCP connections open at once; past it an idle one gives way to a new one.
     pub(crate) tcp_max_connections: usize,
     /// TCP connections one client address may hold; past it its own idle one gives way.
@@ -271,6 +275,7 @@ impl Config {
             prepared_query_refresh: options.prepared_query_refresh,
             reverify_interval: options.reverify_interval,
             catch_up_rate: options.catch_up_rate,
+            max_concurrent_queries: options.max_concurrent_queries,
             tcp_max_connections: options.tcp_max_connections,
             tcp_max_connections_per_client: options.tcp_max_connections_per_client,
             tcp_idle_timeout: options.tcp_idle_timeout,
@@ -290,6 +295,7 @@ impl Config {
                 addrs: options.recursor,
                 strategy: options.recursor_strategy,
                 timeout: options.recursor_timeout,
+                max_outstanding: options.max_recursor_queries,
             },
             zones_dir: options.zones_dir.or_else(|| {
                 let default = PathBuf::from(DEFAULT_ZONES_DIR);

@@ -201,6 +201,12 @@ pub(super) struct Options {
     /// How long one recursor gets before the next is tried
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_timeout)]
     pub(crate) recursor_timeout: Duration,
+    /// Questions to the recursors outstanding at once at most (each holds a socket); past it, SERVFAIL at once
+    #[arg(long, value_name = "N", default_value = "256", value_parser = parse_connection_cap)]
+    pub(crate) max_recursor_queries: usize,
+    /// Questions on the general path (everything but the UDP fast path) in flight at once at most; past it, SERVFAIL at once
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = parse_connection_cap)]
+    pub(crate) max_concurrent_queries: usize,
     /// Directory of <origin>.zone files served authoritatively [default: zones/ when present]
     #[arg(long, value_name = "DIR")]
     pub(crate) zones_dir: Option<PathBuf>,

@@ -17,12 +17,17 @@
 //! the host's other clients are refused with the bridge's. Over plain HTTP the bridge then
 //! learns the limit: it parks a quarter fewer queries than it held when refused (at least 2
 //! fewer), again on each later refusal, so that its reads on demand and the host's clients get
-//! through. The lower limit holds until the agent is seen restarting (it refuses to connect at
-//! all, and may come back with another limit) or the bridge restarts.
+//! through. A refusal while holding fewer than [`MIN_LEARNABLE`] is not the agent's limit (a
+//! connection closed as it was reused, say) and teaches nothing. The lower limit holds for
+//! [`LEARNED_FOR`] after the last refusal, or until the agent is seen restarting (it refuses to
+//! connect at all, and may come back with another limit).
 //!
 //! A few parked places are kept for the watches every answer depends on (service lists, node
-//! lists, query definitions, health changes): [`Parking::Essential`]. Service watches park only
-//! in the others, and are read on demand when there is no room ([`super::watch`]).
+//! lists, query definitions, health changes). Those of the local datacenter always park
+//! ([`Parking::Essential`]); those of other datacenters ([`Parking::List`]) park within the
+//! limit, ahead of services, and are read every few seconds when there is no room, so that a
+//! federation of many datacenters cannot take more than the budget. Service watches park only
+//! in what the lists leave, and are read on demand when there is no room ([`super::watch`]).
 
 use std::sync::{
     Arc, Mutex,
@@ -36,6 +41,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) const PARKED_PER_LANE: usize = 200;
 /// Parked places kept for essential watches.
 const ESSENTIAL_RESERVE: usize = 8;
+/// The local datacenter's lists (services, failing checks, nodes, query definitions), which
+/// park whatever the others hold.
+const LOCAL_LISTS: usize = 4;
+/// Fewer parked queries than this when a connection is refused cannot be the agent's limit.
+const MIN_LEARNABLE: usize = 16;
+/// How long a learned lower limit holds after the last refusal.
+const LEARNED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Which HTTP versions a client may speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +74,11 @@ pub(crate) struct Budget {
 /// Whether a parked query may use the places kept for essential watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Parking {
+    /// A list of the local datacenter: always parks (a handful, within the reserve).
     Essential,
-    /// A service watch: parks only while there is room beyond the reserve.
+    /// A list of another datacenter: parks while the limit has room.
+    List,
+    /// A service watch: parks only while there is room beyond the lists' places.
     IfRoom,
 }
 
@@ -87,8 +102,10 @@ pub(crate) struct Lanes {
     /// and a place it hands out must not be refused for essential watches counted in.
     services_now: Arc<AtomicUsize>,
     parked_limit: usize,
-    /// Parked queries allowed after the agent refused a connection (see the module's text).
+    /// Parked queries allowed after the agent refused a connection (see the module's text),
+    /// and until when.
     learned_limit: AtomicUsize,
+    learned_until: Mutex<Option<std::time::Instant>>,
     max_lanes: usize,
     multiplexed: bool,
     make: MakeClient,
@@ -162,6 +179,7 @@ impl Lanes {
             services_now: Arc::default(),
             parked_limit,
             learned_limit: AtomicUsize::new(usize::MAX),
+            learned_until: Mutex::new(None),
             max_lanes,
             multiplexed,
             make,
@@ -195,16 +213,31 @@ impl Lanes {
         })
     }
 
-    /// How many service watches may park at once: the limit less the essential reserve.
+    /// How many service watches may park at once: the limit less the places of the lists (at
+    /// least the essential reserve).
     pub(crate) fn service_parking(&self) -> usize {
-        self.parking_limit().saturating_sub(ESSENTIAL_RESERVE)
+        let lists = self.parked() - self.services_now.load(Ordering::Relaxed).min(self.parked());
+        self.parking_limit()
+            .saturating_sub(lists.max(ESSENTIAL_RESERVE))
     }
 
     /// How many queries may park at once now: the budget's number, or fewer once the agent
     /// refused connections.
     pub(crate) fn parking_limit(&self) -> usize {
-        self.parked_limit
-            .min(self.learned_limit.load(Ordering::Relaxed))
+        self.parking_limit_at(std::time::Instant::now())
+    }
+
+    fn parking_limit_at(&self, now: std::time::Instant) -> usize {
+        let learned = self.learned_limit.load(Ordering::Relaxed);
+        if learned != usize::MAX {
+            let mut until = self.learned_until.lock().unwrap_or_else(|p| p.into_inner());
+            if until.is_some_and(|until| now >= until) {
+                *until = None;
+                self.learned_limit.store(usize::MAX, Ordering::Relaxed);
+                return self.parked_limit;
+            }
+        }
+        self.parked_limit.min(learned)
     }
 
     /// The agent refused a connection: over plain HTTP, park fewer from now on (a quarter fewer
@@ -215,8 +248,13 @@ impl Lanes {
             return None;
         }
         let held = self.parked();
+        if held < MIN_LEARNABLE {
+            return Some(self.parking_limit());
+        }
         let lower = held.saturating_sub((held / 4).max(2));
         self.learned_limit.fetch_min(lower, Ordering::Relaxed);
+        *self.learned_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now() + LEARNED_FOR);
         Some(self.parking_limit())
     }
 
@@ -224,6 +262,7 @@ impl Lanes {
     /// budget again.
     pub(crate) fn forget_refusals(&self) {
         self.learned_limit.store(usize::MAX, Ordering::Relaxed);
+        *self.learned_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Blocking queries parked now.
@@ -252,6 +291,8 @@ impl Lanes {
         let mut lanes = self.lanes();
         let full = match parking {
             Parking::Essential => false,
+            // The local datacenter's lists always find their places.
+            Parking::List => self.parked() + LOCAL_LISTS >= self.parking_limit(),
             Parking::IfRoom => {
                 self.services_now.load(Ordering::Relaxed) >= self.service_parking()
                     || self.parked() >= self.parking_limit()
@@ -332,16 +373,27 @@ mod tests {
             .collect();
         // Refused while holding 20: a quarter fewer.
         assert_eq!(plain.learn_refusal(), Some(15));
-        assert_eq!(plain.service_parking(), 15 - ESSENTIAL_RESERVE);
-        // Refused again at 20 (not yet fewer): no lower; refused at 6: at least 2 fewer.
+        // The lists' 20 places leave services none.
+        assert_eq!(plain.service_parking(), 0);
+        // Refused again at 20 (not yet fewer): no lower; refused at 16: at least 2 fewer.
         assert_eq!(plain.learn_refusal(), Some(15));
         drop(held);
-        let held: Vec<_> = (0..6)
+        assert_eq!(plain.service_parking(), 15 - ESSENTIAL_RESERVE);
+        let held: Vec<_> = (0..16)
             .filter_map(|_| park(&plain, Parking::Essential))
             .collect();
-        assert_eq!(plain.learn_refusal(), Some(4));
-        assert_eq!(plain.service_parking(), 0);
+        assert_eq!(plain.learn_refusal(), Some(12));
         drop(held);
+        assert_eq!(plain.service_parking(), 12 - ESSENTIAL_RESERVE);
+        // A refusal while holding a few (a closed keep-alive connection) teaches nothing.
+        let held: Vec<_> = (0..2)
+            .filter_map(|_| park(&plain, Parking::Essential))
+            .collect();
+        assert_eq!(plain.learn_refusal(), Some(12));
+        drop(held);
+        // The lower limit holds for a while after the last refusal, then the budget's again.
+        let later = std::time::Instant::now() + LEARNED_FOR + std::time::Duration::from_secs(1);
+        assert_eq!(plain.parking_limit_at(later), 28);
         // The agent seen restarting: the budget's number again.
         plain.forget_refusals();
         assert_eq!(plain.parking_limit(), 28);

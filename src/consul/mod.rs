@@ -28,7 +28,7 @@ pub(crate) use control::{ReadCause, WatchControl};
 pub use endpoint::{Endpoint, InstanceKind};
 pub use error::ConsulError;
 pub(crate) use freshness::{Freshness, WatchStats};
-pub(crate) use lanes::Budget;
+pub(crate) use lanes::{Budget, Parking};
 pub use tls::install_crypto_provider;
 pub use types::HealthEntry;
 #[cfg(test)]

@@ -2,13 +2,11 @@
 //! datacenters, service lists, nodes, a service's passing instances, the failing checks,
 //! prepared queries and their execution. How a request goes out is [`super::client`]'s job.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 
 use super::{
     ask::Ask,
-    blocking::{Blocking, WatchIndex},
+    blocking::Blocking,
     client::ConsulClient,
     endpoint::{Endpoint, InstanceKind},
     error::ConsulError,
@@ -30,15 +28,14 @@ impl ConsulClient {
         Ok(self.get_plain(Endpoint::Datacenters, &[], &[]).await?.0)
     }
 
-    /// Blocking query on the names of all services of `dc`.
+    /// Blocking query (or, without room to park, a read) on the names of all services of `dc`.
     pub(crate) async fn service_names(
         &self,
         dc: &str,
-        index: WatchIndex,
-        wait: Duration,
+        ask: Ask,
+        parking: Parking,
     ) -> Result<Blocking<ServiceNames>, ConsulError> {
-        let ask = Ask::Park { index, wait };
-        self.blocking(Endpoint::CatalogServices, &[], dc, ask, Parking::Essential)
+        self.blocking(Endpoint::CatalogServices, &[], dc, ask, parking)
             .await
     }
 
@@ -46,11 +43,10 @@ impl ConsulClient {
     pub(crate) async fn nodes(
         &self,
         dc: &str,
-        index: WatchIndex,
-        wait: Duration,
+        ask: Ask,
+        parking: Parking,
     ) -> Result<Blocking<Vec<Node>>, ConsulError> {
-        let ask = Ask::Park { index, wait };
-        self.blocking(Endpoint::CatalogNodes, &[], dc, ask, Parking::Essential)
+        self.blocking(Endpoint::CatalogNodes, &[], dc, ask, parking)
             .await
     }
 
@@ -75,11 +71,10 @@ impl ConsulClient {
     pub(crate) async fn failing_checks(
         &self,
         dc: &str,
-        index: WatchIndex,
-        wait: Duration,
+        ask: Ask,
+        parking: Parking,
     ) -> Result<Blocking<Vec<HealthCheck>>, ConsulError> {
-        let ask = Ask::Park { index, wait };
-        self.blocking(Endpoint::FailingChecks, &[], dc, ask, Parking::Essential)
+        self.blocking(Endpoint::FailingChecks, &[], dc, ask, parking)
             .await
     }
 
@@ -87,11 +82,10 @@ impl ConsulClient {
     pub(crate) async fn prepared_queries(
         &self,
         dc: &str,
-        index: WatchIndex,
-        wait: Duration,
+        ask: Ask,
+        parking: Parking,
     ) -> Result<Blocking<Vec<PreparedQuery>>, ConsulError> {
-        let ask = Ask::Park { index, wait };
-        self.blocking(Endpoint::PreparedQueries, &[], dc, ask, Parking::Essential)
+        self.blocking(Endpoint::PreparedQueries, &[], dc, ask, parking)
             .await
     }
 

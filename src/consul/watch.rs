@@ -28,6 +28,9 @@ use super::{
     freshness::Freshness,
 };
 
+/// How often a list that found no room to park is read instead.
+const LIST_POLL: Duration = Duration::from_secs(2);
+
 /// Timing of one watch loop.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WatchPolicy {
@@ -289,7 +292,15 @@ pub(crate) async fn run<T, F, Fut, D>(
                     more_asked: control.is_some_and(|c| c.requested() != taken),
                 };
                 deliver(value, answered);
-                step.pause.then(|| jitter(policy.suspicious_pause, 0.5))
+                match (control, parked) {
+                    // A list with no room to park was read instead: read it again in a while,
+                    // trying to park first.
+                    (None, false) => {
+                        refused_parking = false;
+                        Some(jitter(LIST_POLL, 0.5))
+                    }
+                    _ => step.pause.then(|| jitter(policy.suspicious_pause, 0.5)),
+                }
             }
             Err(error) => {
                 freshness.contact_failed();

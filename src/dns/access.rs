@@ -19,6 +19,11 @@ impl ClientAccess {
         }
     }
 
+    /// Whether everyone is answered (no network given).
+    pub(crate) fn is_open(&self) -> bool {
+        self.allowed.is_empty()
+    }
+
     /// Whether `client` is answered.
     pub(crate) fn allows(&self, client: IpAddr) -> bool {
         self.allowed.is_empty() || self.allowed.iter().any(|net| net.contains(client))

@@ -13,7 +13,10 @@ use hickory_proto::{
     },
 };
 
-use super::wire::{record_cap, soa_serial};
+use super::{
+    gate::mark_client_dependent,
+    wire::{record_cap, soa_serial},
+};
 use crate::{
     catalog::{NodeRecord, ServiceAnswers, ip_rdata},
     config::{Config, SoaTimers},
@@ -128,6 +131,9 @@ pub(crate) fn service(
     zone: &Zone,
     client: IpAddr,
 ) -> Answer {
+    if answers.depends_on_client() {
+        mark_client_dependent();
+    }
     let mut selected = answers.select(tag, client).peekable();
     if selected.peek().is_none() {
         return Answer::nxdomain(zone);

@@ -6,6 +6,12 @@
 //! Each request's message goes to the general path as a TCP message would, so the answers,
 //! the policy (allow-query, visibility), the metrics and the query log are those of every other
 //! transport; DNS errors are `200 OK` with the rcode in the message, as RFC 8484 §4.2.1 asks.
+//! An answer that depends on who asked (an access or visibility rule) is `Cache-Control:
+//! private`, so a shared HTTP cache does not hand it to others.
+//!
+//! Every request is bounded in time: its headers (HTTP/1.1) and its body must arrive within
+//! the idle timeout, or it fails (408) and its connection becomes idle again; a request
+//! dropped midway (the client reset its stream) gives its place back, by a guard.
 
 use std::{
     convert::Infallible,
@@ -32,13 +38,14 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use super::{
+    gate::noting_client_dependence,
     general::GeneralPath,
     tcp_admission::{Accepted, FLUSH_ON_CLOSE, Ticket},
     tls::handshake,
@@ -51,6 +58,8 @@ const DNS_MESSAGE: &str = "application/dns-message";
 const MAX_MESSAGE: usize = 65_535;
 /// How often an open connection checks whether it has been idle too long.
 const IDLE_CHECK: Duration = Duration::from_millis(250);
+/// HTTP/2 streams one connection may have open at once (each holds a request in flight).
+const MAX_STREAMS: u32 = 100;
 
 /// What a connection is doing, for the admission table and the idle timeout.
 struct Activity {
@@ -59,11 +68,22 @@ struct Activity {
     idle_since: Mutex<Instant>,
 }
 
+/// One request in progress on a connection; when dropped (answered, failed, or dropped by
+/// hyper midway) the connection is idle again if it was the last.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 impl Activity {
-    fn begin(&self) {
+    fn begin(self: &Arc<Self>) -> InFlight {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.ticket.busy();
         }
+        InFlight(self.clone())
     }
 
     fn end(&self) {
@@ -109,14 +129,24 @@ pub(super) async fn connection<H: RequestHandler>(acceptor: TlsAcceptor, accepte
         service_fn(move |request| {
             let (general, activity) = (general.clone(), activity.clone());
             async move {
-                activity.begin();
-                let response = respond(request, peer, &general).await;
-                activity.end();
+                let _in_flight = activity.begin();
+                let deadline = activity.ticket.idle_timeout();
+                let response = respond(request, peer, &general, deadline).await;
                 Ok::<_, Infallible>(response)
             }
         })
     };
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Headers not in within the idle timeout: the connection closes (HTTP/1.1; an HTTP/2
+    // stream's headers come in one frame, and its body is bounded in `respond`).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(activity.ticket.idle_timeout());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS);
     let served = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(served);
     let mut check = tokio::time::interval(IDLE_CHECK);
@@ -144,7 +174,9 @@ async fn respond<H: RequestHandler>(
     request: Request<Incoming>,
     peer: SocketAddr,
     general: &GeneralPath<H>,
+    deadline: Duration,
 ) -> Response<Full<Bytes>> {
+    let arrived = std::time::Instant::now();
     if request.uri().path() != PATH {
         return status(StatusCode::NOT_FOUND);
     }
@@ -158,12 +190,11 @@ async fn respond<H: RequestHandler>(
             if content_type.and_then(|value| value.to_str().ok()) != Some(DNS_MESSAGE) {
                 return status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
             }
-            match Limited::new(request.into_body(), MAX_MESSAGE)
-                .collect()
-                .await
-            {
-                Ok(body) => body.to_bytes().to_vec(),
-                Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE),
+            let body = Limited::new(request.into_body(), MAX_MESSAGE).collect();
+            match tokio::time::timeout(deadline, body).await {
+                Ok(Ok(body)) => body.to_bytes().to_vec(),
+                Ok(Err(_)) => return status(StatusCode::PAYLOAD_TOO_LARGE),
+                Err(_late) => return status(StatusCode::REQUEST_TIMEOUT),
             }
         }
         _ => {
@@ -174,12 +205,11 @@ async fn respond<H: RequestHandler>(
         }
     };
     let (replies, mut sent) = BufDnsStreamHandle::new(peer);
-    general
-        .answer(message, peer, replies, Protocol::Https)
-        .await;
+    let answering = general.answer(message, peer, replies, Protocol::Https, arrived, None);
+    let ((), client_dependent) = noting_client_dependence(answering).await;
     // The general path has dropped its handle: the answer, if any, is waiting.
     match sent.next().await {
-        Some(reply) => dns_response(reply.into_parts().0),
+        Some(reply) => dns_response(reply.into_parts().0, client_dependent),
         None => status(StatusCode::BAD_REQUEST),
     }
 }
@@ -195,17 +225,22 @@ fn dns_parameter(query: &str) -> Option<Vec<u8>> {
     BASE64URL_NOPAD.decode(value.as_bytes()).ok()
 }
 
-fn dns_response(bytes: Vec<u8>) -> Response<Full<Bytes>> {
+/// The HTTP response carrying `bytes`; `client_dependent`: only for the client that asked.
+fn dns_response(bytes: Vec<u8>, client_dependent: bool) -> Response<Full<Bytes>> {
     let max_age = freshness(&bytes);
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE));
-    if let Some(seconds) = max_age {
-        // `max-age=N`, as RFC 8484 §5.1 asks: no longer than the smallest TTL in the answer.
-        let value = format!("max-age={seconds}");
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(header::CACHE_CONTROL, value);
-        }
+    // `max-age=N`, as RFC 8484 §5.1 asks: no longer than the smallest TTL in the answer; and
+    // `private` for an answer shared caches must not give to others (RFC 9111 §5.2.2.7).
+    let cache_control = match (client_dependent, max_age) {
+        (true, Some(seconds)) => Some(format!("private, max-age={seconds}")),
+        (true, None) => Some("private".to_owned()),
+        (false, Some(seconds)) => Some(format!("max-age={seconds}")),
+        (false, None) => None,
+    };
+    if let Some(value) = cache_control.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        headers.insert(header::CACHE_CONTROL, value);
     }
     response
 }

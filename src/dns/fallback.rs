@@ -25,7 +25,7 @@ use crate::config::Recursors;
 
 pub(crate) struct Fallback {
     zones_dir: Option<PathBuf>,
-    forwarder: Option<Arc<dyn ZoneHandler>>,
+    forwarder: Option<Arc<RecursorChain>>,
     /// The zones and forwarder in use; a reload publishes a new set.
     catalog: watch::Sender<Arc<Catalog>>,
 }
@@ -61,6 +61,11 @@ impl Fallback {
         self.forwarder.is_some()
     }
 
+    /// Questions not forwarded because too many were outstanding, since start.
+    pub(crate) fn recursor_refusals(&self) -> u64 {
+        self.forwarder.as_ref().map_or(0, |f| f.refused())
+    }
+
     /// Reads the zone files again and serves them from now on; on an error the zones in use stay.
     /// Returns how many zones are served.
     pub(crate) async fn reload(&self) -> Result<usize, String> {
@@ -87,10 +92,11 @@ impl Fallback {
     }
 }
 
-fn catalog(zones: Vec<Zone>, forwarder: Option<Arc<dyn ZoneHandler>>) -> Catalog {
+fn catalog(zones: Vec<Zone>, forwarder: Option<Arc<RecursorChain>>) -> Catalog {
     let mut catalog = Catalog::new();
     if let Some(forwarder) = forwarder {
-        catalog.upsert(LowerName::from(Name::root()), vec![forwarder]);
+        let handler: Arc<dyn ZoneHandler> = forwarder;
+        catalog.upsert(LowerName::from(Name::root()), vec![handler]);
     }
     for zone in zones {
         catalog.upsert(LowerName::from(zone.origin), vec![zone.handler]);
@@ -98,6 +104,6 @@ fn catalog(zones: Vec<Zone>, forwarder: Option<Arc<dyn ZoneHandler>>) -> Catalog
     catalog
 }
 
-fn forwarder(recursors: &Recursors) -> Result<Arc<dyn ZoneHandler>, String> {
+fn forwarder(recursors: &Recursors) -> Result<Arc<RecursorChain>, String> {
     Ok(Arc::new(RecursorChain::new(recursors)?))
 }

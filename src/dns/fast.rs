@@ -16,7 +16,6 @@ use hickory_proto::{
 };
 
 use super::{
-    access::ClientAccess,
     answer::Zone,
     fast_query::{HeaderFlags, Question, lower, read_question, record_head},
     fast_reverse,
@@ -34,6 +33,8 @@ pub(crate) struct FastAnswer {
     pub(crate) rcode: ResponseCode,
     /// Where the question section ends, in the request and in the answer alike.
     pub(crate) question_end: usize,
+    /// The client's EDNS size, when it sent one.
+    pub(crate) edns_payload: Option<u16>,
 }
 
 /// What the fast path needs to answer; cheap to share between sockets.
@@ -54,7 +55,6 @@ pub(crate) struct FastPath {
     /// Whether zone files or recursors may answer names outside the domain: then a reverse
     /// question no node or service answers goes to them, by the general path.
     outside_answered: bool,
-    access: ClientAccess,
 }
 
 impl FastPath {
@@ -64,7 +64,6 @@ impl FastPath {
         options: &DnsOptions,
         recursion_available: bool,
         outside_answered: bool,
-        access: ClientAccess,
     ) -> Self {
         let domain = catalog.domain().clone();
         let domain_labels = domain
@@ -82,7 +81,6 @@ impl FastPath {
             domain_labels,
             recursion_available,
             outside_answered,
-            access,
         }
     }
 
@@ -96,8 +94,7 @@ impl FastPath {
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
     ) -> Option<FastAnswer> {
-        // A client outside --allow-query goes the general way, which refuses it.
-        if !self.enabled || !self.access.allows(client) {
+        if !self.enabled {
             return None;
         }
         let question = read_question(request)?;
@@ -119,6 +116,7 @@ impl FastPath {
                 qtype: RecordType::from(question.qtype),
                 rcode,
                 question_end: question.end(),
+                edns_payload: question.edns_payload,
             };
             return (out.len() <= limit).then_some(answer);
         }
@@ -149,6 +147,7 @@ impl FastPath {
             qtype,
             rcode,
             question_end: question.end(),
+            edns_payload: question.edns_payload,
         };
         (out.len() <= limit).then_some(answer)
     }

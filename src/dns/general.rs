@@ -1,26 +1,30 @@
 //! The general path: one DNS message, from any transport, through the request handler. UDP
-//! hands it the messages the fast path leaves, TCP every message.
+//! hands it the messages the fast path leaves, TCP, DoT and DoH every message.
 //!
 //! As hickory-server's own loop treats a message: no header, no answer; a header but an
 //! unreadable rest, FORMERR; a response, ignored (no reflection); else the handler, whose
-//! answer is written by [`super::response::WireResponse`].
+//! answer is written by [`super::response::WireResponse`]. Every answer, FORMERR and the
+//! SERVFAIL of a full general path included, leaves through the [`Gate`].
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use hickory_proto::op::{Header, Message, MessageType, ResponseCode};
 use hickory_server::{
     net::{BufDnsStreamHandle, DnsStreamHandle, runtime::TokioTime, xfer::Protocol},
     proto::{
         op::SerialMessage,
-        serialize::binary::{BinDecodable, BinDecoder},
+        serialize::binary::{BinDecodable, BinDecoder, BinEncodable},
     },
     server::{Request, RequestHandler},
 };
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use super::{
-    rate_limit::{AnswerKey, RateLimiter, Verdict},
-    response::WireResponse,
+    gate::{Asked, Count, Gate, Outgoing},
+    query_log::Transport,
+    response::{AskedBy, WireResponse},
+    wire::{question_end, udp_payload},
 };
 
 /// A request handler and how its answers are written; cheap to clone into each task.
@@ -28,8 +32,7 @@ pub(crate) struct GeneralPath<H> {
     handler: Arc<H>,
     /// Whether names in answers may be compressed (Consul's `disable_compression` off).
     compress: bool,
-    /// Response rate limiting of UDP answers.
-    limiter: Arc<RateLimiter>,
+    gate: Arc<Gate>,
 }
 
 impl<H> Clone for GeneralPath<H> {
@@ -37,36 +40,49 @@ impl<H> Clone for GeneralPath<H> {
         Self {
             handler: self.handler.clone(),
             compress: self.compress,
-            limiter: self.limiter.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
 
 impl<H: RequestHandler> GeneralPath<H> {
-    pub(crate) fn new(handler: Arc<H>, compress: bool, limiter: Arc<RateLimiter>) -> Self {
+    pub(crate) fn new(handler: Arc<H>, compress: bool, gate: Arc<Gate>) -> Self {
         Self {
             handler,
             compress,
-            limiter,
+            gate,
         }
     }
 
-    /// Answers one message from `peer`; the answer, if any, goes out through `replies`.
+    /// Whether `client` may be answered (the gate's access step).
+    pub(crate) fn allows(&self, client: std::net::IpAddr) -> bool {
+        self.gate.allows(client)
+    }
+
+    /// Answers one message from `peer`, which arrived at `arrived`; the answer, if any, goes
+    /// out through `replies`. `place` is its place among the questions in flight, taken here
+    /// when the transport did not take it before.
     pub(crate) async fn answer(
         &self,
         bytes: Vec<u8>,
         peer: SocketAddr,
-        mut replies: BufDnsStreamHandle,
+        replies: BufDnsStreamHandle,
         protocol: Protocol,
+        arrived: Instant,
+        place: Option<OwnedSemaphorePermit>,
     ) {
+        let Some(_place) = place.or_else(|| self.gate.enter()) else {
+            self.refuse_overloaded(&bytes, peer, replies, protocol, arrived);
+            return;
+        };
         let Ok(header) = Header::read(&mut BinDecoder::new(&bytes)) else {
             return;
         };
         match Request::from_bytes(bytes, peer, protocol) {
             Ok(request) if request.metadata.message_type == MessageType::Response => {}
             Ok(request) => {
-                let limiter = self.limiter.clone();
-                let response = WireResponse::new(peer, replies, protocol, self.compress, limiter);
+                let asked = asked_by(&request, peer, protocol, arrived);
+                let response = WireResponse::new(replies, self.compress, self.gate.clone(), asked);
                 self.handler
                     .handle_request::<_, TokioTime>(&request, response)
                     .await;
@@ -79,22 +95,88 @@ impl<H: RequestHandler> GeneralPath<H> {
                     ResponseCode::FormErr,
                 );
                 reply.metadata.recursion_desired = header.metadata.recursion_desired;
-                // A FORMERR is no larger than the packet, but a spoofed flood of junk must not
-                // be echoed at full rate either.
-                let key = AnswerKey {
-                    name_wire: &[],
-                    qtype: 0,
-                    rcode: ResponseCode::FormErr,
-                };
-                let limited = protocol == Protocol::Udp
-                    && self.limiter.check(peer.ip(), &key) == Verdict::Drop;
-                if limited {
-                    return;
-                }
-                if let Ok(encoded) = reply.to_vec() {
-                    let _ = replies.send(SerialMessage::new(encoded, peer));
-                }
+                self.send_error(reply, None, peer, replies, protocol, arrived);
             }
         }
+    }
+
+    /// Answers `bytes` SERVFAIL at once: the general path has no place left for it.
+    pub(crate) fn refuse_overloaded(
+        &self,
+        bytes: &[u8],
+        peer: SocketAddr,
+        replies: BufDnsStreamHandle,
+        protocol: Protocol,
+        arrived: Instant,
+    ) {
+        let Ok(message) = Message::from_vec(bytes) else {
+            return;
+        };
+        if message.metadata.message_type == MessageType::Response {
+            return;
+        }
+        let mut reply = Message::error_msg(
+            message.metadata.id,
+            message.metadata.op_code,
+            ResponseCode::ServFail,
+        );
+        reply.metadata.recursion_desired = message.metadata.recursion_desired;
+        let question = message.queries.first().cloned();
+        if let Some(query) = &question {
+            reply.add_query(query.clone());
+        }
+        self.send_error(reply, question, peer, replies, protocol, arrived);
+    }
+
+    /// Sends an answer made here (FORMERR, SERVFAIL) through the gate.
+    fn send_error(
+        &self,
+        reply: Message,
+        question: Option<hickory_proto::op::Query>,
+        peer: SocketAddr,
+        mut replies: BufDnsStreamHandle,
+        protocol: Protocol,
+        arrived: Instant,
+    ) {
+        let Ok(mut encoded) = reply.to_vec() else {
+            return;
+        };
+        let name = question
+            .as_ref()
+            .and_then(|q| q.name().to_bytes().ok())
+            .unwrap_or_default();
+        let asked = Asked {
+            peer,
+            transport: Transport::from(protocol),
+            arrived,
+            name_wire: &name,
+            qtype: question.as_ref().map(|q| q.query_type()),
+            udp_payload: udp_payload(None),
+        };
+        let outgoing = Outgoing {
+            rcode: reply.metadata.response_code,
+            question_end: question_end(&encoded),
+            bytes: &mut encoded,
+            fast: false,
+        };
+        if self.gate.release(&asked, outgoing, Count::Now) {
+            let _ = replies.send(SerialMessage::new(encoded, peer));
+        }
+    }
+}
+
+/// What the gate must know of `request`: its question as parsed (the name in wire form, so
+/// that a name written with compression pointers is keyed as any other) and its UDP size.
+fn asked_by(request: &Request, peer: SocketAddr, protocol: Protocol, arrived: Instant) -> AskedBy {
+    let question = request.request_info().ok().map(|info| info.query);
+    AskedBy {
+        peer,
+        transport: Transport::from(protocol),
+        arrived,
+        name_wire: question
+            .and_then(|query| query.original().name().to_bytes().ok())
+            .unwrap_or_default(),
+        qtype: question.map(|query| query.query_type()),
+        udp_payload: udp_payload(request.edns.as_ref().map(|edns| edns.max_payload())),
     }
 }

@@ -4,12 +4,11 @@
 //! Every transport hands its messages here through [`super::general`]; a request error becomes
 //! a response code here and nowhere else.
 
-use std::{net::IpAddr, sync::Arc, time::Instant};
+use std::{net::IpAddr, sync::Arc};
 
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
     rr::{DNSClass, Name, RData, RecordType},
-    serialize::binary::BinEncodable,
 };
 use hickory_server::{
     net::{runtime::Time, xfer::Protocol},
@@ -19,17 +18,15 @@ use hickory_server::{
 use tracing::warn;
 
 use super::{
-    access::ClientAccess,
     answer::{self, Answer, Zone},
     fallback::Fallback,
+    gate::{Gate, mark_client_dependent},
     name::{self, QueryName},
-    query_log::{Entry, QueryLog, Transport},
     wire::{MAX_UDP_ANSWER_LIMIT, udp_payload},
 };
 use crate::{
     catalog::{CONSUL_SERVICE, Catalog, NodeLookup, ServiceLookup},
     config::{Config, DnsOptions},
-    metrics::DnsMetrics,
 };
 
 /// A question for a reverse name, with the address it spells (`None` for a partial name, which
@@ -48,9 +45,8 @@ pub(crate) struct ConsulHandler {
     zone: Zone,
     options: DnsOptions,
     fallback: Option<Arc<Fallback>>,
-    metrics: Arc<DnsMetrics>,
-    access: ClientAccess,
-    query_log: Option<QueryLog>,
+    /// Who may ask (the gate's access step; the handler renders the refusal).
+    gate: Arc<Gate>,
 }
 
 impl ConsulHandler {
@@ -58,17 +54,14 @@ impl ConsulHandler {
         catalog: Catalog,
         config: &Config,
         fallback: Option<Arc<Fallback>>,
-        metrics: Arc<DnsMetrics>,
-        query_log: Option<QueryLog>,
+        gate: Arc<Gate>,
     ) -> Self {
         Self {
             catalog,
             zone: Zone::from_config(config),
             options: config.dns.clone(),
             fallback,
-            metrics,
-            access: config.access.clone(),
-            query_log,
+            gate,
         }
     }
 
@@ -253,29 +246,7 @@ impl RequestHandler for ConsulHandler {
         request: &Request,
         response_handle: R,
     ) -> ResponseInfo {
-        let started = Instant::now();
-        let info = self.respond::<R, T>(request, response_handle).await;
-        let took = started.elapsed();
-        let question = request.request_info().ok().map(|info| info.query);
-        let qtype = question.map(|query| query.query_type());
-        self.metrics.observe(qtype, info.response_code, took);
-        if let (Some(log), Some(query)) = (&self.query_log, question) {
-            let transport = Transport::from(request.protocol());
-            let name = query.original().name().to_bytes().unwrap_or_default();
-            let qtype = u16::from(query.query_type());
-            let answers = info.counts().answers;
-            log.record(Entry::new(
-                request.src(),
-                transport,
-                &name,
-                qtype,
-                info.response_code,
-                answers,
-                false,
-                took,
-            ));
-        }
-        info
+        self.respond::<R, T>(request, response_handle).await
     }
 }
 
@@ -287,8 +258,12 @@ impl ConsulHandler {
     ) -> ResponseInfo {
         // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS, with ours (0).
         let unknown_edns = request.edns.as_ref().is_some_and(|edns| edns.version() > 0);
-        // A client outside --allow-query is refused, whatever it asks.
-        let allowed = self.access.allows(request.src().ip());
+        // A client outside --allow-query is refused, whatever it asks; then every answer
+        // depends on who asks (a cache shared by clients must not keep it for others).
+        let allowed = self.gate.allows(request.src().ip());
+        if self.gate.access_restricted() {
+            mark_client_dependent();
+        }
         // Reverse names: the catalog first, as Consul, then the zones and recursors.
         let reverse = match allowed && !unknown_edns {
             true => self.reverse_question(request),

@@ -59,6 +59,9 @@ pub(crate) struct RateLimiter {
     epoch: Instant,
     dropped: AtomicU64,
     slipped: AtomicU64,
+    /// Turns for the slip of answers whose count saturated (65,535 in one second): a count
+    /// that no longer moves cannot say which of them is the n-th.
+    saturated_turns: AtomicU64,
 }
 
 /// What an answer says, for keying it.
@@ -78,6 +81,7 @@ impl RateLimiter {
             epoch: Instant::now(),
             dropped: AtomicU64::new(0),
             slipped: AtomicU64::new(0),
+            saturated_turns: AtomicU64::new(0),
         }
     }
 
@@ -118,8 +122,11 @@ impl RateLimiter {
         if count <= limit {
             return Verdict::Send;
         }
-        let over = count - limit;
-        if self.options.slip > 0 && over.is_multiple_of(self.options.slip) {
+        let over = match count == u32::from(u16::MAX) {
+            true => self.saturated_turns.fetch_add(1, Ordering::Relaxed),
+            false => u64::from(count - limit),
+        };
+        if self.options.slip > 0 && over.is_multiple_of(u64::from(self.options.slip)) {
             self.slipped.fetch_add(1, Ordering::Relaxed);
             Verdict::Slip
         } else {
@@ -224,6 +231,23 @@ mod tests {
         // Another name from the limited network has its own count.
         let db = key(b"\x02db\x07service\x06consul\x00", ResponseCode::NoError);
         assert_eq!(limiter.check(ip("192.0.2.7"), &db), Verdict::Send);
+    }
+
+    #[test]
+    fn a_saturated_count_still_slips_every_slip_th_answer() {
+        let limiter = limiter(5, 2, &[]);
+        let web = key(b"\x03web\x07service\x06consul\x00", ResponseCode::NoError);
+        let mut last = Vec::new();
+        // Well past the 65,535 a slot counts to, within one second.
+        for n in 0..70_000 {
+            let verdict = limiter.check(ip("192.0.2.7"), &web);
+            if n >= 69_000 {
+                last.push(verdict);
+            }
+        }
+        let slipped = last.iter().filter(|v| **v == Verdict::Slip).count();
+        let dropped = last.iter().filter(|v| **v == Verdict::Drop).count();
+        assert_eq!((slipped, dropped), (500, 500), "every other one slips");
     }
 
     #[test]

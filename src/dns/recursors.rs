@@ -3,7 +3,10 @@
 //! forwarder; this only chains them, because hickory's pool gives all its servers together one
 //! timeout, so a dead first upstream would hide a live second one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, AtomicUsize, Ordering},
+};
 
 use hickory_proto::rr::{LowerName, Name, RecordType, TSigResponseContext};
 use hickory_server::{
@@ -22,6 +25,11 @@ pub(crate) struct RecursorChain {
     origin: LowerName,
     upstreams: Vec<ForwardZoneHandler>,
     strategy: RecursorStrategy,
+    /// Places for questions outstanding upstream: each holds a socket for up to the timeout,
+    /// so a flood of names a recursor does not answer cannot take every descriptor.
+    outstanding: Arc<tokio::sync::Semaphore>,
+    /// Questions answered SERVFAIL at once because every place was taken.
+    refused: AtomicU64,
 }
 
 impl RecursorChain {
@@ -51,7 +59,16 @@ impl RecursorChain {
             origin: LowerName::from(Name::root()),
             upstreams,
             strategy: recursors.strategy,
+            outstanding: Arc::new(tokio::sync::Semaphore::new(
+                recursors.max_outstanding.max(1),
+            )),
+            refused: AtomicU64::new(0),
         })
+    }
+
+    /// Questions answered SERVFAIL because every place upstream was taken, since start.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// The first upstream to ask: always the first for `sequential`, a random one for `random`.
@@ -104,6 +121,12 @@ impl ZoneHandler for RecursorChain {
         request_info: Option<&RequestInfo<'_>>,
         lookup_options: LookupOptions,
     ) -> LookupControlFlow<AuthLookup> {
+        let Ok(_place) = self.outstanding.try_acquire() else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return LookupControlFlow::Break(Err(LookupError::from(std::io::Error::other(
+                "too many questions outstanding to the recursors",
+            ))));
+        };
         let first = self.first();
         let count = self.upstreams.len();
         let mut last = LookupControlFlow::Skip;

@@ -1,17 +1,18 @@
 //! Writes a response to the wire, with or without name compression (Consul's
-//! `disable_compression`), and queues it to the peer: hickory-server's own response handle
-//! always compresses.
+//! `disable_compression`), hands it to the [`Gate`] and queues it to the peer: hickory-server's
+//! own response handle always compresses, and sizes a UDP answer by what the response says
+//! (a forwarded answer echoes the client's 65,535), not by what the client may be sent.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use hickory_proto::{
     ProtoError,
     op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
-    rr::Record,
+    rr::{Record, RecordType},
     serialize::binary::{BinEncodable, BinEncoder, NameEncoding},
 };
 use hickory_server::{
-    net::{BufDnsStreamHandle, DnsStreamHandle, NetError, xfer::Protocol},
+    net::{BufDnsStreamHandle, DnsStreamHandle, NetError},
     proto::op::SerialMessage,
     server::{ResponseHandler, ResponseInfo},
     zone_handler::MessageResponse,
@@ -19,59 +20,56 @@ use hickory_server::{
 use tracing::error;
 
 use super::{
-    rate_limit::{AnswerKey, RateLimiter, Verdict},
-    wire::{HEADER_LEN, question_end, truncate_to_question},
+    gate::{Asked, Count, Gate, Outgoing},
+    query_log::Transport,
+    wire::question_end,
 };
 
-/// Sends responses to one peer over one connection or socket.
+/// The question a response answers, as the gate needs it (owned: it outlives the request).
+#[derive(Debug, Clone)]
+pub(crate) struct AskedBy {
+    pub(crate) peer: SocketAddr,
+    pub(crate) transport: Transport,
+    pub(crate) arrived: Instant,
+    pub(crate) name_wire: Vec<u8>,
+    pub(crate) qtype: Option<RecordType>,
+    pub(crate) udp_payload: u16,
+}
+
+impl AskedBy {
+    fn borrowed(&self) -> Asked<'_> {
+        Asked {
+            peer: self.peer,
+            transport: self.transport,
+            arrived: self.arrived,
+            name_wire: &self.name_wire,
+            qtype: self.qtype,
+            udp_payload: self.udp_payload,
+        }
+    }
+}
+
+/// Sends the response to one question.
 #[derive(Clone)]
 pub(crate) struct WireResponse {
-    peer: SocketAddr,
     replies: BufDnsStreamHandle,
-    protocol: Protocol,
     compress: bool,
-    /// Response rate limiting, for UDP answers.
-    limiter: Arc<RateLimiter>,
+    gate: Arc<Gate>,
+    asked: AskedBy,
 }
 
 impl WireResponse {
     pub(crate) fn new(
-        peer: SocketAddr,
         replies: BufDnsStreamHandle,
-        protocol: Protocol,
         compress: bool,
-        limiter: Arc<RateLimiter>,
+        gate: Arc<Gate>,
+        asked: AskedBy,
     ) -> Self {
         Self {
-            peer,
             replies,
-            protocol,
             compress,
-            limiter,
-        }
-    }
-
-    /// Applies rate limiting to an encoded UDP answer: `false` when it must not go out, and
-    /// the answer cut to its question when it is sent truncated instead.
-    fn rate_limited(&self, bytes: &mut Vec<u8>, rcode: ResponseCode) -> bool {
-        if self.protocol != Protocol::Udp || self.limiter.exempts(self.peer.ip()) {
-            return true;
-        }
-        let Some(end) = question_end(bytes) else {
-            return true;
-        };
-        let key = AnswerKey {
-            name_wire: &bytes[HEADER_LEN..end - 4],
-            qtype: u16::from_be_bytes([bytes[end - 4], bytes[end - 3]]),
-            rcode,
-        };
-        match self.limiter.check(self.peer.ip(), &key) {
-            Verdict::Send => true,
-            Verdict::Slip => {
-                truncate_to_question(bytes, end);
-                true
-            }
-            Verdict::Drop => false,
+            gate,
+            asked,
         }
     }
 }
@@ -106,9 +104,8 @@ impl ResponseHandler for WireResponse {
         // Within the client's UDP size (hickory truncates with TC); a response that cannot be
         // encoded becomes a SERVFAIL with the same ID.
         let id = response.metadata().id;
-        let rcode = response.metadata().response_code;
-        let max_size = match self.protocol {
-            Protocol::Udp => response.edns().map_or(512, |edns| edns.max_payload()),
+        let max_size = match self.asked.transport {
+            Transport::Udp => self.asked.udp_payload,
             _ => u16::MAX,
         };
         let mut bytes = Vec::with_capacity(512);
@@ -124,8 +121,18 @@ impl ResponseHandler for WireResponse {
                 servfail(id, &mut bytes)?
             }
         };
-        if self.rate_limited(&mut bytes, rcode) {
-            self.replies.send(SerialMessage::new(bytes, self.peer))?;
+        let outgoing = Outgoing {
+            rcode: info.response_code,
+            question_end: question_end(&bytes),
+            bytes: &mut bytes,
+            fast: false,
+        };
+        if self
+            .gate
+            .release(&self.asked.borrowed(), outgoing, Count::Now)
+        {
+            let peer = self.asked.peer;
+            self.replies.send(SerialMessage::new(bytes, peer))?;
         }
         Ok(info)
     }

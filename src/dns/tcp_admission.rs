@@ -4,9 +4,14 @@
 //! A new connection is always let in. Past the overall cap, or past its own client's share,
 //! an idle connection gives way: the client's own oldest idle one when that client is over its
 //! share, else the connection idle the longest of all (a hoarder holds at most its share, so
-//! the oldest idle ones are the clients that stopped talking). Only when every connection is
-//! busy answering is the new one closed. Idle connections also get a shorter
-//! timeout once the table is three quarters full, as NSD and Knot shorten theirs under load.
+//! the oldest idle ones are the clients that stopped talking). A connection busy with one
+//! request for longer than the idle timeout counts as idle (a request that never arrives in
+//! full must not hold its place). Only when every connection is busy answering is the new one
+//! closed. Idle connections also get a shorter timeout once the table is three quarters full,
+//! as NSD and Knot shorten theirs under load.
+//!
+//! A client outside `--allow-query` is let in only where there is room, and its connections
+//! give way first: being refused, it must not take anyone's place.
 
 use std::{
     collections::HashMap,
@@ -51,9 +56,17 @@ struct Table {
 
 struct Open {
     client: IpAddr,
-    /// Since when it waits for a query; `None` while one is being answered.
-    idle_since: Option<Instant>,
+    /// Since when it waits for a query (`Idle`), or works on one (`Busy`).
+    state: Activity,
+    /// Outside `--allow-query`: gives way first.
+    refused: bool,
     close: CancellationToken,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Activity {
+    Idle(Instant),
+    Busy(Instant),
 }
 
 /// What a new connection was told.
@@ -96,19 +109,25 @@ impl TcpAdmission {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Lets a connection from `client` in, closing an idle one when there is no room.
-    pub(crate) fn admit(self: &Arc<Self>, client: IpAddr) -> Admission {
+    /// Lets a connection from `client` in (`allowed`: inside `--allow-query`), closing one that
+    /// gives way when there is no room.
+    pub(crate) fn admit(self: &Arc<Self>, client: IpAddr, allowed: bool) -> Admission {
         let mut table = self.table();
         let now = Instant::now();
+        let stalled = self.options.idle_timeout;
         let mut evicted = false;
         let own = table.per_client.get(&client).copied().unwrap_or(0);
+        let full = table.open.len() >= self.options.max_connections;
+        if !allowed && (full || own >= self.options.max_per_client) {
+            return Admission::Full;
+        }
         if own >= self.options.max_per_client {
-            match table.oldest_idle(|open| open.client == client) {
+            match table.giving_way(now, stalled, |open| open.client == client) {
                 Some(id) => evicted |= table.evict(id),
                 None => return Admission::Full,
             }
-        } else if table.open.len() >= self.options.max_connections {
-            match table.oldest_idle(|_| true) {
+        } else if full {
+            match table.giving_way(now, stalled, |_| true) {
                 Some(id) => evicted |= table.evict(id),
                 None => return Admission::Full,
             }
@@ -120,7 +139,8 @@ impl TcpAdmission {
             id,
             Open {
                 client,
-                idle_since: Some(now),
+                state: Activity::Idle(now),
+                refused: !allowed,
                 close: close.clone(),
             },
         );
@@ -147,19 +167,43 @@ impl TcpAdmission {
 
     fn set_idle(&self, id: u64, idle: bool) {
         if let Some(open) = self.table().open.get_mut(&id) {
-            open.idle_since = idle.then(Instant::now);
+            let now = Instant::now();
+            open.state = match idle {
+                true => Activity::Idle(now),
+                false => Activity::Busy(now),
+            };
         }
     }
 }
 
 impl Table {
-    /// The connection idle the longest among those `matching`.
-    fn oldest_idle(&self, matching: impl Fn(&Open) -> bool) -> Option<u64> {
-        self.open
-            .iter()
-            .filter(|(_, open)| matching(open))
-            .filter_map(|(id, open)| open.idle_since.map(|since| (since, *id)))
-            .min()
+    /// The connection that gives way among those `matching`: a refused client's first (the
+    /// oldest), else the one idle the longest, counting one busy with a request for longer than
+    /// `stalled` as idle since then.
+    fn giving_way(
+        &self,
+        now: Instant,
+        stalled: Duration,
+        matching: impl Fn(&Open) -> bool,
+    ) -> Option<u64> {
+        let candidates = self.open.iter().filter(|(_, open)| matching(open));
+        let refused = candidates
+            .clone()
+            .filter(|(_, open)| open.refused)
+            .map(|(id, open)| (open.since(), *id))
+            .min();
+        refused
+            .or_else(|| {
+                candidates
+                    .filter_map(|(id, open)| match open.state {
+                        Activity::Idle(since) => Some((since, *id)),
+                        Activity::Busy(since) if now.duration_since(since) >= stalled => {
+                            Some((since + stalled, *id))
+                        }
+                        Activity::Busy(_) => None,
+                    })
+                    .min()
+            })
             .map(|(_, id)| id)
     }
 
@@ -183,6 +227,14 @@ impl Table {
             }
         }
         Some(open)
+    }
+}
+
+impl Open {
+    fn since(&self) -> Instant {
+        match self.state {
+            Activity::Idle(since) | Activity::Busy(since) => since,
+        }
     }
 }
 
@@ -221,7 +273,7 @@ mod tests {
     }
 
     fn ticket(admission: &Arc<TcpAdmission>, client: [u8; 4]) -> (Ticket, bool) {
-        match admission.admit(IpAddr::from(client)) {
+        match admission.admit(IpAddr::from(client), true) {
             Admission::Admitted { ticket, evicted } => (ticket, evicted),
             Admission::Full => panic!("not admitted"),
         }
@@ -259,7 +311,7 @@ mod tests {
         assert!(second.close.is_cancelled());
         second.busy();
         assert!(matches!(
-            admission.admit(IpAddr::from([10, 0, 0, 1])),
+            admission.admit(IpAddr::from([10, 0, 0, 1]), true),
             Admission::Admitted { evicted: true, .. }
         ));
     }
@@ -273,12 +325,44 @@ mod tests {
         a.busy();
         b.busy();
         assert!(matches!(
-            admission.admit(IpAddr::from([10, 0, 0, 3])),
+            admission.admit(IpAddr::from([10, 0, 0, 3]), true),
             Admission::Full
         ));
         drop(a);
         assert_eq!(b.idle_timeout(), Duration::from_secs(10));
         let (_c, evicted) = ticket(&admission, [10, 0, 0, 3]);
         assert!(!evicted);
+    }
+
+    #[test]
+    fn a_refused_client_takes_no_place_and_a_stalled_request_gives_way() {
+        let admission = TcpAdmission::new(TcpOptions {
+            max_connections: 2,
+            max_per_client: 2,
+            idle_timeout: Duration::from_millis(30),
+        });
+        let refused = match admission.admit(IpAddr::from([192, 0, 2, 1]), false) {
+            Admission::Admitted { ticket, .. } => ticket,
+            Admission::Full => panic!("room for it"),
+        };
+        refused.busy();
+        let (stalled, _) = ticket(&admission, [10, 0, 0, 1]);
+        stalled.busy();
+        // Full: another refused client gets nothing; an allowed one takes the refused place.
+        assert!(matches!(
+            admission.admit(IpAddr::from([192, 0, 2, 2]), false),
+            Admission::Full
+        ));
+        let (allowed, evicted) = ticket(&admission, [10, 0, 0, 2]);
+        assert!(evicted && refused.close.is_cancelled());
+        allowed.busy();
+        // Busy for longer than the idle timeout: a request that never arrived gives way.
+        assert!(matches!(
+            admission.admit(IpAddr::from([10, 0, 0, 3]), true),
+            Admission::Full
+        ));
+        std::thread::sleep(Duration::from_millis(40));
+        let (_late, evicted) = ticket(&admission, [10, 0, 0, 3]);
+        assert!(evicted && stalled.close.is_cancelled());
     }
 }

@@ -24,12 +24,12 @@ use tracing::{debug, warn};
 use super::{
     batch::{Inbox, Outbox},
     fast::FastPath,
+    gate::{Asked, Count, Gate, Outgoing},
     general::GeneralPath,
-    query_log::{Entry, QueryLog, Transport},
-    rate_limit::{AnswerKey, RateLimiter, Verdict},
-    wire::{HEADER_LEN, truncate_to_question},
+    query_log::Transport,
+    wire::{HEADER_LEN, udp_payload},
 };
-use crate::metrics::{DnsMetrics, FastTally};
+use crate::metrics::FastTally;
 
 /// Larger than any query we answer; longer datagrams are cut (and then malformed).
 const RECEIVE_BUFFER: usize = 4096;
@@ -68,12 +68,8 @@ fn bind_one(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 pub(crate) struct UdpAnswering<H> {
     pub(crate) fast: Arc<FastPath>,
     pub(crate) general: GeneralPath<H>,
-    /// Where the fast path's answers are counted (the general path counts its own).
-    pub(crate) metrics: Arc<DnsMetrics>,
-    /// Response rate limiting of the fast path's answers (the general path applies its own).
-    pub(crate) limiter: Arc<RateLimiter>,
-    /// Where the fast path's answers are logged (the general path logs its own).
-    pub(crate) query_log: Option<QueryLog>,
+    /// What every answer passes on its way out, the fast path's as the general path's.
+    pub(crate) gate: Arc<Gate>,
 }
 
 impl<H> Clone for UdpAnswering<H> {
@@ -81,9 +77,7 @@ impl<H> Clone for UdpAnswering<H> {
         Self {
             fast: self.fast.clone(),
             general: self.general.clone(),
-            metrics: self.metrics.clone(),
-            limiter: self.limiter.clone(),
-            query_log: self.query_log.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -118,9 +112,7 @@ fn socket_loop<H: RequestHandler>(
     let UdpAnswering {
         fast,
         general: general_path,
-        metrics,
-        limiter,
-        query_log,
+        gate,
     } = answering;
     let local = socket
         .local_addr()
@@ -179,48 +171,48 @@ fn socket_loop<H: RequestHandler>(
                 continue;
             }
             let started = Instant::now();
-            if let Some(answer) = fast.answer(request, peer.ip(), &mut out, &mut scratch) {
-                let took = started.elapsed();
-                tally.record(answer.qtype, answer.rcode, took);
-                let name_wire = &request[HEADER_LEN..answer.question_end - 4];
-                if let Some(log) = &query_log {
-                    let answers = u16::from_be_bytes([out[6], out[7]]);
-                    let (qtype, rcode) = (u16::from(answer.qtype), answer.rcode);
-                    let entry = Entry::new(
-                        peer,
-                        Transport::Udp,
-                        name_wire,
-                        qtype,
-                        rcode,
-                        answers,
-                        true,
-                        took,
-                    );
-                    log.record(entry);
-                }
-                let key = AnswerKey {
-                    name_wire,
-                    qtype: u16::from(answer.qtype),
-                    rcode: answer.rcode,
+            // A client outside --allow-query goes the general way, which refuses it.
+            let allowed = gate.allows(peer.ip());
+            if let Some(answer) = allowed
+                .then(|| fast.answer(request, peer.ip(), &mut out, &mut scratch))
+                .flatten()
+            {
+                let asked = Asked {
+                    peer,
+                    transport: Transport::Udp,
+                    arrived: started,
+                    name_wire: &request[HEADER_LEN..answer.question_end - 4],
+                    qtype: Some(answer.qtype),
+                    udp_payload: udp_payload(answer.edns_payload),
                 };
-                match limiter.check(peer.ip(), &key) {
-                    Verdict::Send => outbox.queue(&out, peer),
-                    Verdict::Slip => {
-                        truncate_to_question(&mut out, answer.question_end);
-                        outbox.queue(&out, peer);
-                    }
-                    Verdict::Drop => {}
+                let outgoing = Outgoing {
+                    bytes: &mut out,
+                    rcode: answer.rcode,
+                    question_end: Some(answer.question_end),
+                    fast: true,
+                };
+                if gate.release(&asked, outgoing, Count::Batch(&mut tally)) {
+                    outbox.queue(&out, peer);
                 }
                 continue;
             }
-            let (path, replies) = (general_path.clone(), replies.with_remote_addr(peer));
+            let replies = replies.with_remote_addr(peer);
+            // No place left on the general path: SERVFAIL now, no task.
+            let Some(place) = gate.enter() else {
+                general_path.refuse_overloaded(request, peer, replies, Protocol::Udp, started);
+                continue;
+            };
+            let path = general_path.clone();
             let bytes = request.to_vec();
             general.spawn_on(
-                async move { path.answer(bytes, peer, replies, Protocol::Udp).await },
+                async move {
+                    path.answer(bytes, peer, replies, Protocol::Udp, started, Some(place))
+                        .await
+                },
                 &runtime,
             );
         }
-        metrics.add_fast(&mut tally);
+        gate.add_batch(&mut tally);
         let unsent = outbox.flush(&socket);
         if unsent > 0 {
             debug!(unsent, "UDP answers the kernel did not take");

@@ -19,11 +19,20 @@ pub(crate) const TYPE_OPT: u16 = 41;
 /// Cuts an answer written in `message` down to its header and question (which ends at
 /// `question_end`), with TC set: what rate limiting sends instead of an answer it holds back
 /// ("slip"), no larger than the question, so that a real client retries over TCP.
-pub(crate) fn truncate_to_question(message: &mut Vec<u8>, question_end: usize) {
-    if message.len() < question_end || question_end < HEADER_LEN {
+/// Without a question end (the question could not be read), the answer is cut to its header,
+/// with no question counted.
+pub(crate) fn truncate_to_question(message: &mut Vec<u8>, question_end: Option<usize>) {
+    if message.len() < HEADER_LEN {
         return;
     }
-    message.truncate(question_end);
+    let end = match question_end {
+        Some(end) if (HEADER_LEN..=message.len()).contains(&end) => end,
+        _ => {
+            message[4..6].fill(0);
+            HEADER_LEN
+        }
+    };
+    message.truncate(end);
     // QR, opcode, AA and RD stay; TC set. RA stays; RCODE NOERROR.
     message[2] |= 0x02;
     message[3] &= 0xF0;

@@ -23,7 +23,7 @@ use following::FollowMetrics;
 use crate::{
     catalog::Catalog,
     consul::{Endpoint, InstanceKind},
-    dns::{QueryLog, RateLimiter},
+    dns::{Fallback, Gate, QueryLog, RateLimiter},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +71,8 @@ struct Pulled {
     consul_consistent_retries: Counter,
     consul_agent_cache: Family<ResultLabels, Counter>,
     consul_refused: Counter,
+    /// Questions answered SERVFAIL at once: the general path full, or the recursors.
+    overloaded: Family<ReasonLabels, Counter>,
     query_log_lines: Family<ResultLabels, Counter>,
 }
 
@@ -84,6 +86,11 @@ struct ServiceLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModeLabels {
     mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +108,8 @@ pub(crate) struct Sources {
     pub(crate) catalog: Catalog,
     pub(crate) dns: Arc<DnsMetrics>,
     pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) fallback: Option<Arc<Fallback>>,
     pub(crate) query_log: Option<QueryLog>,
 }
 
@@ -212,6 +221,11 @@ impl Metrics {
             "consul_refused_connections",
             "Requests failed as the agent closed a connection it had accepted (its per-client limit)",
             pulled.consul_refused.clone(),
+        );
+        registry.register(
+            "overloaded",
+            "Questions answered SERVFAIL at once for lack of room: `general_path` (--max-concurrent-queries), `recursors` (--max-recursor-queries)",
+            pulled.overloaded.clone(),
         );
         registry.register(
             "rate_limited",
@@ -327,6 +341,21 @@ impl Metrics {
                     .inner()
                     .store(count, Ordering::Relaxed);
             }
+        }
+        let recursors = self
+            .sources
+            .fallback
+            .as_ref()
+            .map_or(0, |f| f.recursor_refusals());
+        for (reason, count) in [
+            ("general_path", self.sources.gate.over_capacity()),
+            ("recursors", recursors),
+        ] {
+            pulled
+                .overloaded
+                .get_or_create(&ReasonLabels { reason })
+                .inner()
+                .store(count, Ordering::Relaxed);
         }
         let (dropped, slipped) = self.sources.limiter.limited();
         for (action, count) in [("dropped", dropped), ("slipped", slipped)] {

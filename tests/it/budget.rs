@@ -347,3 +347,39 @@ async fn a_lower_agent_limit_is_learned_and_every_service_still_answered() {
     .await;
     println!("10 health changes answered within {took:?}");
 }
+
+/// A federation of 71 datacenters (the scripted catalog answers for each), a `.service`, a
+/// `.node` and a `.query` name asked in each: the lists every answer needs (service list,
+/// failing checks, nodes, query definitions) park within `--consul-max-connections` with the
+/// services, and what does not fit is read every few seconds instead: the bridge never holds
+/// more connections than its budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federation_of_many_datacenters_stays_within_the_budget() {
+    use crate::support::{scripted_consul::ScriptedConsul, start_bridge_at};
+    let consul = ScriptedConsul::start(&[("web", &["10.1.0.1"])]).await;
+    consul.add_datacenters((2..=71).map(|n| format!("dc{n}")));
+    let (bridge, dns) = start_bridge_at(&consul.url(), &[]).await;
+    for n in 1..=71 {
+        for name in [
+            format!("web.service.dc{n}.consul."),
+            format!("node1.node.dc{n}.consul."),
+            format!("q.query.dc{n}.consul."),
+        ] {
+            dns.query(&name, RecordType::A).await;
+        }
+    }
+    // Every remote watch started; the keeper and the lists settle within a few seconds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let web = dns
+        .addresses("web.service.dc71.consul.", RecordType::A)
+        .await;
+    let most = consul.most_connections();
+    println!("71 datacenters, 3 names each: at most {most} connections to the agent at once");
+    assert_eq!(
+        web,
+        [ip("10.1.0.1")],
+        "the last datacenter's service answered"
+    );
+    assert!(most <= 32 + 2, "{most} connections for a budget of 32");
+    bridge.shutdown().await;
+}

@@ -346,3 +346,36 @@ async fn another_datacenters_services_follow_changes_beyond_the_parked_ones() {
     assert!(took < Duration::from_secs(1), "took {took:?}");
     bridge.shutdown().await;
 }
+
+/// A client that asks only a `.query` name: the query's service is watched for it (a health
+/// change executes the query again at once), also after that watch idles out of the cache,
+/// since nobody asks the service's own name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_follows_its_service_after_the_service_watch_idles_out() {
+    let consul = ConsulAgent::start().await;
+    consul.register(service("web", "web1", "10.1.0.1")).await;
+    consul.register(service("web", "web2", "10.1.0.2")).await;
+    consul
+        .create_query(json!({"Name": "webq", "Service": {"Service": "web"}}))
+        .await;
+    // No refresh by timer: only the service's changes execute the query again.
+    let options = [
+        "--watch-idle-timeout",
+        "2s",
+        "--prepared-query-refresh",
+        "1h",
+    ];
+    let (bridge, dns) = start_bridge(&consul, &options).await;
+    time_until(&dns, "webq.query.consul.", &["10.1.0.1", "10.1.0.2"]).await;
+    // Asked every 300 ms for longer than the idle timeout; web's own name never.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        dns.query("webq.query.consul.", RecordType::A).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    consul.set_check("web1", "fail").await;
+    let took = time_until(&dns, "webq.query.consul.", &["10.1.0.2"]).await;
+    println!("the query followed its service's change after {}", ms(took));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    bridge.shutdown().await;
+}

@@ -20,6 +20,7 @@ mod fast_path;
 mod faults;
 mod forwarding;
 mod fuzz;
+mod gate;
 mod hostile;
 mod metrics;
 mod on_demand;

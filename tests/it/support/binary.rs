@@ -126,6 +126,11 @@ impl BridgeBinary {
         assert!(status.success(), "kill -s {name}");
     }
 
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its resident memory now, in MB (`VmRSS`).
     pub fn rss_mb(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

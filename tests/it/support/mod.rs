@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod consul;
 pub mod dns;
 pub mod dnsmasq;
+pub mod encrypted_client;
 pub mod fake_consul;
 pub mod pki;
 pub mod scripted_consul;

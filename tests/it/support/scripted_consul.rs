@@ -49,6 +49,11 @@ struct Catalog {
     /// Health reads per service, and those that parked (a blocking query with a long wait).
     health_reads: HashMap<String, u64>,
     parked_reads: HashMap<String, u64>,
+    /// What `/v1/catalog/datacenters` lists (every one answers with this same catalog).
+    datacenters: Vec<String>,
+    /// Connections open now, and the most at once.
+    open: usize,
+    most_open: usize,
 }
 
 impl Catalog {
@@ -220,6 +225,19 @@ impl ScriptedConsul {
         self.change(|c| c.failing_frozen = frozen);
     }
 
+    /// Lists `names` as datacenters besides dc1, each answering with this catalog.
+    pub fn add_datacenters(&self, names: impl IntoIterator<Item = String>) {
+        self.change(|c| c.datacenters.extend(names));
+    }
+
+    /// The most connections the bridge held open at once so far.
+    pub fn most_connections(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .most_open
+    }
+
     /// Health reads of `service` so far, and how many of them parked (a long `wait`).
     pub fn health_reads(&self, service: &str) -> (u64, u64) {
         let c = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -259,12 +277,16 @@ async fn accept(
 ) {
     let mut connections = tokio::task::JoinSet::new();
     while let Ok((stream, _)) = listener.accept().await {
-        connections.spawn(serve(
-            stream,
-            state.clone(),
-            changed.subscribe(),
-            released.subscribe(),
-        ));
+        {
+            let mut c = state.lock().unwrap_or_else(|e| e.into_inner());
+            c.open += 1;
+            c.most_open = c.most_open.max(c.open);
+        }
+        let (state, changed, released) = (state.clone(), changed.subscribe(), released.subscribe());
+        connections.spawn(async move {
+            serve(stream, state.clone(), changed, released).await;
+            state.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
+        });
         while connections.try_join_next().is_some() {}
     }
 }
@@ -298,7 +320,11 @@ async fn serve(
     let current = |c: &Catalog| -> Option<(u64, String)> {
         match path {
             "/v1/agent/self" => Some((c.index, r#"{"Config":{"Datacenter":"dc1"}}"#.into())),
-            "/v1/catalog/datacenters" => Some((c.index, r#"["dc1"]"#.into())),
+            "/v1/catalog/datacenters" => {
+                let mut all = vec!["dc1".to_owned()];
+                all.extend(c.datacenters.iter().cloned());
+                Some((c.index, serde_json::json!(all).to_string()))
+            }
             "/v1/catalog/services" => Some((c.list_index, c.list_body())),
             "/v1/health/state/any" => Some((c.checks_index, c.failing_body())),
             "/v1/catalog/nodes" | "/v1/query" => Some((c.index, "[]".into())),
