@@ -10,11 +10,12 @@ use crate::{
     config::Config,
     consul::{ConsulClient, ConsulError, Endpoint},
     dns::{
-        Bound, Certificate, ConsulHandler, DnsServer, EncryptedListen, Fallback, FastPath, Gate,
-        GeneralPath, QueryLog, RateLimiter, TcpOptions, UdpAnswering, Zone, serve,
+        Bound, Certificate, ClientAccess, ConsulHandler, DnsMetrics, DnsServer, EncryptedListen,
+        Fallback, FastPath, Gate, GeneralPath, QueryLog, RateLimiter, TcpOptions, UdpAnswering,
+        Zone, serve,
     },
     http,
-    metrics::{DnsMetrics, Metrics, Sources},
+    metrics::{Metrics, Sources},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +105,7 @@ impl Bridge {
         };
         let limiter = Arc::new(RateLimiter::new(config.rate_limit.clone()));
         let gate = Arc::new(Gate::new(
-            config.access.clone(),
+            ClientAccess::new(config.allow_query.clone()),
             limiter.clone(),
             dns_metrics.clone(),
             query_log.clone(),
@@ -207,9 +208,9 @@ impl Bridge {
         self.http_addr
     }
 
-    /// What the DNS side has counted (queries, fast-path answers).
-    pub fn dns_metrics(&self) -> &DnsMetrics {
-        &self.dns_metrics
+    /// Questions answered from the UDP fast path's pre-encoded bytes since start.
+    pub fn fast_answers(&self) -> u64 {
+        self.dns_metrics.fast_answers()
     }
 
     /// A handle on what the bridge reports about its watches.

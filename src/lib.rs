@@ -22,11 +22,11 @@ mod consul;
 mod dns;
 mod http;
 mod metrics;
+mod wire;
 
 pub use bridge::{Bridge, BridgeStatus, StartError};
 pub use config::{Config, ConfigError, LogFormat, Parsed};
 pub use consul::{Endpoint, InstanceKind, install_crypto_provider};
-pub use metrics::DnsMetrics;
 
 /// The UDP fast path over a fixed catalog, for `benches/answer_path.rs`: the answer path in
 /// process, request bytes to response bytes, without Consul or sockets.

@@ -15,12 +15,15 @@ use std::{
 
 use hickory_proto::rr::{
     Name, RData, Record,
-    rdata::{A, AAAA, CNAME, SRV, TXT},
+    rdata::{CNAME, SRV, TXT},
 };
 use tracing::debug;
 
 use super::visibility::Visibility;
-use crate::consul::HealthEntry;
+use crate::{
+    consul::HealthEntry,
+    wire::{self, ip_rdata},
+};
 
 /// What every record of an entry shares: where it lives and how long it may be cached.
 #[derive(Debug, Clone)]
@@ -265,49 +268,17 @@ impl InstanceRecords {
 
 fn instance_wire(ip: IpAddr, srv: &SRV, additionals: &[Record]) -> Option<InstanceWire> {
     let mut srv_rdata = Vec::with_capacity(64);
-    srv_rdata.extend_from_slice(&srv.priority.to_be_bytes());
-    srv_rdata.extend_from_slice(&srv.weight.to_be_bytes());
-    srv_rdata.extend_from_slice(&srv.port.to_be_bytes());
-    write_name(&mut srv_rdata, &srv.target);
-    let mut wire = Vec::with_capacity(64 * additionals.len());
+    wire::write_srv_rdata(&mut srv_rdata, srv);
+    let mut bytes = Vec::with_capacity(64 * additionals.len());
     for record in additionals {
-        write_name(&mut wire, &record.name);
-        wire.extend_from_slice(&u16::from(record.record_type()).to_be_bytes());
-        wire.extend_from_slice(&1u16.to_be_bytes()); // class IN
-        wire.extend_from_slice(&record.ttl.to_be_bytes());
-        let rdata: Vec<u8> = match &record.data {
-            RData::A(a) => a.0.octets().to_vec(),
-            RData::AAAA(aaaa) => aaaa.0.octets().to_vec(),
-            RData::TXT(txt) => {
-                let mut bytes = Vec::new();
-                for text in txt.txt_data.iter() {
-                    // One character-string holds at most 255 bytes; longer goes the general way.
-                    bytes.push(u8::try_from(text.len()).ok()?);
-                    bytes.extend_from_slice(text);
-                }
-                bytes
-            }
-            _ => return None,
-        };
-        wire.extend_from_slice(&u16::try_from(rdata.len()).ok()?.to_be_bytes());
-        wire.extend_from_slice(&rdata);
+        wire::write_record(&mut bytes, record)?;
     }
     Some(InstanceWire {
         ip,
         srv_rdata,
-        additionals: wire,
+        additionals: bytes,
         additional_count: u16::try_from(additionals.len()).ok()?,
     })
-}
-
-/// A name in wire form without compression.
-pub(crate) fn write_name(out: &mut Vec<u8>, name: &Name) {
-    for label in name.iter() {
-        // Labels of a valid Name are at most 63 bytes.
-        out.push(label.len() as u8);
-        out.extend_from_slice(label);
-    }
-    out.push(0);
 }
 
 /// A node's metadata as Consul writes it into TXT records: `key=value`, or just the value for
@@ -344,13 +315,6 @@ pub(crate) fn hex_address(ip: IpAddr) -> String {
         IpAddr::V6(v6) => v6.octets().to_vec(),
     };
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(crate) fn ip_rdata(ip: IpAddr) -> RData {
-    match ip {
-        IpAddr::V4(v4) => RData::A(A(v4)),
-        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-    }
 }
 
 impl InstanceAddress {

@@ -40,7 +40,7 @@ mod sweep;
 mod visibility;
 mod watches;
 
-pub(crate) use entry::{ServiceAnswers, ip_rdata, write_name};
+pub(crate) use entry::ServiceAnswers;
 pub(crate) use handle::{CONSUL_SERVICE, Catalog};
 pub(crate) use lookup::{CachedLookup, NodeLookup, ServiceLookup};
 pub(crate) use nodes::NodeRecord;

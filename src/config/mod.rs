@@ -18,14 +18,14 @@ use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use hickory_proto::rr::Name;
 use reqwest::Url;
 
-use crate::{
-    consul::{Budget, ReadOptions},
-    dns::{ClientAccess, LogTarget, RateLimitOptions},
-};
+use crate::cidr::Cidr;
+
+mod parts;
 
 pub use error::ConfigError;
 use error::first_line;
 use options::Options;
+pub(crate) use parts::{Budget, LogTarget, RateLimitOptions, ReadOptions};
 pub(crate) use service_ttl::ServiceTtls;
 pub use values::LogFormat;
 pub(crate) use values::{RecursorStrategy, Token};
@@ -134,7 +134,7 @@ pub struct Config {
     /// Response rate limiting of UDP answers.
     pub(crate) rate_limit: RateLimitOptions,
     /// Which clients are answered at all.
-    pub(crate) access: ClientAccess,
+    pub(crate) allow_query: Vec<Cidr>,
     /// Where answered queries are logged (`None`: nowhere), and how many lines may wait.
     pub(crate) query_log: Option<(LogTarget, usize)>,
     /// The service metadata key of an instance's visibility rule.
@@ -279,7 +279,7 @@ impl Config {
             tcp_max_connections: options.tcp_max_connections,
             tcp_max_connections_per_client: options.tcp_max_connections_per_client,
             tcp_idle_timeout: options.tcp_idle_timeout,
-            access: ClientAccess::new(options.allow_query),
+            allow_query: options.allow_query,
             query_log: options
                 .query_log
                 .map(|target| (target, options.query_log_buffer)),

@@ -10,7 +10,8 @@ use clap::{ArgAction, Parser};
 use hickory_proto::rr::Name;
 use reqwest::Url;
 
-use crate::{cidr::Cidr, dns::LogTarget};
+use super::parts::LogTarget;
+use crate::cidr::Cidr;
 
 use super::values::{
     DEFAULT_RRL_EXEMPT, HttpListen, LogFormat, RecursorStrategy, parse_agent_connections,

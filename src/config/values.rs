@@ -7,7 +7,8 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 use hickory_proto::rr::Name;
 use reqwest::Url;
 
-use crate::{cidr::Cidr, dns::LogTarget};
+use super::parts::LogTarget;
+use crate::cidr::Cidr;
 
 /// A Consul ACL token. It prints as `<redacted>` everywhere, so no log line, error or `Debug`
 /// dump can leak it.

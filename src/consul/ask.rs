@@ -6,19 +6,6 @@ use std::time::Duration;
 
 use super::blocking::WatchIndex;
 
-/// How reads are asked of Consul, by the names of Consul's own DNS options.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ReadOptions {
-    /// `allow_stale`: any server answers (`?stale`), not only the leader.
-    pub(crate) allow_stale: bool,
-    /// `max_stale`: a stale answer from a server further behind the leader than this is asked
-    /// again of the leader.
-    pub(crate) max_stale: Duration,
-    /// `use_cache`: health reads through the agent's cache (`?cached`), whose one background
-    /// watch per service serves every client of the agent.
-    pub(crate) use_cache: bool,
-}
-
 /// How a watch asks for its value.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ask {

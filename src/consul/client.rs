@@ -22,13 +22,13 @@ use reqwest::{Url, header::HeaderValue};
 use serde::de::DeserializeOwned;
 
 use super::{
-    ask::{Ask, ReadOptions, ReadStats},
+    ask::{Ask, ReadStats},
     blocking::{Blocking, WatchIndex},
     endpoint::{Endpoint, EndpointCounts, InstanceKind},
     error::{ConsulError, MAX_BODY_BYTES, Refusal},
-    lanes::{Budget, Lanes, MakeClient, Parking, Versions},
+    lanes::{Lanes, MakeClient, Parking, Versions},
 };
-use crate::config::{ConsulTls, Token};
+use crate::config::{Budget, ConsulTls, ReadOptions, Token};
 
 /// Consul adds up to `wait / 16` of its own jitter before answering a blocking query; the HTTP
 /// timeout is that plus this margin for a slow network. A request still open after it is a hung

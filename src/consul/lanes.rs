@@ -36,6 +36,8 @@ use std::sync::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::config::Budget;
+
 /// Parked queries per HTTP/2 connection: below Go's default of 250 concurrent streams, with a
 /// margin for the agent's own limits changing.
 pub(crate) const PARKED_PER_LANE: usize = 200;
@@ -59,17 +61,6 @@ pub(crate) enum Versions {
 
 /// Builds one more HTTP client with the bridge's settings.
 pub(crate) type MakeClient = Box<dyn Fn(Versions) -> Result<reqwest::Client, String> + Send + Sync>;
-
-/// How many connections and parked queries one agent may be given.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Budget {
-    /// Connections to one agent, all kinds together.
-    pub(crate) max_connections: usize,
-    /// Of those, how many requests that do not park may be in flight at once.
-    pub(crate) plain: usize,
-    /// Blocking queries parked at once (over HTTP/2, where connections do not bound them).
-    pub(crate) max_parked: usize,
-}
 
 /// Whether a parked query may use the places kept for essential watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,14 +21,14 @@ mod tls;
 mod types;
 mod watch;
 
-pub(crate) use ask::{Ask, ReadOptions};
+pub(crate) use ask::Ask;
 pub(crate) use blocking::{Blocking, WatchIndex};
 pub(crate) use client::ConsulClient;
 pub(crate) use control::{ReadCause, WatchControl};
 pub use endpoint::{Endpoint, InstanceKind};
 pub use error::ConsulError;
 pub(crate) use freshness::{Freshness, WatchStats};
-pub(crate) use lanes::{Budget, Parking};
+pub(crate) use lanes::Parking;
 pub use tls::install_crypto_provider;
 pub use types::HealthEntry;
 #[cfg(test)]

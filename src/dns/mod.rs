@@ -1,55 +1,32 @@
 //! The DNS side: reads questions, answers them from the catalog. It never talks to Consul.
 //!
 //! ```text
-//!  listeners ──▶ udp ──▶ fast (cached A/AAAA/SRV, NXDOMAIN: bytes in, bytes out)
-//!      │          └────┐
-//!      └──────▶ tcp ──▶ general ──▶ handler ──▶ name, answer ──▶ response
-//!                                      └──▶ fallback (zones, recursors)
+//!  transport/ (UDP, TCP, DoT, DoH: read and write bytes)
+//!      │ every question                                   ▲ every answer
+//!      ▼                                                  │
+//!  gate/ (access, a place, size, rate limiting, log, metrics)
+//!      │                                                  ▲
+//!      ▼                                                  │
+//!  answer/ (fast path from pre-encoded bytes; general path: handler, name, records)
+//!      └──▶ fallback/ (zone files, recursors) for names outside the domain
 //! ```
-//! - [`listeners`] binds and runs the transports; [`udp`] (with [`batch`] for `recvmmsg`) and
-//!   [`tcp`] read messages.
-//! - [`fast`] answers the common UDP questions from pre-encoded bytes; everything else goes
-//!   through [`general`] to the [`handler`], which parses the name ([`name`]), fills the
-//!   sections ([`answer`]) and writes them ([`response`]).
-//! - [`fallback`] serves names outside the domain: [`zones`] and [`recursors`].
-//! - [`wire`] holds the constants both answer paths share.
+//! - [`transport`]: binds and runs UDP (one socket per core, `recvmmsg`), TCP, DoT and DoH,
+//!   and decides which stream connections stay open.
+//! - [`gate`]: the one place every question and answer passes, whatever the transport and the
+//!   source: policy and bounds, the query log and the counts.
+//! - [`answer`]: what is said: the UDP fast path, and the general path's request handler.
+//! - [`fallback`]: names outside the domain, from zone files and recursors.
+//!
+//! Wire constants and encoding without I/O live in [`crate::wire`], shared with the catalog.
 
-mod access;
 mod answer;
-mod batch;
-mod certificate;
-mod doh;
 mod fallback;
-mod fast;
-mod fast_query;
-mod fast_reverse;
 mod gate;
-mod general;
-mod handler;
-mod listeners;
-mod name;
-mod query_log;
-mod rate_limit;
-mod recursors;
-mod response;
-mod tcp;
-mod tcp_admission;
-mod tls;
-mod udp;
-mod wire;
-mod zones;
+mod transport;
 
-pub(crate) use access::ClientAccess;
-pub(crate) use answer::Zone;
-pub(crate) use certificate::Certificate;
+pub(crate) use answer::{ConsulHandler, FastPath, GeneralPath, Zone};
 pub(crate) use fallback::Fallback;
-pub(crate) use fast::FastPath;
-pub(crate) use gate::Gate;
-pub(crate) use general::GeneralPath;
-pub(crate) use handler::ConsulHandler;
-pub(crate) use listeners::{Bound, DnsServer, EncryptedListen, serve};
-pub(crate) use query_log::{LogTarget, QueryLog};
-pub(crate) use rate_limit::{RateLimitOptions, RateLimiter};
-pub(crate) use tcp_admission::TcpOptions;
-pub(crate) use udp::UdpAnswering;
-pub(crate) use wire::rcode_mnemonic;
+pub(crate) use gate::{ClientAccess, DnsMetrics, Gate, LatencyCollector, QueryLog, RateLimiter};
+pub(crate) use transport::{
+    Bound, Certificate, DnsServer, EncryptedListen, TcpOptions, UdpAnswering, serve,
+};

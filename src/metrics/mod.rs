@@ -4,7 +4,6 @@
 //! a few atomic adds (the UDP fast path one set per batch) and the other parts carry no metrics
 //! code of their own.
 
-mod dns;
 mod following;
 
 use std::sync::{Arc, atomic::Ordering};
@@ -15,15 +14,12 @@ use prometheus_client::{
     registry::Registry,
 };
 
-pub use dns::DnsMetrics;
-pub(crate) use dns::FastTally;
-use dns::LatencyCollector;
 use following::FollowMetrics;
 
 use crate::{
     catalog::Catalog,
     consul::{Endpoint, InstanceKind},
-    dns::{Fallback, Gate, QueryLog, RateLimiter},
+    dns::{DnsMetrics, Fallback, Gate, LatencyCollector, QueryLog, RateLimiter},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -1,6 +1,7 @@
 //! The source tree keeps the shape the README's "How it works" describes: no file over 500
-//! lines, and within each folder of `src/` the files depend on each other without a cycle
-//! (`mod.rs` counts as the file that declares the others).
+//! lines, and no import cycle between the crate's top-level modules, nor between the parts
+//! (files and subfolders) of any folder of `src/` (`mod.rs` counts as the part that declares
+//! the others).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -118,68 +119,120 @@ fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
         .find_map(|node| visit(node, edges, &mut Vec::new(), &mut done))
 }
 
+/// Every `.rs` file under `folder`, at any depth.
+fn rust_files(folder: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(folder).expect("read a source folder") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Which of its parts (files and subfolders) each part of `folder` imports, by the paths its
+/// files name: `crate::<folder's path>::part` from anywhere under it, `super::part` from a file
+/// directly in it, `part::` from its `mod.rs`. At the top (`src/`, path `crate`) the parts are
+/// the crate's modules, and `lib.rs` and `main.rs`, which only declare and wire them, are left
+/// out.
+fn part_imports(folder: &Path, crate_path: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let top = crate_path == "crate";
+    let mut parts: BTreeSet<String> = BTreeSet::new();
+    for entry in std::fs::read_dir(folder).expect("read a source folder") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() || path.extension().is_some_and(|e| e == "rs") {
+            parts.insert(stem(&path));
+        }
+    }
+    if top {
+        parts.remove("lib");
+        parts.remove("main");
+    }
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in rust_files(folder) {
+        let inside = path.strip_prefix(folder).expect("under the folder");
+        let part = match inside.components().count() {
+            1 => stem(&path),
+            _ => inside
+                .components()
+                .next()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        if !parts.contains(&part) {
+            continue;
+        }
+        let code = code_of(&path);
+        let mut names = names_after(&code, &format!("{crate_path}::"));
+        let direct = inside.components().count() == 1;
+        if direct && part == "mod" {
+            names.extend(
+                parts
+                    .iter()
+                    .filter(|m| !names_after(&code, &format!("{m}::")).is_empty())
+                    .cloned(),
+            );
+        } else if direct && !top {
+            names.extend(names_after(&code, "super::"));
+        }
+        let targets = names
+            .into_iter()
+            .filter_map(|name| match parts.contains(&name) {
+                true => Some(name),
+                // An item of the folder itself: what its mod.rs declares or re-exports.
+                false => (!top && parts.contains("mod")).then(|| "mod".to_owned()),
+            })
+            .filter(|target| *target != part)
+            .collect::<Vec<_>>();
+        edges.entry(part).or_default().extend(targets);
+    }
+    edges
+}
+
 #[test]
 fn files_are_small_and_folders_have_no_import_cycle() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut folders = vec![src.clone()];
     let mut checked = 0;
-    while let Some(folder) = folders.pop() {
-        let mut files = Vec::new();
+    for path in rust_files(&src) {
+        let lines = std::fs::read_to_string(&path)
+            .expect("read")
+            .lines()
+            .count();
+        assert!(lines <= MAX_LINES, "{}: {lines} lines", path.display());
+        checked += 1;
+    }
+    assert!(checked > 20, "read the whole tree ({checked} files)");
+    // The crate's top-level modules, then every folder below, by its path in the crate.
+    let mut folders = vec![(src.clone(), "crate".to_owned())];
+    let mut seen = 0;
+    while let Some((folder, crate_path)) = folders.pop() {
         for entry in std::fs::read_dir(&folder).expect("read src") {
             let path = entry.expect("entry").path();
             if path.is_dir() {
-                folders.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
+                let name = stem(&path);
+                folders.push((path, format!("{crate_path}::{name}")));
             }
         }
-        let stem = |p: &Path| {
-            p.file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned()
-        };
-        let modules: BTreeSet<String> = files.iter().map(|p| stem(p)).collect();
-        let folder_name = stem(&folder);
-        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for path in &files {
-            let lines = std::fs::read_to_string(path).expect("read").lines().count();
-            assert!(lines <= MAX_LINES, "{}: {lines} lines", path.display());
-            let (file, code) = (stem(path), code_of(path));
-            let uses: BTreeSet<String> = if file == "mod" {
-                modules
-                    .iter()
-                    .filter(|m| !names_after(&code, &format!("{m}::")).is_empty())
-                    .cloned()
-                    .collect()
-            } else {
-                let mut names = names_after(&code, "super::");
-                names.extend(names_after(&code, &format!("crate::{folder_name}::")));
-                names
-                    .into_iter()
-                    .map(|name| {
-                        if modules.contains(&name) {
-                            name
-                        } else {
-                            "mod".into()
-                        }
-                    })
-                    .collect()
-            };
-            let targets = uses.into_iter().filter(|m| *m != file).collect();
-            edges.insert(file, targets);
-            checked += 1;
-        }
-        if modules.contains("mod") {
-            assert_eq!(
-                find_cycle(&edges),
-                None,
-                "import cycle in {}",
-                folder.display()
-            );
-        }
+        let edges = part_imports(&folder, &crate_path);
+        assert_eq!(
+            find_cycle(&edges),
+            None,
+            "import cycle in {} ({crate_path})",
+            folder.display()
+        );
+        seen += 1;
     }
-    assert!(checked > 20, "read the whole tree ({checked} files)");
+    assert!(seen >= 8, "looked at {seen} folders");
 }
 
 #[test]

@@ -15,12 +15,10 @@ use hickory_server::{
     server::RequestHandler,
 };
 
-use super::{
-    doh,
-    general::GeneralPath,
-    tcp_admission::{Accepted, Admission, FLUSH_ON_CLOSE, TcpAdmission},
-    tls,
-};
+use super::admission::{Accepted, Admission, FLUSH_ON_CLOSE, TcpAdmission};
+use super::doh;
+use super::tls;
+use crate::dns::answer::GeneralPath;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,

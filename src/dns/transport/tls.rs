@@ -7,7 +7,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tracing::debug;
 
-use super::{certificate::Certificate, tcp_admission::Accepted};
+use super::admission::Accepted;
+use super::certificate::Certificate;
 
 /// An acceptor presenting `certificate` (as reloaded), offering `alpn` protocols.
 pub(super) fn acceptor(certificate: &Arc<Certificate>, alpn: &[&[u8]]) -> io::Result<TlsAcceptor> {

@@ -1,6 +1,6 @@
-//! Answers names outside the Consul domain: the zone files of `--zones-dir` ([`super::zones`]),
+//! Answers names outside the Consul domain: the zone files of `--zones-dir` ([`zones`]),
 //! served authoritatively, and everything else forwarded to the `--recursor`s
-//! ([`super::recursors`]). Both are hickory-server's own zone handlers in a hickory `Catalog`,
+//! ([`recursors`]). Both are hickory-server's own zone handlers in a hickory `Catalog`,
 //! so this module only holds them and swaps in a new set of zones on reload (SIGHUP) without
 //! dropping a query.
 
@@ -17,11 +17,12 @@ use hickory_server::{
 };
 use tokio::sync::watch;
 
-use super::{
-    recursors::RecursorChain,
-    zones::{self, Zone},
-};
+mod recursors;
+mod zones;
+
 use crate::config::Recursors;
+use recursors::RecursorChain;
+use zones::Zone;
 
 pub(crate) struct Fallback {
     zones_dir: Option<PathBuf>,

@@ -27,13 +27,20 @@ use std::{
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{
-    access::ClientAccess,
-    query_log::{Entry, QueryLog, Transport},
-    rate_limit::{AnswerKey, RateLimiter, Verdict},
-    wire::truncate_to_question,
-};
-use crate::metrics::{DnsMetrics, FastTally};
+mod access;
+mod counts;
+mod query_log;
+mod rate_limit;
+
+pub(crate) use access::ClientAccess;
+pub(crate) use counts::{DnsMetrics, FastTally, LatencyCollector};
+pub(crate) use query_log::{QueryLog, Transport};
+pub(crate) use rate_limit::RateLimiter;
+
+use query_log::Entry;
+use rate_limit::{AnswerKey, Verdict};
+
+use crate::wire::truncate_to_question;
 
 /// What the gate holds; one for the whole server.
 pub(crate) struct Gate {

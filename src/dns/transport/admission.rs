@@ -23,7 +23,7 @@ use std::{
 use tokio::{net::TcpStream, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::general::GeneralPath;
+use crate::dns::answer::GeneralPath;
 
 /// How connections are bounded.
 #[derive(Debug, Clone, Copy)]

@@ -44,12 +44,10 @@ use hyper_util::{
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-use super::{
-    gate::noting_client_dependence,
-    general::GeneralPath,
-    tcp_admission::{Accepted, FLUSH_ON_CLOSE, Ticket},
-    tls::handshake,
-};
+use super::admission::{Accepted, FLUSH_ON_CLOSE, Ticket};
+use super::tls::handshake;
+use crate::dns::answer::GeneralPath;
+use crate::dns::gate::noting_client_dependence;
 
 /// The one path served (RFC 8484 §3's example, and what clients default to).
 const PATH: &str = "/dns-query";

@@ -4,7 +4,7 @@
 
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
-use super::wire::{CLASS_IN, HEADER_LEN, TYPE_OPT, udp_payload};
+use crate::wire::{CLASS_IN, HEADER_LEN, TYPE_OPT, udp_payload};
 
 /// The most labels a fast path looks at: `_svc._tag.service.<domain labels>`, or the six of
 /// `d.c.b.a.in-addr.arpa`.

@@ -20,12 +20,10 @@ use hickory_server::{
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
-use super::{
-    gate::{Asked, Count, Gate, Outgoing},
-    query_log::Transport,
-    response::{AskedBy, WireResponse},
-    wire::{question_end, udp_payload},
-};
+use super::response::{AskedBy, WireResponse};
+use crate::dns::gate::Transport;
+use crate::dns::gate::{Asked, Count, Gate, Outgoing};
+use crate::wire::{question_end, udp_payload};
 
 /// A request handler and how its answers are written; cheap to clone into each task.
 pub(crate) struct GeneralPath<H> {

@@ -13,7 +13,6 @@ use std::{
     fs::{File, OpenOptions},
     io::{self, BufWriter, Write},
     net::SocketAddr,
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -30,14 +29,7 @@ use hickory_proto::{
 use hickory_server::net::xfer::Protocol;
 use tracing::warn;
 
-use super::wire::rcode_mnemonic;
-
-/// Where the log goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum LogTarget {
-    Stderr,
-    File(PathBuf),
-}
+use crate::{config::LogTarget, wire::rcode_mnemonic};
 
 /// The transport a query came over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

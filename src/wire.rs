@@ -1,9 +1,18 @@
-//! Wire constants and values that the fast path and the general path must agree on, written
-//! once so that both give the same bytes.
+//! DNS wire data without I/O: the constants, and the encoding of names and records that the
+//! catalog (which encodes an instance's records once per change) and both answer paths must
+//! agree on, written once so that all give the same bytes.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::ResponseCode;
+use std::net::IpAddr;
+
+use hickory_proto::{
+    op::ResponseCode,
+    rr::{
+        Name, RData, Record,
+        rdata::{A, AAAA, SRV},
+    },
+};
 
 /// The largest UDP answer we send, whatever the client advertises (the DNS flag day value).
 pub(crate) const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -92,5 +101,56 @@ pub(crate) fn record_cap(a_record_limit: usize) -> usize {
     match a_record_limit {
         0 => usize::MAX,
         limit => limit,
+    }
+}
+
+/// A name in wire form without compression.
+pub(crate) fn write_name(out: &mut Vec<u8>, name: &Name) {
+    for label in name.iter() {
+        // Labels of a valid Name are at most 63 bytes.
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
+}
+
+/// SRV record data (priority, weight, port, target written in full) appended to `out`.
+pub(crate) fn write_srv_rdata(out: &mut Vec<u8>, srv: &SRV) {
+    out.extend_from_slice(&srv.priority.to_be_bytes());
+    out.extend_from_slice(&srv.weight.to_be_bytes());
+    out.extend_from_slice(&srv.port.to_be_bytes());
+    write_name(out, &srv.target);
+}
+
+/// A whole A, AAAA or TXT record (owner written in full) appended to `out`; `None` for
+/// another type or a TXT string over 255 bytes (those go the general way).
+pub(crate) fn write_record(out: &mut Vec<u8>, record: &Record) -> Option<()> {
+    let rdata: Vec<u8> = match &record.data {
+        RData::A(a) => a.0.octets().to_vec(),
+        RData::AAAA(aaaa) => aaaa.0.octets().to_vec(),
+        RData::TXT(txt) => {
+            let mut bytes = Vec::new();
+            for text in txt.txt_data.iter() {
+                // One character-string holds at most 255 bytes.
+                bytes.push(u8::try_from(text.len()).ok()?);
+                bytes.extend_from_slice(text);
+            }
+            bytes
+        }
+        _ => return None,
+    };
+    write_name(out, &record.name);
+    out.extend_from_slice(&u16::from(record.record_type()).to_be_bytes());
+    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&record.ttl.to_be_bytes());
+    out.extend_from_slice(&u16::try_from(rdata.len()).ok()?.to_be_bytes());
+    out.extend_from_slice(&rdata);
+    Some(())
+}
+
+pub(crate) fn ip_rdata(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
     }
 }

@@ -9,13 +9,11 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{
-    certificate::Certificate,
-    tcp::{self, Framing},
-    tcp_admission::{TcpAdmission, TcpOptions},
-    tls,
-    udp::{self, UdpAnswering},
-};
+use super::admission::{TcpAdmission, TcpOptions};
+use super::certificate::Certificate;
+use super::tcp::{self, Framing};
+use super::tls;
+use super::udp::{self, UdpAnswering};
 
 /// The DNS listeners: UDP through [`super::udp`] (fast path, then hickory-server's request path),
 /// TCP through the capped loop.

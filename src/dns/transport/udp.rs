@@ -21,15 +21,13 @@ use tokio::{runtime::Handle, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{
-    batch::{Inbox, Outbox},
-    fast::FastPath,
-    gate::{Asked, Count, Gate, Outgoing},
-    general::GeneralPath,
-    query_log::Transport,
-    wire::{HEADER_LEN, udp_payload},
-};
-use crate::metrics::FastTally;
+use super::batch::{Inbox, Outbox};
+use crate::dns::answer::FastPath;
+use crate::dns::answer::GeneralPath;
+use crate::dns::gate::FastTally;
+use crate::dns::gate::Transport;
+use crate::dns::gate::{Asked, Count, Gate, Outgoing};
+use crate::wire::{HEADER_LEN, udp_payload};
 
 /// Larger than any query we answer; longer datagrams are cut (and then malformed).
 const RECEIVE_BUFFER: usize = 4096;

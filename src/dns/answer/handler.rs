@@ -17,13 +17,11 @@ use hickory_server::{
 };
 use tracing::warn;
 
-use super::{
-    answer::{self, Answer, Zone},
-    fallback::Fallback,
-    gate::{Gate, mark_client_dependent},
-    name::{self, QueryName},
-    wire::{MAX_UDP_ANSWER_LIMIT, udp_payload},
-};
+use super::name::{self, QueryName};
+use super::records::{self, Answer, Zone};
+use crate::dns::fallback::Fallback;
+use crate::dns::gate::{Gate, mark_client_dependent};
+use crate::wire::{MAX_UDP_ANSWER_LIMIT, udp_payload};
 use crate::{
     catalog::{CONSUL_SERVICE, Catalog, NodeLookup, ServiceLookup},
     config::{Config, DnsOptions},
@@ -134,7 +132,7 @@ impl ConsulHandler {
             _ => {}
         }
         if let QueryName::Address { hex } = &parsed {
-            return answer::address(asked, hex, zone);
+            return records::address(asked, hex, zone);
         }
         if let QueryName::Node { node, datacenter } = &parsed {
             // Consul looks a node up only for these types; any other gets an empty NOERROR,
@@ -143,10 +141,10 @@ impl ConsulHandler {
                 qtype,
                 RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::TXT
             ) {
-                return answer::empty();
+                return records::empty();
             }
             return match self.catalog.node(datacenter.as_deref(), node).await {
-                NodeLookup::Found(record) => answer::node(asked, qtype, &record, zone.node_ttl),
+                NodeLookup::Found(record) => records::node(asked, qtype, &record, zone.node_ttl),
                 NodeLookup::Unknown => Answer::nxdomain(zone),
                 NodeLookup::NotReady => Answer::error(ResponseCode::ServFail),
             };
@@ -184,7 +182,7 @@ impl ConsulHandler {
         };
         match lookup {
             ServiceLookup::Found(answers) => {
-                answer::service(asked, qtype, &answers, tag.as_deref(), zone, client)
+                records::service(asked, qtype, &answers, tag.as_deref(), zone, client)
             }
             ServiceLookup::Unknown => Answer::nxdomain(zone),
             ServiceLookup::NotReady => Answer::error(ResponseCode::ServFail),
@@ -195,9 +193,9 @@ impl ConsulHandler {
     async fn zone_question(&self, qtype: RecordType, client: IpAddr) -> Answer {
         match self.catalog.service(None, CONSUL_SERVICE).await {
             ServiceLookup::Found(servers) if qtype == RecordType::NS => {
-                answer::ns_question(&servers, &self.zone, client)
+                records::ns_question(&servers, &self.zone, client)
             }
-            ServiceLookup::Found(servers) => answer::soa_question(&servers, &self.zone, client),
+            ServiceLookup::Found(servers) => records::soa_question(&servers, &self.zone, client),
             ServiceLookup::Unknown | ServiceLookup::NotReady => {
                 Answer::error(ResponseCode::ServFail)
             }
@@ -284,7 +282,7 @@ impl ConsulHandler {
         let mut answer = match (reverse, pointer) {
             _ if !allowed => Answer::error(ResponseCode::Refused),
             _ if unknown_edns => Answer::error(ResponseCode::BADVERS),
-            (Some(r), Some(target)) => answer::pointer(&r.asked, r.qtype, target, &self.zone),
+            (Some(r), Some(target)) => records::pointer(&r.asked, r.qtype, target, &self.zone),
             // Consul recurses when it has no name for the address; without recursors: SERVFAIL.
             (Some(_), None) => Answer::error(ResponseCode::ServFail),
             (None, _) => self.answer(request).await,

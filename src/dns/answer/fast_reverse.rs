@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
 use super::fast_query::{HeaderFlags, Question, record_head};
-use crate::catalog::{Catalog, write_name};
+use crate::{catalog::Catalog, wire::write_name};
 
 /// Writes the answer to a reverse question into `out`; `None` when it is not one the fast path
 /// takes. `misses_answered`: whether a miss is answered here (SERVFAIL) rather than handed to

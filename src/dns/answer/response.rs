@@ -19,11 +19,9 @@ use hickory_server::{
 };
 use tracing::error;
 
-use super::{
-    gate::{Asked, Count, Gate, Outgoing},
-    query_log::Transport,
-    wire::question_end,
-};
+use crate::dns::gate::Transport;
+use crate::dns::gate::{Asked, Count, Gate, Outgoing};
+use crate::wire::question_end;
 
 /// The question a response answers, as the gate needs it (owned: it outlives the request).
 #[derive(Debug, Clone)]

@@ -13,13 +13,12 @@ use hickory_proto::{
     },
 };
 
-use super::{
-    gate::mark_client_dependent,
-    wire::{record_cap, soa_serial},
-};
+use crate::dns::gate::mark_client_dependent;
+use crate::wire::{record_cap, soa_serial};
 use crate::{
-    catalog::{NodeRecord, ServiceAnswers, ip_rdata},
+    catalog::{NodeRecord, ServiceAnswers},
     config::{Config, SoaTimers},
+    wire::ip_rdata,
 };
 
 /// What answers in the Consul domain share.

@@ -25,23 +25,10 @@ use std::{
 
 use hickory_proto::op::ResponseCode;
 
-use crate::cidr::{Cidr, masked};
+use crate::{cidr::masked, config::RateLimitOptions};
 
 /// Slots in the table (a power of two): 512 KiB.
 const SLOTS: usize = 1 << 16;
-
-/// How rate limiting is set.
-#[derive(Debug, Clone)]
-pub(crate) struct RateLimitOptions {
-    /// Answers per second per key; 0 turns limiting off.
-    pub(crate) responses_per_second: u32,
-    /// Every `slip`-th limited answer is sent truncated (TC) instead of dropped; 0: all dropped.
-    pub(crate) slip: u32,
-    pub(crate) ipv4_prefix_length: u8,
-    pub(crate) ipv6_prefix_length: u8,
-    /// Clients never limited.
-    pub(crate) exempt: Vec<Cidr>,
-}
 
 /// What to do with one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

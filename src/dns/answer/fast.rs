@@ -15,14 +15,12 @@ use hickory_proto::{
     rr::{Name, RecordType},
 };
 
-use super::{
-    answer::Zone,
-    fast_query::{HeaderFlags, Question, lower, read_question, record_head},
-    fast_reverse,
-    wire::{CLASS_IN, soa_serial, udp_payload},
-};
+use super::fast_query::{HeaderFlags, Question, lower, read_question, record_head};
+use super::fast_reverse;
+use super::records::Zone;
+use crate::wire::{CLASS_IN, soa_serial, udp_payload, write_name};
 use crate::{
-    catalog::{CachedLookup, Catalog, ServiceAnswers, write_name},
+    catalog::{CachedLookup, Catalog, ServiceAnswers},
     config::{DnsOptions, SoaTimers},
 };
 

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use crate::dns::rcode_mnemonic;
+use crate::wire::rcode_mnemonic;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use prometheus_client::{
     collector::Collector,
@@ -51,7 +51,7 @@ const LATENCY_BOUNDS: [f64; 10] = [
 /// What the DNS side records per query: plain atomics, so that counting costs the query path a
 /// few adds; `/metrics` turns them into Prometheus families when scraped.
 #[derive(Debug)]
-pub struct DnsMetrics {
+pub(crate) struct DnsMetrics {
     queries: [[AtomicU64; RCODE_COLUMNS]; QTYPE_ROWS],
     /// Per bucket (not cumulative); the last is `+Inf`.
     latency_buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
@@ -104,7 +104,7 @@ impl DnsMetrics {
     }
 
     /// Calls `visit` with each (question type, response code) seen and its count.
-    pub(super) fn each_query_count(&self, mut visit: impl FnMut(&'static str, &'static str, u64)) {
+    pub(crate) fn each_query_count(&self, mut visit: impl FnMut(&'static str, &'static str, u64)) {
         for (row, counts) in self.queries.iter().enumerate() {
             for (column, count) in counts.iter().enumerate() {
                 let count = count.load(Ordering::Relaxed);
@@ -116,7 +116,7 @@ impl DnsMetrics {
     }
 
     /// Queries answered by the UDP fast path since start.
-    pub fn fast_answers(&self) -> u64 {
+    pub(crate) fn fast_answers(&self) -> u64 {
         self.fast_answers.load(Ordering::Relaxed)
     }
 }
@@ -173,7 +173,7 @@ fn nanos(took: Duration) -> u64 {
 
 /// `answer_duration_seconds`, read from the atomics at each scrape.
 #[derive(Debug)]
-pub(super) struct LatencyCollector(pub(super) Arc<DnsMetrics>);
+pub(crate) struct LatencyCollector(pub(crate) Arc<DnsMetrics>);
 
 impl Collector for LatencyCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
