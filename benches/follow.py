@@ -36,7 +36,7 @@ next_id = 0
 
 
 def ask(name):
-    """(rcode, answers) of an A question for `name`."""
+    """(rcode, answers, the last answer's IPv4 address as text) of an A question for `name`."""
     global next_id
     next_id = (next_id + 1) & 0xFFFF
     sock.sendto(query(name, next_id), ("127.0.0.1", dns_port))
@@ -44,7 +44,8 @@ def ask(name):
         reply, _ = sock.recvfrom(4096)
         qid, flags, _, an, _, _ = struct.unpack(">HHHHHH", reply[:12])
         if qid == next_id:
-            return flags & 0xF, an
+            address = ".".join(str(b) for b in reply[-4:]) if an else ""
+            return flags & 0xF, an, address
 
 
 def ask_all():
@@ -96,7 +97,7 @@ def measure(kind, change, name, done, window):
     for k in range(3):
         before, t0 = metric(HEALTH), time.time()
         change(k)
-        took.append(until(name, done))
+        took.append(until(name, lambda reply: done(reply, k)))
         time.sleep(max(0.0, window - (time.time() - t0)))
         extra = metric(HEALTH) - before - baseline * (time.time() - t0)
         reads.append(max(0.0, extra))
@@ -108,15 +109,15 @@ def measure(kind, change, name, done, window):
 
 target = f"svc{services // 2:05d}"
 measure("health failure", lambda k: transact(consul, [check_op(services // 2, "critical")]),
-        f"{target}.service.consul", lambda r: r[0] == 3, 2)
+        f"{target}.service.consul", lambda r, k: r[0] == 3, 2)
 measure("recovery", lambda k: transact(consul, [check_op(services // 2, "passing")]),
-        f"{target}.service.consul", lambda r: r[0] == 0 and r[1] == 1, 2)
+        f"{target}.service.consul", lambda r, k: r[0] == 0 and r[1] == 1, 2)
 measure("new service registered", lambda k: transact(consul, [{"Service": {
     "Verb": "set", "Node": "n0", "Service": {"ID": f"new{k}", "Service": f"new{k}",
                                              "Address": "10.99.0.1", "Port": 80}}}]),
-        "new0.service.consul", lambda r: r[0] == 0, catch_up_seconds)
+        "new0.service.consul", lambda r, k: r[0] == 0, catch_up_seconds)
 moved = f"svc{services // 3:05d}"
 measure("instance moved", lambda k: transact(consul, [{"Service": {
     "Verb": "set", "Node": "n0", "Service": {"ID": f"{moved}-0", "Service": moved,
-                                             "Address": f"10.98.0.{k + 1}", "Port": 80}}}]),
-        f"{moved}.service.consul", lambda r: r[0] == 0, catch_up_seconds)
+                                             "Address": f"10.98.{k}.1", "Port": 80}}}]),
+        f"{moved}.service.consul", lambda r, k: r[2] == f"10.98.{k}.1", catch_up_seconds)

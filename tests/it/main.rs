@@ -20,6 +20,7 @@ mod fast_path;
 mod faults;
 mod forwarding;
 mod fuzz;
+mod fuzz_transports;
 mod gate;
 mod hostile;
 mod metrics;
