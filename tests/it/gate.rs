@@ -169,6 +169,44 @@ async fn stalled_doh_requests_give_their_places_back() {
     bridge.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tls_connections_leave_room_for_new_clients() {
+    let zones = ZoneDir::new("gate-silent");
+    zones.write("example.test", "www IN A 10.8.0.1\n");
+    let (mut options, pki, dot, doh) = encrypted_options("silent");
+    options.extend(["--zones-dir".into(), zones.as_str().to_owned()]);
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let (bridge, dns) = start_bridge_at(&no_consul(), &options).await;
+    let question = query_bytes(8, "www.example.test.", RecordType::A, None);
+    // 160 connections to the DoT and DoH ports from 8 addresses that never send a ClientHello.
+    let mut silent = Vec::new();
+    for i in 0..160 {
+        let port = if i % 2 == 0 { dot } else { doh };
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let source: std::net::IpAddr = format!("127.0.6{}.{}", i % 8, 1 + i / 8)
+            .parse()
+            .expect("source");
+        socket.bind(SocketAddr::new(source, 0)).expect("bind");
+        if let Ok(stream) = socket.connect(port).await {
+            silent.push(stream);
+        }
+    }
+    let started = Instant::now();
+    let tcp = tcp_answer(dns.addr, "127.0.0.1", &question).await;
+    let tcp_took = started.elapsed();
+    let started = Instant::now();
+    let over_tls = dot_exchange(dot, "127.0.0.1", &pki.ca, &question).await;
+    let dot_took = started.elapsed();
+    println!(
+        "with {} silent TLS connections: a new TCP client answered in {tcp_took:?}, a new DoT \
+         client in {dot_took:?}",
+        silent.len()
+    );
+    assert!(tcp.is_some() && over_tls.is_ok());
+    assert!(tcp_took < Duration::from_secs(2) && dot_took < Duration::from_secs(2));
+    bridge.shutdown().await;
+}
+
 /// `count` questions `question` sent over UDP from `source` at about 2,000 a second; how many
 /// were answered with data (an answer section).
 fn answered_of(server: SocketAddr, source: &str, question: &[u8], count: usize) -> usize {
