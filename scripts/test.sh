@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs the Consul agent and the Debian tools the integration
-# tests start (dnsmasq; kdig, dig and curl as DoT/DoH clients), then checks formatting and
+# tests start (dnsmasq; kdig, dig and curl as DoT/DoH clients; podman, podman-compose and
+# mmdebstrap for the image, compose and package tests), then checks formatting and
 # lints, then `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONSUL_BIN=${CONSUL_BIN:-$(scripts/install-consul.sh)}
-scripts/install-debian-tools.sh dnsmasq:dnsmasq-base kdig:knot-dnsutils dig:bind9-dnsutils curl:curl
+scripts/install-debian-tools.sh dnsmasq:dnsmasq-base kdig:knot-dnsutils dig:bind9-dnsutils curl:curl \
+  podman:podman buildah:buildah runc:runc podman-compose:podman-compose mmdebstrap:mmdebstrap
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets

@@ -22,11 +22,13 @@ mod consul;
 mod dns;
 mod http;
 mod metrics;
+mod probe;
 mod wire;
 
 pub use bridge::{Bridge, BridgeStatus, StartError};
 pub use config::{Config, ConfigError, LogFormat, Parsed};
 pub use consul::{Endpoint, InstanceKind, install_crypto_provider};
+pub use probe::probe_health;
 
 /// The UDP fast path over a fixed catalog, for `benches/answer_path.rs`: the answer path in
 /// process, request bytes to response bytes, without Consul or sockets.

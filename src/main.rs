@@ -5,11 +5,29 @@
 
 use std::process::ExitCode;
 
-use consul_dns_bridge::{Bridge, Config, LogFormat, Parsed};
+use consul_dns_bridge::{Bridge, Config, LogFormat, Parsed, probe_health};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
+/// What `probe` asks when given no address: `--http-listen`'s default.
+const DEFAULT_PROBE: &str = "127.0.0.1:8654";
+
 fn main() -> ExitCode {
+    // `consul-dns-bridge probe [ADDR]`: a health check for images without a shell.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|first| first == "probe") {
+        let addr = args.next().map_or_else(
+            || DEFAULT_PROBE.to_owned(),
+            |addr| addr.to_string_lossy().into_owned(),
+        );
+        return match probe_health(&addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("consul-dns-bridge probe: {why}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::parse(std::env::args_os()) {
         Ok(Parsed::Run(config)) => config,
         Ok(Parsed::Display(text)) => {

@@ -12,6 +12,7 @@ mod cluster;
 mod conformance;
 mod consul_faults;
 mod consul_reads;
+mod containers;
 mod datacenters;
 mod differential;
 mod docker;

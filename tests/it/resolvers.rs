@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, process::Command, time::Duration};
 
 use crate::support::{
-    ConsulAgent, DnsClient, consul::service, dns::ip, dnsmasq::Dnsmasq, start_bridge,
+    ConsulAgent, DnsClient, consul::service, dns::ip, dnsmasq::Dnsmasq, is_root, start_bridge,
     start_bridge_at, wait_until, zones::ZoneDir,
 };
 use hickory_proto::{op::ResponseCode, rr::RecordType};
@@ -68,13 +68,6 @@ async fn the_bridge_forwards_outside_names_to_dnsmasq() {
         [ip("10.7.0.1")]
     );
     bridge.shutdown().await;
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ pub mod dnsmasq;
 pub mod encrypted_client;
 pub mod fake_consul;
 pub mod pki;
+pub mod podman;
 pub mod scripted_consul;
 pub mod zones;
 
@@ -54,6 +55,14 @@ pub async fn start_bridge_at(url: &str, extra: &[&str]) -> (Bridge, DnsClient) {
     let bridge = Bridge::start(&config).await.expect("bridge starts");
     let dns = DnsClient::new(bridge.dns_addrs()[0]);
     (bridge, dns)
+}
+
+/// Whether the tests run as root (binding port 53, installing packages, running podman).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
 /// Polls `done` every 20 ms until it holds, failing the test with `what` after `limit`; returns
