@@ -110,6 +110,7 @@ impl Bridge {
             dns_metrics.clone(),
             query_log.clone(),
             config.max_concurrent_queries,
+            config.nsid.clone(),
         ));
         let handler = ConsulHandler::new(catalog.clone(), config, fallback.clone(), gate.clone());
         let fast = FastPath::new(

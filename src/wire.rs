@@ -114,6 +114,73 @@ pub(crate) fn write_name(out: &mut Vec<u8>, name: &Name) {
     out.push(0);
 }
 
+/// EDNS option codes (RFC 6891 registry) the answer path writes itself.
+pub(crate) const OPTION_NSID: u16 = 3;
+pub(crate) const OPTION_EDE: u16 = 15;
+
+/// Appends an EDNS option (`code`, `data`) to the OPT record that ends `message`, if the message
+/// ends with one (the OPT record is written last, as RFC 6891 lets it be) and the result stays
+/// within `limit` bytes; says whether it did.
+pub(crate) fn append_edns_option(
+    message: &mut Vec<u8>,
+    code: u16,
+    data: &[u8],
+    limit: usize,
+) -> bool {
+    let Some(opt) = last_record_start(message) else {
+        return false;
+    };
+    // Owner (the root, one byte), type, class (payload size), TTL, RDLENGTH.
+    let type_at = opt + 1;
+    let rdlength_at = opt + 9;
+    let is_opt = message.get(opt) == Some(&0)
+        && message.get(type_at..type_at + 2) == Some(&TYPE_OPT.to_be_bytes()[..]);
+    let grown = message.len() + 4 + data.len();
+    let Ok(data_len) = u16::try_from(data.len()) else {
+        return false;
+    };
+    let Some(rdlength) = message
+        .get(rdlength_at..rdlength_at + 2)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    else {
+        return false;
+    };
+    if !is_opt || grown > limit || rdlength_at + 2 + usize::from(rdlength) != message.len() {
+        return false;
+    }
+    let Some(new_rdlength) = rdlength.checked_add(4 + data_len) else {
+        return false;
+    };
+    message[rdlength_at..rdlength_at + 2].copy_from_slice(&new_rdlength.to_be_bytes());
+    message.extend_from_slice(&code.to_be_bytes());
+    message.extend_from_slice(&data_len.to_be_bytes());
+    message.extend_from_slice(data);
+    true
+}
+
+/// Where the last resource record of `message` starts; `None` for a message that does not
+/// parse or has none.
+fn last_record_start(message: &[u8]) -> Option<usize> {
+    use hickory_proto::{
+        op::{Header, Query},
+        serialize::binary::{BinDecodable, BinDecoder},
+    };
+    let mut decoder = BinDecoder::new(message);
+    let header = Header::read(&mut decoder).ok()?;
+    for _ in 0..header.counts.queries {
+        Query::read(&mut decoder).ok()?;
+    }
+    let records = u32::from(header.counts.answers)
+        + u32::from(header.counts.authorities)
+        + u32::from(header.counts.additionals);
+    let mut last = None;
+    for _ in 0..records {
+        last = Some(decoder.index());
+        Record::read(&mut decoder).ok()?;
+    }
+    last
+}
+
 /// SRV record data (priority, weight, port, target written in full) appended to `out`.
 pub(crate) fn write_srv_rdata(out: &mut Vec<u8>, srv: &SRV) {
     out.extend_from_slice(&srv.priority.to_be_bytes());
@@ -152,5 +219,47 @@ pub(crate) fn ip_rdata(ip: IpAddr) -> RData {
     match ip {
         IpAddr::V4(v4) => RData::A(A(v4)),
         IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::{
+        op::{Edns, Message, MessageType, OpCode},
+        rr::rdata::opt::{EdnsCode, EdnsOption},
+    };
+
+    fn with_edns() -> Vec<u8> {
+        let mut message = Message::new(7, MessageType::Response, OpCode::Query);
+        message.set_edns(Edns::new());
+        message.to_vec().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_option_joins_the_opt_record_when_it_fits() {
+        let mut bytes = with_edns();
+        assert!(append_edns_option(&mut bytes, OPTION_NSID, b"b1", 512));
+        assert!(append_edns_option(&mut bytes, OPTION_EDE, &[0, 3], 512));
+        let message = Message::from_vec(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        let edns = message.edns.as_ref().unwrap_or_else(|| panic!("OPT"));
+        assert!(edns.options().get(EdnsCode::NSID).is_some());
+        assert_eq!(
+            edns.options().get(EdnsCode::from(OPTION_EDE)),
+            Some(&EdnsOption::Unknown(OPTION_EDE, vec![0, 3]))
+        );
+        // Not past the limit; not into a message without OPT.
+        let before = bytes.clone();
+        assert!(!append_edns_option(
+            &mut bytes,
+            OPTION_NSID,
+            b"x",
+            before.len()
+        ));
+        assert_eq!(bytes, before);
+        let mut plain = Message::new(7, MessageType::Response, OpCode::Query)
+            .to_vec()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!append_edns_option(&mut plain, OPTION_NSID, b"x", 512));
     }
 }

@@ -35,6 +35,8 @@ const QUERY_REFRESH_WAIT: Duration = Duration::from_millis(500);
 /// What the cache knows of a (datacenter, service) asked for.
 pub(crate) enum ServiceLookup {
     Found(Arc<ServiceAnswers>),
+    /// Found, but Consul has not answered its watch lately: served stale (RFC 8767).
+    Stale(Arc<ServiceAnswers>),
     /// No such datacenter or service: NXDOMAIN.
     Unknown,
     /// Consul has not answered in time, or the last answer has been stale for longer than `--serve-stale`: SERVFAIL,
@@ -126,6 +128,9 @@ impl Catalog {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         match slot.first(remaining(deadline)).await {
+            Some(answers) if slot.freshness().stale_for().is_some() => {
+                ServiceLookup::Stale(answers)
+            }
             Some(answers) => ServiceLookup::Found(answers),
             None => ServiceLookup::NotReady,
         }
@@ -189,6 +194,9 @@ impl Catalog {
         }
         match slot.first(remaining(deadline)).await {
             Some(result) => match &result.answers {
+                Some(answers) if slot.freshness().stale_for().is_some() => {
+                    ServiceLookup::Stale(answers.clone())
+                }
                 Some(answers) => ServiceLookup::Found(answers.clone()),
                 None => ServiceLookup::Unknown,
             },
@@ -302,8 +310,10 @@ impl Catalog {
         let Some(slot) = slot else {
             return CachedLookup::NotCached;
         };
+        // A stale value goes the general way, whose answer says so (Extended DNS Error 3).
+        let fresh = slot.freshness().stale_for().is_none();
         match slot.current() {
-            Some(answers) if slot.servable(serve_stale) => {
+            Some(answers) if fresh && slot.servable(serve_stale) => {
                 if let Some(control) = slot.control() {
                     control.count_question();
                 }

@@ -30,6 +30,13 @@ pub(crate) use service_ttl::ServiceTtls;
 pub use values::LogFormat;
 pub(crate) use values::{RecursorStrategy, Token};
 
+/// The host's name, as the kernel has it (`uname -n`); empty if it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Requests that do not park may use this many connections to an agent at once.
 const PLAIN_CONNECTIONS: usize = 4;
 /// Served when present and no `--zones-dir` is given.
@@ -125,6 +132,8 @@ pub struct Config {
     pub(crate) catch_up_rate: u32,
     /// Questions on the general path in flight at once at most.
     pub(crate) max_concurrent_queries: usize,
+    /// What answers name this server as, to clients that ask (NSID).
+    pub(crate) nsid: Option<Vec<u8>>,
     /// TCP connections open at once; past it an idle one gives way to a new one.
     pub(crate) tcp_max_connections: usize,
     /// TCP connections one client address may hold; past it its own idle one gives way.
@@ -276,6 +285,10 @@ impl Config {
             reverify_interval: options.reverify_interval,
             catch_up_rate: options.catch_up_rate,
             max_concurrent_queries: options.max_concurrent_queries,
+            nsid: options.nsid.map(|nsid| match nsid.as_str() {
+                "hostname" => host_name().into_bytes(),
+                text => text.as_bytes().to_vec(),
+            }),
             tcp_max_connections: options.tcp_max_connections,
             tcp_max_connections_per_client: options.tcp_max_connections_per_client,
             tcp_idle_timeout: options.tcp_idle_timeout,

@@ -18,8 +18,8 @@ use super::values::{
     parse_bool, parse_catch_up_rate, parse_cidr, parse_connection_cap, parse_consul_addr,
     parse_count, parse_datacenter, parse_domain, parse_duration, parse_exempt, parse_http_listen,
     parse_ipv4_prefix, parse_ipv6_prefix, parse_listen, parse_log_format, parse_log_level,
-    parse_log_target, parse_rate, parse_recursor, parse_recursor_strategy, parse_seconds,
-    parse_service_ttl, parse_timeout, parse_watch_wait,
+    parse_log_target, parse_nsid, parse_rate, parse_recursor, parse_recursor_strategy,
+    parse_seconds, parse_service_ttl, parse_timeout, parse_watch_wait,
 };
 
 /// The options as given, defaults filled in.
@@ -208,6 +208,9 @@ pub(super) struct Options {
     /// Questions on the general path (everything but the UDP fast path) in flight at once at most; past it, SERVFAIL at once
     #[arg(long, value_name = "N", default_value = "1000", value_parser = parse_connection_cap)]
     pub(crate) max_concurrent_queries: usize,
+    /// Name this server in answers to clients that ask (NSID, RFC 5001): a text, or `hostname` for the host's name [default: off]
+    #[arg(long, value_name = "TEXT", value_parser = parse_nsid)]
+    pub(crate) nsid: Option<String>,
     /// Directory of <origin>.zone files served authoritatively [default: zones/ when present]
     #[arg(long, value_name = "DIR")]
     pub(crate) zones_dir: Option<PathBuf>,

@@ -226,6 +226,14 @@ pub(crate) fn parse_rate(text: &str) -> Result<u32, String> {
     }
 }
 
+/// An NSID: a text of 1 to 255 bytes (`hostname` stands for the host's name, read at start).
+pub(crate) fn parse_nsid(text: &str) -> Result<String, String> {
+    match text.len() {
+        1..=255 => Ok(text.to_owned()),
+        _ => Err(format!("expected 1 to 255 bytes, got {}", text.len())),
+    }
+}
+
 pub(crate) fn parse_catch_up_rate(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(rate) if (1..=100_000).contains(&rate) => Ok(rate),

@@ -7,7 +7,6 @@ use std::{
     collections::BTreeSet,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::Command,
     time::Duration,
 };
 
@@ -24,7 +23,7 @@ use crate::support::{
     consul::free_port,
     dns::{Transport, query_bytes},
     pki::Pki,
-    wait_until,
+    run_tool, wait_until,
 };
 
 /// What a command-line client printed: the status and the A records of the answer section.
@@ -32,25 +31,6 @@ use crate::support::{
 struct Printed {
     status: String,
     addresses: BTreeSet<String>,
-}
-
-/// Runs `program` with `args` off the runtime's threads; its stdout, or a failure with stderr.
-async fn run(program: &str, args: Vec<String>) -> Result<String, String> {
-    let program = program.to_owned();
-    let shown = format!("{program} {}", args.join(" "));
-    let output = tokio::task::spawn_blocking(move || Command::new(&program).args(&args).output())
-        .await
-        .map_err(|error| error.to_string())?
-        .map_err(|error| format!("{shown}: {error}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    match output.status.success() {
-        true => Ok(stdout),
-        false => Err(format!(
-            "{shown}: {}\n{stdout}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )),
-    }
 }
 
 /// Reads dig's or kdig's output: `status: NOERROR` and the answer's `A` lines.
@@ -105,7 +85,7 @@ impl Client {
         ];
         args.extend(retries.iter().map(|flag| flag.to_string()));
         args.extend([name.into(), "A".into()]);
-        match run(program, args).await {
+        match run_tool(program, args).await {
             Ok(output) => printed(&output),
             Err(error) => panic!("{self:?}: {error}"),
         }
@@ -272,7 +252,7 @@ async fn curl_post(fixture: &Fixture, http: &str) -> Message {
         reply.display().to_string(),
         format!("https://localhost:{}/dns-query", fixture.doh.port()),
     ];
-    if let Err(error) = run("curl", args).await {
+    if let Err(error) = run_tool("curl", args).await {
         panic!("{error}");
     }
     let bytes = std::fs::read(&reply).expect("curl wrote the reply");
@@ -326,7 +306,7 @@ async fn doh_serves_http1_and_http2_and_curl_resolves_by_it() {
         format!("https://localhost:{}/dns-query", fixture.doh.port()),
         format!("http://web.service.consul:{web_port}/"),
     ];
-    match run("curl", args).await {
+    match run_tool("curl", args).await {
         Ok(body) => assert_eq!(body, "served to web.service.consul"),
         Err(error) => panic!("{error}\n{}", fixture.bridge.log()),
     }
@@ -354,7 +334,7 @@ async fn sighup_rereads_the_certificate_and_keeps_it_when_the_new_one_is_broken(
             "web.service.consul.".into(),
             "A".into(),
         ];
-        run("kdig", args)
+        run_tool("kdig", args)
             .await
             .map(|output| printed(&output).status)
     };

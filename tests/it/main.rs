@@ -30,6 +30,7 @@ mod process;
 mod query_log;
 mod rate_limit;
 mod resolvers;
+mod signals;
 mod structure;
 mod tcp;
 mod tls;

@@ -8,7 +8,10 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
-use hickory_proto::op::{Header, Message, MessageType, ResponseCode};
+use hickory_proto::{
+    op::{Header, Message, MessageType, ResponseCode},
+    rr::rdata::opt::EdnsCode,
+};
 use hickory_server::{
     net::{BufDnsStreamHandle, DnsStreamHandle, runtime::TokioTime, xfer::Protocol},
     proto::{
@@ -22,7 +25,7 @@ use tracing::debug;
 
 use super::response::{AskedBy, WireResponse};
 use crate::dns::gate::Transport;
-use crate::dns::gate::{Asked, Count, Gate, Outgoing};
+use crate::dns::gate::{Asked, Count, Gate, Outgoing, with_extended_errors};
 use crate::wire::{question_end, udp_payload};
 
 /// A request handler and how its answers are written; cheap to clone into each task.
@@ -81,9 +84,10 @@ impl<H: RequestHandler> GeneralPath<H> {
             Ok(request) => {
                 let asked = asked_by(&request, peer, protocol, arrived);
                 let response = WireResponse::new(replies, self.compress, self.gate.clone(), asked);
-                self.handler
-                    .handle_request::<_, TokioTime>(&request, response)
-                    .await;
+                let handling = self
+                    .handler
+                    .handle_request::<_, TokioTime>(&request, response);
+                with_extended_errors(handling).await;
             }
             Err(error) => {
                 debug!(%peer, %error, ?protocol, "undecodable query");
@@ -176,5 +180,10 @@ fn asked_by(request: &Request, peer: SocketAddr, protocol: Protocol, arrived: In
             .unwrap_or_default(),
         qtype: question.map(|query| query.query_type()),
         udp_payload: udp_payload(request.edns.as_ref().map(|edns| edns.max_payload())),
+        edns: request.edns.is_some(),
+        nsid_requested: request
+            .edns
+            .as_ref()
+            .is_some_and(|edns| edns.options().get(EdnsCode::NSID).is_some()),
     }
 }

@@ -20,7 +20,7 @@ use tracing::warn;
 use super::name::{self, QueryName};
 use super::records::{self, Answer, Zone};
 use crate::dns::fallback::Fallback;
-use crate::dns::gate::{Gate, mark_client_dependent};
+use crate::dns::gate::{ExtendedError, Gate, mark_client_dependent, note_extended_error};
 use crate::wire::{MAX_UDP_ANSWER_LIMIT, udp_payload};
 use crate::{
     catalog::{CONSUL_SERVICE, Catalog, NodeLookup, ServiceLookup},
@@ -146,7 +146,10 @@ impl ConsulHandler {
             return match self.catalog.node(datacenter.as_deref(), node).await {
                 NodeLookup::Found(record) => records::node(asked, qtype, &record, zone.node_ttl),
                 NodeLookup::Unknown => Answer::nxdomain(zone),
-                NodeLookup::NotReady => Answer::error(ResponseCode::ServFail),
+                NodeLookup::NotReady => {
+                    note_extended_error(ExtendedError::NOT_READY);
+                    Answer::error(ResponseCode::ServFail)
+                }
             };
         }
         let (lookup, tag) = match parsed {
@@ -184,18 +187,29 @@ impl ConsulHandler {
             ServiceLookup::Found(answers) => {
                 records::service(asked, qtype, &answers, tag.as_deref(), zone, client)
             }
+            ServiceLookup::Stale(answers) => {
+                note_extended_error(ExtendedError::STALE_ANSWER);
+                records::service(asked, qtype, &answers, tag.as_deref(), zone, client)
+            }
             ServiceLookup::Unknown => Answer::nxdomain(zone),
-            ServiceLookup::NotReady => Answer::error(ResponseCode::ServFail),
+            ServiceLookup::NotReady => {
+                note_extended_error(ExtendedError::NOT_READY);
+                Answer::error(ResponseCode::ServFail)
+            }
         }
     }
 
     /// NS and SOA questions, which Consul answers alike for every name in its domain.
     async fn zone_question(&self, qtype: RecordType, client: IpAddr) -> Answer {
         match self.catalog.service(None, CONSUL_SERVICE).await {
-            ServiceLookup::Found(servers) if qtype == RecordType::NS => {
+            ServiceLookup::Found(servers) | ServiceLookup::Stale(servers)
+                if qtype == RecordType::NS =>
+            {
                 records::ns_question(&servers, &self.zone, client)
             }
-            ServiceLookup::Found(servers) => records::soa_question(&servers, &self.zone, client),
+            ServiceLookup::Found(servers) | ServiceLookup::Stale(servers) => {
+                records::soa_question(&servers, &self.zone, client)
+            }
             ServiceLookup::Unknown | ServiceLookup::NotReady => {
                 Answer::error(ResponseCode::ServFail)
             }
@@ -280,7 +294,10 @@ impl ConsulHandler {
             return fallback.handle::<R, T>(request, response_handle).await;
         }
         let mut answer = match (reverse, pointer) {
-            _ if !allowed => Answer::error(ResponseCode::Refused),
+            _ if !allowed => {
+                note_extended_error(ExtendedError::PROHIBITED);
+                Answer::error(ResponseCode::Refused)
+            }
             _ if unknown_edns => Answer::error(ResponseCode::BADVERS),
             (Some(r), Some(target)) => records::pointer(&r.asked, r.qtype, target, &self.zone),
             // Consul recurses when it has no name for the address; without recursors: SERVFAIL.

@@ -20,8 +20,8 @@ use hickory_server::{
 use tracing::error;
 
 use crate::dns::gate::Transport;
-use crate::dns::gate::{Asked, Count, Gate, Outgoing};
-use crate::wire::question_end;
+use crate::dns::gate::{Asked, Count, Gate, Outgoing, take_extended_error};
+use crate::wire::{OPTION_EDE, OPTION_NSID, append_edns_option, question_end};
 
 /// The question a response answers, as the gate needs it (owned: it outlives the request).
 #[derive(Debug, Clone)]
@@ -32,6 +32,10 @@ pub(crate) struct AskedBy {
     pub(crate) name_wire: Vec<u8>,
     pub(crate) qtype: Option<RecordType>,
     pub(crate) udp_payload: u16,
+    /// Whether the question came with EDNS (options in the answer need it).
+    pub(crate) edns: bool,
+    /// Whether it asked for the server's identifier (NSID, RFC 5001).
+    pub(crate) nsid_requested: bool,
 }
 
 impl AskedBy {
@@ -119,6 +123,17 @@ impl ResponseHandler for WireResponse {
                 servfail(id, &mut bytes)?
             }
         };
+        // The options the answer path noted, whoever built the answer (the catalog's handler
+        // or hickory's, for zone files and recursors), in the OPT record if room is left.
+        if self.asked.edns {
+            let limit = usize::from(max_size);
+            if let Some(error) = take_extended_error() {
+                append_edns_option(&mut bytes, OPTION_EDE, &error.data(), limit);
+            }
+            if let (true, Some(nsid)) = (self.asked.nsid_requested, self.gate.nsid()) {
+                append_edns_option(&mut bytes, OPTION_NSID, nsid, limit);
+            }
+        }
         let outgoing = Outgoing {
             rcode: info.response_code,
             question_end: question_end(&bytes),

@@ -10,6 +10,7 @@ use std::sync::{
 
 use hickory_proto::rr::{LowerName, Name, RecordType, TSigResponseContext};
 use hickory_server::{
+    net::NetError,
     resolver::config::{NameServerConfig, ResolverOpts},
     server::{Request, RequestInfo},
     store::forwarder::{ForwardConfig, ForwardZoneHandler},
@@ -19,7 +20,10 @@ use hickory_server::{
     },
 };
 
-use crate::config::{RecursorStrategy, Recursors};
+use crate::{
+    config::{RecursorStrategy, Recursors},
+    dns::gate::{ExtendedError, note_extended_error},
+};
 
 pub(crate) struct RecursorChain {
     origin: LowerName,
@@ -123,6 +127,7 @@ impl ZoneHandler for RecursorChain {
     ) -> LookupControlFlow<AuthLookup> {
         let Ok(_place) = self.outstanding.try_acquire() else {
             self.refused.fetch_add(1, Ordering::Relaxed);
+            note_extended_error(ExtendedError::RECURSORS_BUSY);
             return LookupControlFlow::Break(Err(LookupError::from(std::io::Error::other(
                 "too many questions outstanding to the recursors",
             ))));
@@ -136,9 +141,21 @@ impl ZoneHandler for RecursorChain {
                 .lookup(name, rtype, request_info, lookup_options)
                 .await;
             if is_answer(&last) {
-                break;
+                return last;
             }
         }
+        // No recursor answered: say why, as Extended DNS Errors 22 and 23 do.
+        let timed_out = match &last {
+            LookupControlFlow::Continue(Err(e)) | LookupControlFlow::Break(Err(e)) => matches!(
+                e,
+                LookupError::NetError(NetError::Timeout | NetError::NoConnections)
+            ),
+            _ => true,
+        };
+        note_extended_error(match timed_out {
+            true => ExtendedError::NO_REACHABLE_AUTHORITY,
+            false => ExtendedError::NETWORK_ERROR,
+        });
         last
     }
 

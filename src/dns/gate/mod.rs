@@ -14,8 +14,6 @@
 //! A transport or an answer source added later gets every step by handing its answers here.
 
 use std::{
-    cell::Cell,
-    future::Future,
     net::{IpAddr, SocketAddr},
     sync::{
         Arc,
@@ -29,11 +27,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod access;
 mod counts;
+mod notes;
 mod query_log;
 mod rate_limit;
 
 pub(crate) use access::ClientAccess;
 pub(crate) use counts::{DnsMetrics, FastTally, LatencyCollector};
+pub(crate) use notes::{
+    ExtendedError, mark_client_dependent, note_extended_error, noting_client_dependence,
+    take_extended_error, with_extended_errors,
+};
 pub(crate) use query_log::{QueryLog, Transport};
 pub(crate) use rate_limit::RateLimiter;
 
@@ -49,6 +52,8 @@ pub(crate) struct Gate {
     metrics: Arc<DnsMetrics>,
     query_log: Option<QueryLog>,
     in_flight: Arc<Semaphore>,
+    /// What answers name this server as (NSID), to clients that ask.
+    nsid: Option<Vec<u8>>,
     /// Questions answered SERVFAIL because the general path was full.
     over_capacity: AtomicU64,
 }
@@ -89,6 +94,7 @@ impl Gate {
         metrics: Arc<DnsMetrics>,
         query_log: Option<QueryLog>,
         max_in_flight: usize,
+        nsid: Option<Vec<u8>>,
     ) -> Self {
         Self {
             access,
@@ -96,8 +102,14 @@ impl Gate {
             metrics,
             query_log,
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            nsid,
             over_capacity: AtomicU64::new(0),
         }
+    }
+
+    /// What answers name this server as, to clients that ask (`--nsid`).
+    pub(crate) fn nsid(&self) -> Option<&[u8]> {
+        self.nsid.as_deref()
     }
 
     /// Whether `client` may be answered at all (`--allow-query`).
@@ -187,25 +199,4 @@ impl Gate {
         }
         sent
     }
-}
-
-tokio::task_local! {
-    /// Whether the answer being built depends on who asked (an access rule refused it, or a
-    /// visibility rule shaped it), for transports whose answers shared caches may keep (DoH).
-    static CLIENT_DEPENDENT: Cell<bool>;
-}
-
-/// Notes that the answer being built depends on who asked.
-pub(crate) fn mark_client_dependent() {
-    let _ = CLIENT_DEPENDENT.try_with(|dependent| dependent.set(true));
-}
-
-/// Runs `answering` and says whether its answer depends on who asked.
-pub(crate) async fn noting_client_dependence<F: Future>(answering: F) -> (F::Output, bool) {
-    CLIENT_DEPENDENT
-        .scope(Cell::new(false), async {
-            let output = answering.await;
-            (output, CLIENT_DEPENDENT.with(Cell::get))
-        })
-        .await
 }

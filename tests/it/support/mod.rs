@@ -57,6 +57,27 @@ pub async fn start_bridge_at(url: &str, extra: &[&str]) -> (Bridge, DnsClient) {
     (bridge, dns)
 }
 
+/// Runs `program` with `args` off the runtime's threads; its stdout, or a failure with stderr.
+pub async fn run_tool(program: &str, args: Vec<String>) -> Result<String, String> {
+    let program = program.to_owned();
+    let shown = format!("{program} {}", args.join(" "));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&program).args(&args).output()
+    })
+    .await
+    .map_err(|error| error.to_string())?
+    .map_err(|error| format!("{shown}: {error}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    match output.status.success() {
+        true => Ok(stdout),
+        false => Err(format!(
+            "{shown}: {}\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )),
+    }
+}
+
 /// Whether the tests run as root (binding port 53, installing packages, running podman).
 pub fn is_root() -> bool {
     std::process::Command::new("id")
