@@ -12,10 +12,14 @@
 # default): COMPARE_VARIANT="--rrl-exempt none --rrl-ratelimit 60000"; access rules on every
 # answer: COMPARE_VARIANT="--allow-query 127.0.0.0/8 --visibility-meta-key bench-allow"; the
 # query log: COMPARE_VARIANT="--query-log /tmp/bench-queries.log".
+# COMPARE_DNSPERF="..." adds dnsperf flags for every server, e.g. an EDNS option on every
+# question: a client cookie, COMPARE_DNSPERF="-E 10:0102030405060708".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} seconds=${2:-5}
 DNSPERF_FLAGS=(-c 4 -T 1 -q 200 -l "$seconds")
+read -r -a dnsperf_extra <<<"${COMPARE_DNSPERF:-}"
+DNSPERF_FLAGS+=("${dnsperf_extra[@]}")
 scripts/install-debian-tools.sh dnsperf:dnsperf nsd:nsd dig:bind9-dnsutils curl:curl
 CONSUL=$(scripts/install-consul.sh)
 cargo build --release --quiet

@@ -10,9 +10,9 @@ use crate::{
     config::Config,
     consul::{ConsulClient, ConsulError, Endpoint},
     dns::{
-        Bound, Certificate, ClientAccess, ConsulHandler, DnsMetrics, DnsServer, EncryptedListen,
-        Fallback, FastPath, Gate, GeneralPath, QueryLog, RateLimiter, TcpOptions, UdpAnswering,
-        Zone, serve,
+        Bound, Certificate, ClientAccess, ConsulHandler, DnsMetrics, DnsServer, Dnstap,
+        EncryptedListen, Fallback, FastPath, Gate, GeneralPath, QueryLog, RateLimiter, Records,
+        TcpOptions, UdpAnswering, Zone, serve,
     },
     http,
     metrics::{Metrics, Sources},
@@ -73,11 +73,22 @@ pub struct Bridge {
 impl Bridge {
     /// Starts serving at once; Consul data arrives in the background.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
+        let dnstap = config.dnstap.as_ref().map(|options| {
+            Dnstap::start(
+                options.target.clone(),
+                options.capacity,
+                options.identity.clone(),
+            )
+        });
         // Zone files first: a broken one stops the start before anything else runs.
-        let fallback = Fallback::load(config.zones_dir.as_deref(), &config.recursors)
-            .await
-            .map_err(StartError::Fallback)?
-            .map(Arc::new);
+        let fallback = Fallback::load(
+            config.zones_dir.as_deref(),
+            &config.recursors,
+            dnstap.clone(),
+        )
+        .await
+        .map_err(StartError::Fallback)?
+        .map(Arc::new);
         let certificate = match &config.encrypted.certificate {
             Some((cert, key)) => {
                 Some(Certificate::load(cert, key).map_err(StartError::Certificate)?)
@@ -105,12 +116,19 @@ impl Bridge {
         };
         let limiter = Arc::new(RateLimiter::new(config.rate_limit.clone()));
         let gate = Arc::new(Gate::new(
-            ClientAccess::new(config.allow_query.clone()),
+            ClientAccess::new(
+                config.allow_query.clone(),
+                config.trust_client_subnet.clone(),
+            ),
             limiter.clone(),
             dns_metrics.clone(),
-            query_log.clone(),
+            Records {
+                query_log: query_log.clone(),
+                dnstap: dnstap.clone(),
+            },
             config.max_concurrent_queries,
             config.nsid.clone(),
+            config.cookie_secret.map(|secret| secret.0),
         ));
         let handler = ConsulHandler::new(catalog.clone(), config, fallback.clone(), gate.clone());
         let fast = FastPath::new(

@@ -1,5 +1,6 @@
 //! IP networks written as CIDR (`10.0.0.0/8`, `fd00::/8`, or a single address): parsed once,
-//! matched against client addresses on the answer path without allocating.
+//! matched against clients on the answer path without allocating. A client is an address, or
+//! the subnet a trusted forwarder reports for it (EDNS Client Subnet).
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
@@ -28,6 +29,61 @@ impl Cidr {
             }
             _ => false,
         }
+    }
+}
+
+/// Who asked, as far as is known: one address, or a subnet a trusted forwarder reported (its
+/// clients are somewhere in it). IPv4-mapped IPv6 addresses are held as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientNet {
+    /// The address, bits past the prefix cleared.
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl ClientNet {
+    /// The clients in `address/prefix` (a prefix past the family's length is read as the whole
+    /// address; bits past the prefix are cleared).
+    pub(crate) fn new(address: IpAddr, prefix: u8) -> Self {
+        let (address, prefix) = match address {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix.saturating_sub(96)),
+                None => (address, prefix.min(128)),
+            },
+            v4 => (v4, prefix.min(32)),
+        };
+        Self {
+            address: masked(address, prefix, prefix),
+            prefix,
+        }
+    }
+
+    pub(crate) fn address(&self) -> IpAddr {
+        self.address
+    }
+
+    pub(crate) fn is_ipv4(&self) -> bool {
+        self.address.is_ipv4()
+    }
+}
+
+impl From<IpAddr> for ClientNet {
+    fn from(address: IpAddr) -> Self {
+        Self::new(address, 128)
+    }
+}
+
+impl Cidr {
+    /// Whether every client of `client` is in this network: a subnet shorter than the network
+    /// matches only if wholly inside it, so a forwarder's coarse subnet never widens a rule.
+    pub(crate) fn holds(&self, client: ClientNet) -> bool {
+        client.prefix >= self.prefix && self.contains(client.address)
+    }
+
+    /// The network's prefix length, for clients of the same family as `client`; `None` for
+    /// the other family.
+    pub(crate) fn prefix_for(&self, client: ClientNet) -> Option<u8> {
+        (self.network.is_ipv4() == client.is_ipv4()).then_some(self.prefix)
     }
 }
 
@@ -165,6 +221,27 @@ mod tests {
         assert!("::ffff:10.0.0.0/64".parse::<Cidr>().is_err());
         let v6 = "fd00::1/8".parse::<Cidr>().unwrap_err();
         assert!(v6.contains("the network is fd00::/8"), "{v6}");
+    }
+
+    #[test]
+    fn a_subnet_matches_only_networks_that_hold_all_of_it() {
+        let subnet = |text: &str, prefix| ClientNet::new(ip(text), prefix);
+        assert!(cidr("10.1.0.0/16").holds(subnet("10.1.2.0", 24)));
+        assert!(!cidr("10.1.2.0/24").holds(subnet("10.1.0.0", 16)));
+        assert!(!cidr("10.1.2.9").holds(subnet("10.1.2.0", 24)));
+        assert!(cidr("0.0.0.0/0").holds(subnet("0.0.0.0", 0)));
+        assert!(!cidr("10.0.0.0/8").holds(subnet("0.0.0.0", 0)));
+        assert!(cidr("10.1.2.9").holds(ClientNet::from(ip("10.1.2.9"))));
+        assert!(cidr("10.0.0.0/8").holds(ClientNet::from(ip("::ffff:10.1.2.9"))));
+        assert!(!cidr("fd00::/8").holds(ClientNet::from(ip("10.1.2.9"))));
+        // Bits past the prefix are not the client's.
+        assert!(!cidr("10.1.2.9").holds(subnet("10.1.2.9", 24)));
+        assert_eq!(subnet("10.1.2.9", 24).address(), ip("10.1.2.0"));
+        assert_eq!(cidr("fd00::/8").prefix_for(subnet("10.0.0.0", 8)), None);
+        assert_eq!(
+            cidr("10.0.0.0/8").prefix_for(subnet("10.0.0.0", 8)),
+            Some(8)
+        );
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub(crate) fn rcode_mnemonic(rcode: ResponseCode) -> &'static str {
         4 => "NOTIMP",
         5 => "REFUSED",
         16 => "BADVERS",
+        23 => "BADCOOKIE",
         _ => "OTHER",
     }
 }
@@ -116,7 +117,11 @@ pub(crate) fn write_name(out: &mut Vec<u8>, name: &Name) {
 
 /// EDNS option codes (RFC 6891 registry) the answer path writes itself.
 pub(crate) const OPTION_NSID: u16 = 3;
+pub(crate) const OPTION_CLIENT_SUBNET: u16 = 8;
 pub(crate) const OPTION_EDE: u16 = 15;
+pub(crate) const OPTION_COOKIE: u16 = 10;
+/// BADCOOKIE (RFC 7873): an extended RCODE, its upper bits in the OPT record.
+const RCODE_BADCOOKIE: u16 = 23;
 
 /// Appends an EDNS option (`code`, `data`) to the OPT record that ends `message`, if the message
 /// ends with one (the OPT record is written last, as RFC 6891 lets it be) and the result stays
@@ -130,6 +135,17 @@ pub(crate) fn append_edns_option(
     let Some(opt) = last_record_start(message) else {
         return false;
     };
+    append_edns_option_at(message, opt, code, data, limit)
+}
+
+/// As [`append_edns_option`], with where the OPT record starts known (the fast path wrote it).
+pub(crate) fn append_edns_option_at(
+    message: &mut Vec<u8>,
+    opt: usize,
+    code: u16,
+    data: &[u8],
+    limit: usize,
+) -> bool {
     // Owner (the root, one byte), type, class (payload size), TTL, RDLENGTH.
     let type_at = opt + 1;
     let rdlength_at = opt + 9;
@@ -156,6 +172,30 @@ pub(crate) fn append_edns_option(
     message.extend_from_slice(&data_len.to_be_bytes());
     message.extend_from_slice(data);
     true
+}
+
+/// Rewrites the answer in `message` into a BADCOOKIE answer (RFC 7873 section 5.2.3): header
+/// and question (which ends at `question_end`), no records but an OPT record carrying
+/// `cookie`, the client's cookie and a server cookie for it to send next time.
+pub(crate) fn write_bad_cookie(message: &mut Vec<u8>, question_end: Option<usize>, cookie: &[u8]) {
+    truncate_to_question(message, question_end);
+    if message.len() < HEADER_LEN {
+        return;
+    }
+    // Not truncated: the client retries at once over UDP, with the cookie.
+    message[2] &= !0x02;
+    message[3] = (message[3] & 0xF0) | (RCODE_BADCOOKIE & 0x0F) as u8;
+    message[10..12].copy_from_slice(&1u16.to_be_bytes());
+    message.push(0);
+    message.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    message.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
+    // Extended RCODE (the upper 8 bits of the 12), version 0, no flags.
+    message.extend_from_slice(&[(RCODE_BADCOOKIE >> 4) as u8, 0, 0, 0]);
+    let option_len = cookie.len() as u16;
+    message.extend_from_slice(&(option_len + 4).to_be_bytes());
+    message.extend_from_slice(&OPTION_COOKIE.to_be_bytes());
+    message.extend_from_slice(&option_len.to_be_bytes());
+    message.extend_from_slice(cookie);
 }
 
 /// Where the last resource record of `message` starts; `None` for a message that does not
@@ -261,5 +301,31 @@ mod tests {
             .to_vec()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!append_edns_option(&mut plain, OPTION_NSID, b"x", 512));
+    }
+
+    #[test]
+    fn a_bad_cookie_answer_keeps_the_question_and_carries_the_cookie() {
+        use hickory_proto::{
+            op::Query,
+            rr::{Name, RecordType},
+        };
+        let mut message = Message::new(9, MessageType::Response, OpCode::Query);
+        let name = Name::from_ascii("web.service.consul.").unwrap_or_else(|e| panic!("{e}"));
+        message.add_query(Query::query(name.clone(), RecordType::A));
+        message.add_answer(Record::from_rdata(name, 0, RData::A(A::new(10, 0, 0, 1))));
+        message.set_edns(Edns::new());
+        let mut bytes = message.to_vec().unwrap_or_else(|e| panic!("{e}"));
+        let cookie = [7u8; 24];
+        let end = question_end(&bytes);
+        write_bad_cookie(&mut bytes, end, &cookie);
+        let answer = Message::from_vec(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(u16::from(answer.metadata.response_code), 23, "BADCOOKIE");
+        assert!(!answer.metadata.truncation);
+        assert_eq!((answer.queries.len(), answer.answers.len()), (1, 0));
+        let edns = answer.edns.as_ref().unwrap_or_else(|| panic!("OPT"));
+        assert_eq!(
+            edns.options().get(EdnsCode::Cookie),
+            Some(&EdnsOption::Unknown(OPTION_COOKIE, cookie.to_vec()))
+        );
     }
 }

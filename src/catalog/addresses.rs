@@ -11,6 +11,7 @@ use std::{
 use hickory_proto::rr::Name;
 
 use super::visibility::Visibility;
+use crate::cidr::ClientNet;
 
 /// A service as reverse lookups name it; one per watched service, shared by its addresses.
 #[derive(Debug)]
@@ -67,12 +68,23 @@ impl ServiceAddresses {
     pub(crate) fn with_service_at<R>(
         &self,
         ip: IpAddr,
-        client: IpAddr,
+        client: ClientNet,
         answer: impl FnOnce(&Name) -> R,
     ) -> Option<R> {
         let map = self.by_address.read().unwrap_or_else(|p| p.into_inner());
         let (first, _) = map.get(&ip)?.iter().find(|(_, seen)| seen.allows(client))?;
         Some(answer(&first.target))
+    }
+
+    /// How much of `client`'s address decides what a reverse lookup of `ip` gives: the longest
+    /// prefix of the visibility rules of the instances there; `None` when none has a rule.
+    pub(crate) fn client_scope_at(&self, ip: IpAddr, client: ClientNet) -> Option<u8> {
+        let map = self.by_address.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip)?
+            .iter()
+            .filter(|(_, seen)| *seen != Visibility::All)
+            .map(|(_, seen)| seen.scope(client))
+            .max()
     }
 }
 
@@ -87,7 +99,7 @@ mod tests {
     }
 
     fn at(index: &ServiceAddresses, ip: &str) -> Option<String> {
-        let client = "127.0.0.1".parse().unwrap();
+        let client = ClientNet::from("127.0.0.1".parse::<IpAddr>().unwrap());
         index.with_service_at(ip.parse().unwrap(), client, |name| name.to_string())
     }
 

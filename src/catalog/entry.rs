@@ -20,6 +20,7 @@ use hickory_proto::rr::{
 use tracing::debug;
 
 use super::visibility::Visibility;
+use crate::cidr::ClientNet;
 use crate::{
     consul::HealthEntry,
     wire::{self, ip_rdata},
@@ -150,9 +151,17 @@ impl ServiceAnswers {
         &self.unreadable_visibility
     }
 
-    /// Whether who asks decides what is answered (an instance has a visibility rule).
-    pub(crate) fn depends_on_client(&self) -> bool {
-        self.depends_on_client
+    /// How much of `client`'s address decides what is answered (the longest prefix of the
+    /// visibility rules' networks of its family); `None` when who asks decides nothing (no
+    /// instance has a rule).
+    pub(crate) fn client_scope(&self, client: ClientNet) -> Option<u8> {
+        self.depends_on_client.then(|| {
+            self.instances
+                .iter()
+                .map(|instance| instance.visibility.scope(client))
+                .max()
+                .unwrap_or(0)
+        })
     }
 
     pub(crate) fn ttl(&self) -> u32 {
@@ -184,7 +193,7 @@ impl ServiceAnswers {
     pub(crate) fn select<'a>(
         &'a self,
         tag: Option<&'a str>,
-        client: IpAddr,
+        client: ClientNet,
     ) -> impl Iterator<Item = &'a InstanceRecords> {
         let count = self.instances.len().max(1);
         let start = self.rotation.fetch_add(1, Ordering::Relaxed) % count;
@@ -349,7 +358,9 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
-    const ANYONE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    fn anyone() -> ClientNet {
+        ClientNet::from(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    }
 
     fn context() -> EntryContext {
         EntryContext {
@@ -368,7 +379,7 @@ mod tests {
             "Checks":[{"Status":"passing"}]}"#,
         );
         let answers = ServiceAnswers::build(&[e], &context());
-        let instance = answers.select(Some("v1"), ANYONE).next().unwrap();
+        let instance = answers.select(Some("v1"), anyone()).next().unwrap();
         assert_eq!(instance.srv.target.to_string(), "0a010001.addr.dc1.consul.");
         assert_eq!(instance.srv.port, 8080);
     }
@@ -384,8 +395,8 @@ mod tests {
             "Service":{"Service":"db","Address":"","Port":5432},"Checks":[{"Status":"warning"}]}"#,
         );
         let answers = ServiceAnswers::build(&[passing, warning], &context());
-        assert_eq!(answers.select(None, ANYONE).count(), 1);
-        let instance = answers.select(None, ANYONE).next().unwrap();
+        assert_eq!(answers.select(None, anyone()).count(), 1);
+        let instance = answers.select(None, anyone()).next().unwrap();
         assert_eq!(instance.srv.target.to_string(), "n1.node.dc1.consul.");
     }
 
@@ -411,7 +422,7 @@ mod tests {
         let targets: Vec<String> = (0..3)
             .map(|_| {
                 answers
-                    .select(None, ANYONE)
+                    .select(None, anyone())
                     .next()
                     .unwrap()
                     .srv

@@ -22,6 +22,7 @@ use super::{
     slot::WatchedSlot,
     watches::{watch_instances, watch_nodes, watch_query_definitions, watch_service_names},
 };
+use crate::cidr::ClientNet;
 use crate::consul::{ConsulClient, InstanceKind, WatchPolicy};
 
 /// How long a query waits for data that is not in the cache yet: the datacenter at start, the
@@ -233,7 +234,7 @@ impl Catalog {
     /// (`<service>.service.<dc>.<domain>`). Services are looked for among those the bridge
     /// watches (Consul searches its whole catalog). `None`: no match, or no data yet. The first
     /// question starts the node-list watch and waits (bounded) for it.
-    pub(crate) async fn reverse(&self, ip: IpAddr, client: IpAddr) -> Option<Name> {
+    pub(crate) async fn reverse(&self, ip: IpAddr, client: ClientNet) -> Option<Name> {
         let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
         let local = self.local(deadline).await?;
         let nodes = self
@@ -254,7 +255,7 @@ impl Catalog {
     pub(crate) fn cached_reverse<R>(
         &self,
         ip: IpAddr,
-        client: IpAddr,
+        client: ClientNet,
         answer: impl FnOnce(Option<&Name>) -> R,
     ) -> Option<R> {
         let local = self.shared.local.borrow().clone()?;
@@ -274,6 +275,12 @@ impl Catalog {
             (None, Some(answer)) => Some(answer(None)),
             (None, None) => None,
         }
+    }
+
+    /// How much of `client`'s address decides the service name a reverse lookup of `ip`
+    /// gives (visibility rules on instances there); `None` when it decides nothing.
+    pub(crate) fn reverse_client_scope(&self, ip: IpAddr, client: ClientNet) -> Option<u8> {
+        self.shared.addresses.client_scope_at(ip, client)
     }
 
     /// Whether `dc` (lower-case) is the local datacenter or one Consul knows over the WAN;

@@ -3,9 +3,9 @@
 //! answered only to clients in them; for any other client it does not exist. Read once per
 //! change of the service, checked per answer.
 
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc};
 
-use crate::cidr::Cidr;
+use crate::cidr::{Cidr, ClientNet};
 
 /// Which clients see an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,11 +40,24 @@ impl Visibility {
         Visibility::Networks(Arc::new([]))
     }
 
-    /// Whether `client` sees the instance.
-    pub(crate) fn allows(&self, client: IpAddr) -> bool {
+    /// Whether `client` sees the instance (a subnet: all of its clients do).
+    pub(crate) fn allows(&self, client: ClientNet) -> bool {
         match self {
             Visibility::All => true,
-            Visibility::Networks(networks) => networks.iter().any(|net| net.contains(client)),
+            Visibility::Networks(networks) => networks.iter().any(|net| net.holds(client)),
+        }
+    }
+
+    /// How much of a client's address of `client`'s family decides whether it sees the
+    /// instance: the longest prefix of the rule's networks of that family (0: none does).
+    pub(crate) fn scope(&self, client: ClientNet) -> u8 {
+        match self {
+            Visibility::All => 0,
+            Visibility::Networks(networks) => networks
+                .iter()
+                .filter_map(|net| net.prefix_for(client))
+                .max()
+                .unwrap_or(0),
         }
     }
 
@@ -67,8 +80,9 @@ mod tests {
         BTreeMap::from([("dns-allow".to_owned(), value.to_owned())])
     }
 
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap_or_else(|e| panic!("{e}"))
+    fn ip(text: &str) -> ClientNet {
+        let address: std::net::IpAddr = text.parse().unwrap_or_else(|e| panic!("{e}"));
+        ClientNet::from(address)
     }
 
     #[test]
@@ -99,5 +113,17 @@ mod tests {
         let both = a.union(&b);
         assert!(both.allows(ip("127.0.0.2")) && both.allows(ip("127.0.0.3")));
         assert_eq!(a.union(&Visibility::All), Visibility::All);
+    }
+
+    #[test]
+    fn the_scope_is_the_longest_prefix_of_the_clients_family() {
+        let rule = Visibility::from_meta(&meta("10.0.0.0/8, 10.1.2.0/24, fd00::/16"), "dns-allow")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rule.scope(ip("10.9.9.9")), 24);
+        assert_eq!(rule.scope(ip("fd00::1")), 16);
+        assert_eq!(Visibility::All.scope(ip("10.9.9.9")), 0);
+        let v6_only = Visibility::from_meta(&meta("fd00::/16"), "dns-allow")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v6_only.scope(ip("10.9.9.9")), 0);
     }
 }

@@ -25,10 +25,12 @@ mod parts;
 pub use error::ConfigError;
 use error::first_line;
 use options::Options;
-pub(crate) use parts::{Budget, LogTarget, RateLimitOptions, ReadOptions};
+pub(crate) use parts::{
+    Budget, DnstapOptions, DnstapTarget, LogTarget, RateLimitOptions, ReadOptions,
+};
 pub(crate) use service_ttl::ServiceTtls;
 pub use values::LogFormat;
-pub(crate) use values::{RecursorStrategy, Token};
+pub(crate) use values::{CookieSecret, RecursorStrategy, Token};
 
 /// The host's name, as the kernel has it (`uname -n`); empty if it cannot be read.
 fn host_name() -> String {
@@ -134,6 +136,8 @@ pub struct Config {
     pub(crate) max_concurrent_queries: usize,
     /// What answers name this server as, to clients that ask (NSID).
     pub(crate) nsid: Option<Vec<u8>>,
+    /// The secret server cookies are made with; `None`: cookies are not answered.
+    pub(crate) cookie_secret: Option<CookieSecret>,
     /// TCP connections open at once; past it an idle one gives way to a new one.
     pub(crate) tcp_max_connections: usize,
     /// TCP connections one client address may hold; past it its own idle one gives way.
@@ -144,8 +148,12 @@ pub struct Config {
     pub(crate) rate_limit: RateLimitOptions,
     /// Which clients are answered at all.
     pub(crate) allow_query: Vec<Cidr>,
+    /// Forwarders whose client subnet option is believed.
+    pub(crate) trust_client_subnet: Vec<Cidr>,
     /// Where answered queries are logged (`None`: nowhere), and how many lines may wait.
     pub(crate) query_log: Option<(LogTarget, usize)>,
+    /// Where dnstap messages go, if anywhere.
+    pub(crate) dnstap: Option<DnstapOptions>,
     /// The service metadata key of an instance's visibility rule.
     pub(crate) visibility_key: String,
     /// Upstream resolvers for names outside the domain and the zone files.
@@ -289,13 +297,27 @@ impl Config {
                 "hostname" => host_name().into_bytes(),
                 text => text.as_bytes().to_vec(),
             }),
+            cookie_secret: options.answer_cookie.then(|| {
+                options
+                    .cookie_secret
+                    .unwrap_or_else(|| CookieSecret(rand::random()))
+            }),
             tcp_max_connections: options.tcp_max_connections,
             tcp_max_connections_per_client: options.tcp_max_connections_per_client,
             tcp_idle_timeout: options.tcp_idle_timeout,
             allow_query: options.allow_query,
+            trust_client_subnet: options.trust_client_subnet,
             query_log: options
                 .query_log
                 .map(|target| (target, options.query_log_buffer)),
+            dnstap: options.dnstap.map(|target| DnstapOptions {
+                target,
+                identity: match options.dnstap_identity.as_str() {
+                    "hostname" => host_name().into_bytes(),
+                    text => text.as_bytes().to_vec(),
+                },
+                capacity: options.dnstap_buffer,
+            }),
             visibility_key: options.visibility_meta_key,
             rate_limit: RateLimitOptions {
                 responses_per_second: options.rrl_ratelimit,

@@ -10,16 +10,17 @@ use clap::{ArgAction, Parser};
 use hickory_proto::rr::Name;
 use reqwest::Url;
 
-use super::parts::LogTarget;
+use super::parts::{DnstapTarget, LogTarget};
 use crate::cidr::Cidr;
 
 use super::values::{
-    DEFAULT_RRL_EXEMPT, HttpListen, LogFormat, RecursorStrategy, parse_agent_connections,
-    parse_bool, parse_catch_up_rate, parse_cidr, parse_connection_cap, parse_consul_addr,
-    parse_count, parse_datacenter, parse_domain, parse_duration, parse_exempt, parse_http_listen,
-    parse_ipv4_prefix, parse_ipv6_prefix, parse_listen, parse_log_format, parse_log_level,
-    parse_log_target, parse_nsid, parse_rate, parse_recursor, parse_recursor_strategy,
-    parse_seconds, parse_service_ttl, parse_timeout, parse_watch_wait,
+    CookieSecret, DEFAULT_RRL_EXEMPT, HttpListen, LogFormat, RecursorStrategy,
+    parse_agent_connections, parse_bool, parse_catch_up_rate, parse_cidr, parse_connection_cap,
+    parse_consul_addr, parse_cookie_secret, parse_count, parse_datacenter, parse_domain,
+    parse_duration, parse_exempt, parse_http_listen, parse_ipv4_prefix, parse_ipv6_prefix,
+    parse_listen, parse_log_format, parse_log_level, parse_log_target, parse_nsid, parse_rate,
+    parse_recursor, parse_recursor_strategy, parse_seconds, parse_service_ttl, parse_timeout,
+    parse_watch_wait,
 };
 
 /// The options as given, defaults filled in.
@@ -155,6 +156,9 @@ pub(super) struct Options {
     /// Only clients in these networks are answered, others get REFUSED, on every transport (repeatable) [default: everyone]
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
     pub(crate) allow_query: Vec<Cidr>,
+    /// Forwarders whose EDNS Client Subnet option is believed: for their questions, access, visibility and rate limiting use the client subnet they report, RFC 7871 (repeatable) [default: none]
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub(crate) trust_client_subnet: Vec<Cidr>,
     /// Service metadata key of an instance's visibility rule: a comma-separated list of networks whose clients alone see the instance
     #[arg(long, value_name = "KEY", default_value = "dns-allow")]
     pub(crate) visibility_meta_key: String,
@@ -176,6 +180,15 @@ pub(super) struct Options {
     /// Query-log lines held while the writer falls behind; past it lines are dropped (and counted), never waited for
     #[arg(long, value_name = "N", default_value = "10000", value_parser = parse_connection_cap)]
     pub(crate) query_log_buffer: usize,
+    /// Send dnstap messages (client questions and answers on every transport, questions forwarded to recursors) to a Frame Streams collector: unix:PATH or tcp:ADDR:PORT [default: off]
+    #[arg(long, value_name = "TARGET")]
+    pub(crate) dnstap: Option<DnstapTarget>,
+    /// What dnstap messages name this server as: a text, or `hostname` for the host's name
+    #[arg(long, value_name = "TEXT", default_value = "hostname", value_parser = parse_nsid)]
+    pub(crate) dnstap_identity: String,
+    /// dnstap messages held while the collector is slow; past it they are dropped (and counted), never waited for
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = parse_connection_cap)]
+    pub(crate) dnstap_buffer: usize,
     /// Response rate limiting: UDP answers per second to one client network for one answer; 0 turns it off
     #[arg(long, value_name = "N", default_value = "20", value_parser = parse_rate)]
     pub(crate) rrl_ratelimit: u32,
@@ -188,7 +201,7 @@ pub(super) struct Options {
     /// Client IPv6 addresses in one network for rate limiting
     #[arg(long, value_name = "BITS", default_value = "56", value_parser = parse_ipv6_prefix)]
     pub(crate) rrl_ipv6_prefix_length: u8,
-    /// Clients never rate limited, as CIDR (repeatable; "none" for no exemption) [default: loopback and private networks]
+    /// Clients never rate limited, as CIDR (repeatable; "none" for no exemption) [default: loopback]
     #[arg(long, value_name = "CIDR", value_parser = parse_exempt,
           default_values = DEFAULT_RRL_EXEMPT)]
     pub(crate) rrl_exempt: Vec<Option<Cidr>>,
@@ -211,6 +224,14 @@ pub(super) struct Options {
     /// Name this server in answers to clients that ask (NSID, RFC 5001): a text, or `hostname` for the host's name [default: off]
     #[arg(long, value_name = "TEXT", value_parser = parse_nsid)]
     pub(crate) nsid: Option<String>,
+    /// Answer DNS cookies (RFC 7873, server cookies as RFC 9018); a client returning a valid one is never rate limited
+    #[arg(long, value_name = "BOOL", default_value = "true", action = ArgAction::Set,
+          value_parser = parse_bool)]
+    pub(crate) answer_cookie: bool,
+    /// Secret of the server cookies, 32 hex digits; the same on every bridge of a fleet lets each accept the others' cookies [default: random at start]
+    #[arg(long, value_name = "HEX", env = "CONSUL_DNS_BRIDGE_COOKIE_SECRET",
+          hide_env_values = true, value_parser = parse_cookie_secret)]
+    pub(crate) cookie_secret: Option<CookieSecret>,
     /// Directory of <origin>.zone files served authoritatively [default: zones/ when present]
     #[arg(long, value_name = "DIR")]
     pub(crate) zones_dir: Option<PathBuf>,

@@ -181,18 +181,11 @@ pub(crate) fn parse_connection_cap(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Where forwarders in front of the bridge live and spoofed victims of a reflection attack do
-/// not: loopback, private (RFC 1918, RFC 6598, RFC 4193) and link-local networks.
-pub(crate) const DEFAULT_RRL_EXEMPT: [&str; 8] = [
-    "127.0.0.0/8",
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "::1",
-    "fc00::/7",
-    "fe80::/10",
-];
+/// Loopback: the only networks no packet from another host can claim to come from, so no
+/// spoofed victim lives there, while the forwarders on the host itself (dnsmasq,
+/// systemd-resolved), which send no cookies, do. A forwarder elsewhere proves its address with
+/// a DNS cookie, or is named with `--rrl-exempt`.
+pub(crate) const DEFAULT_RRL_EXEMPT: [&str; 2] = ["127.0.0.0/8", "::1"];
 
 /// A file, or `-` for stderr.
 pub(crate) fn parse_log_target(text: &str) -> Result<LogTarget, String> {
@@ -224,6 +217,40 @@ pub(crate) fn parse_rate(text: &str) -> Result<u32, String> {
             "expected a whole number from 0 to 60000, got '{text}'"
         )),
     }
+}
+
+/// The secret of DNS server cookies (`--cookie-secret`): 128 bits. It prints as `<redacted>`,
+/// as a token does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CookieSecret(pub(crate) [u8; 16]);
+
+impl fmt::Debug for CookieSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CookieSecret(<redacted>)")
+    }
+}
+
+/// 32 hexadecimal digits (128 bits, the SipHash key of RFC 9018 cookies).
+pub(crate) fn parse_cookie_secret(text: &str) -> Result<CookieSecret, String> {
+    let digits = text.trim();
+    let bytes: Option<Vec<u8>> = (digits.len() == 32 && digits.is_ascii())
+        .then(|| {
+            (0..32)
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).ok())
+                .collect()
+        })
+        .flatten();
+    // The value is a secret: the error does not repeat it.
+    bytes
+        .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+        .map(CookieSecret)
+        .ok_or_else(|| {
+            format!(
+                "expected 32 hexadecimal digits, got {} characters",
+                digits.len()
+            )
+        })
 }
 
 /// An NSID: a text of 1 to 255 bytes (`hostname` stands for the host's name, read at start).

@@ -26,7 +26,9 @@ mod transport;
 
 pub(crate) use answer::{ConsulHandler, FastPath, GeneralPath, Zone};
 pub(crate) use fallback::Fallback;
-pub(crate) use gate::{ClientAccess, DnsMetrics, Gate, LatencyCollector, QueryLog, RateLimiter};
+pub(crate) use gate::{
+    ClientAccess, DnsMetrics, Dnstap, Gate, LatencyCollector, QueryLog, RateLimiter, Records,
+};
 pub(crate) use transport::{
     Bound, Certificate, DnsServer, EncryptedListen, TcpOptions, UdpAnswering, serve,
 };

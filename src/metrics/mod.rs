@@ -70,6 +70,8 @@ struct Pulled {
     /// Questions answered SERVFAIL at once: the general path full, or the recursors.
     overloaded: Family<ReasonLabels, Counter>,
     query_log_lines: Family<ResultLabels, Counter>,
+    dnstap_messages: Family<ResultLabels, Counter>,
+    cookies: Family<ResultLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -225,13 +227,23 @@ impl Metrics {
         );
         registry.register(
             "rate_limited",
-            "UDP answers held back by response rate limiting: dropped, or sent empty with TC (slipped)",
+            "UDP answers held back by response rate limiting: dropped, or sent empty with TC or as BADCOOKIE (slipped)",
             pulled.rate_limited.clone(),
+        );
+        registry.register(
+            "dns_cookies",
+            "Questions with a DNS cookie: a valid server cookie of ours (`valid`, never rate limited), or a client cookie only (`client_only`)",
+            pulled.cookies.clone(),
         );
         registry.register(
             "query_log_lines",
             "Query log lines written, and dropped because the writer was behind (--query-log-buffer full)",
             pulled.query_log_lines.clone(),
+        );
+        registry.register(
+            "dnstap_messages",
+            "dnstap messages written to the collector, and dropped (--dnstap-buffer full, or no collector)",
+            pulled.dnstap_messages.clone(),
         );
         Self {
             registry,
@@ -338,6 +350,15 @@ impl Metrics {
                     .store(count, Ordering::Relaxed);
             }
         }
+        if let Some((written, dropped)) = self.sources.gate.dnstap_counts() {
+            for (result, count) in [("written", written), ("dropped", dropped)] {
+                pulled
+                    .dnstap_messages
+                    .get_or_create(&ResultLabels { result })
+                    .inner()
+                    .store(count, Ordering::Relaxed);
+            }
+        }
         let recursors = self
             .sources
             .fallback
@@ -350,6 +371,14 @@ impl Metrics {
             pulled
                 .overloaded
                 .get_or_create(&ReasonLabels { reason })
+                .inner()
+                .store(count, Ordering::Relaxed);
+        }
+        let (valid, client_only) = self.sources.gate.cookie_counts();
+        for (result, count) in [("valid", valid), ("client_only", client_only)] {
+            pulled
+                .cookies
+                .get_or_create(&ResultLabels { result })
                 .inner()
                 .store(count, Ordering::Relaxed);
         }

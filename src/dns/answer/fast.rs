@@ -18,6 +18,7 @@ use hickory_proto::{
 use super::fast_query::{HeaderFlags, Question, lower, read_question, record_head};
 use super::fast_reverse;
 use super::records::Zone;
+use crate::cidr::ClientNet;
 use crate::wire::{CLASS_IN, soa_serial, udp_payload, write_name};
 use crate::{
     catalog::{CachedLookup, Catalog, ServiceAnswers},
@@ -33,6 +34,31 @@ pub(crate) struct FastAnswer {
     pub(crate) question_end: usize,
     /// The client's EDNS size, when it sent one.
     pub(crate) edns_payload: Option<u16>,
+    /// Where the data of the question's COOKIE option is in the request, and its length.
+    pub(crate) cookie: Option<(usize, usize)>,
+    /// Where the answer's OPT record starts (it is the last record).
+    pub(crate) opt_at: Option<usize>,
+}
+
+/// An OPT record without options: root, type, size, TTL, length.
+const BARE_OPT_LEN: usize = 11;
+/// What a server cookie adds to an answer: option code, length, client and server cookies.
+const COOKIE_ROOM: usize = 4 + 24;
+
+impl FastAnswer {
+    fn of(question: &Question<'_>, qtype: RecordType, rcode: ResponseCode, out: &[u8]) -> Self {
+        Self {
+            qtype,
+            rcode,
+            question_end: question.end(),
+            edns_payload: question.edns_payload,
+            cookie: question.cookie,
+            // Every answer here ends with the OPT record, when the question had one.
+            opt_at: question
+                .edns_payload
+                .and_then(|_| out.len().checked_sub(BARE_OPT_LEN)),
+        }
+    }
 }
 
 /// What the fast path needs to answer; cheap to share between sockets.
@@ -99,7 +125,12 @@ impl FastPath {
         if self.general_path_without_edns && question.edns_payload.is_none() {
             return None;
         }
-        let limit = usize::from(udp_payload(question.edns_payload));
+        // Room for the server cookie the gate adds.
+        let cookie_room = match question.cookie {
+            Some(_) => COOKIE_ROOM,
+            None => 0,
+        };
+        let limit = usize::from(udp_payload(question.edns_payload)) - cookie_room;
         out.clear();
         let reverse = fast_reverse::answer(
             &self.catalog,
@@ -110,12 +141,7 @@ impl FastPath {
             out,
         );
         if let Some(rcode) = reverse {
-            let answer = FastAnswer {
-                qtype: RecordType::from(question.qtype),
-                rcode,
-                question_end: question.end(),
-                edns_payload: question.edns_payload,
-            };
+            let answer = FastAnswer::of(&question, RecordType::from(question.qtype), rcode, out);
             return (out.len() <= limit).then_some(answer);
         }
         let (service, tag) = self.service_and_tag(&question)?;
@@ -138,15 +164,10 @@ impl FastPath {
                 ResponseCode::NXDomain
             }
             CachedLookup::Found(answers) => {
-                self.positive(&question, &answers, tag, client, out, scratch)?
+                self.positive(&question, &answers, tag, client.into(), out, scratch)?
             }
         };
-        let answer = FastAnswer {
-            qtype,
-            rcode,
-            question_end: question.end(),
-            edns_payload: question.edns_payload,
-        };
+        let answer = FastAnswer::of(&question, qtype, rcode, out);
         (out.len() <= limit).then_some(answer)
     }
 
@@ -209,7 +230,7 @@ impl FastPath {
         question: &Question<'_>,
         answers: &ServiceAnswers,
         tag: Option<&str>,
-        client: IpAddr,
+        client: ClientNet,
         out: &mut Vec<u8>,
         additionals: &mut Vec<u8>,
     ) -> Option<ResponseCode> {

@@ -4,7 +4,8 @@
 
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
-use crate::wire::{CLASS_IN, HEADER_LEN, TYPE_OPT, udp_payload};
+use crate::dns::gate::cookie_well_formed;
+use crate::wire::{CLASS_IN, HEADER_LEN, OPTION_COOKIE, TYPE_OPT, udp_payload};
 
 /// The most labels a fast path looks at: `_svc._tag.service.<domain labels>`, or the six of
 /// `d.c.b.a.in-addr.arpa`.
@@ -35,6 +36,8 @@ pub(crate) struct Question<'a> {
     pub(crate) edns_payload: Option<u16>,
     /// The first byte of the OPT record's flags: the DO bit, to copy into the answer.
     pub(crate) edns_flags: u8,
+    /// Where the data of its COOKIE option is in the request, and its length.
+    pub(crate) cookie: Option<(usize, usize)>,
 }
 
 impl<'a> Question<'a> {
@@ -74,7 +77,8 @@ impl<'a> Question<'a> {
         out.extend_from_slice(self.section);
     }
 
-    /// The OPT record of a response to an EDNS query: our UDP size, no options.
+    /// The OPT record of a response to an EDNS query: our UDP size, no options (the gate adds
+    /// the cookie). Always the last record written.
     pub(crate) fn write_opt(&self, out: &mut Vec<u8>) {
         if let Some(size) = self.edns_payload {
             out.push(0);
@@ -109,7 +113,8 @@ fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Reads a plain query: a standard query with one question of class IN, no answer or authority
-/// records, and at most an OPT record without options. `None` for anything else.
+/// records, and at most an OPT record with no option but a well-formed COOKIE. `None` for
+/// anything else.
 pub(crate) fn read_question(request: &[u8]) -> Option<Question<'_>> {
     if request.len() < HEADER_LEN {
         return None;
@@ -154,14 +159,28 @@ pub(crate) fn read_question(request: &[u8]) -> Option<Question<'_>> {
     }
     let question_end = at + 4;
     let mut edns_flags = 0;
+    let mut cookie = None;
     let edns_payload = if counts[3] == 1 {
-        // Exactly an OPT record: root name, type 41, the size, version 0 and no options.
+        // Exactly an OPT record: root name, type 41, the size, version 0, and no options but
+        // a cookie (what BIND's dig and named send by default).
         let opt = request.get(question_end..)?;
-        if opt.len() != 11 || opt[0] != 0 || read_u16(opt, 1)? != TYPE_OPT {
+        if opt.len() < 11 || opt[0] != 0 || read_u16(opt, 1)? != TYPE_OPT {
             return None;
         }
-        if opt[5] != 0 || opt[6] != 0 || read_u16(opt, 9)? != 0 {
+        if opt[5] != 0 || opt[6] != 0 {
             return None;
+        }
+        let options = &opt[11..];
+        if usize::from(read_u16(opt, 9)?) != options.len() {
+            return None;
+        }
+        if !options.is_empty() {
+            let len = usize::from(read_u16(options, 2)?);
+            let whole = read_u16(options, 0)? == OPTION_COOKIE && options.len() == 4 + len;
+            if !whole || !cookie_well_formed(len) {
+                return None;
+            }
+            cookie = Some((question_end + 15, len));
         }
         edns_flags = opt[7];
         Some(read_u16(opt, 3)?)
@@ -179,5 +198,6 @@ pub(crate) fn read_question(request: &[u8]) -> Option<Question<'_>> {
         qtype,
         edns_payload,
         edns_flags,
+        cookie,
     })
 }

@@ -29,7 +29,7 @@ pub(crate) fn answer(
         return None;
     }
     let ip = ipv4_of(question)?;
-    catalog.cached_reverse(IpAddr::V4(ip), client, |target| {
+    catalog.cached_reverse(IpAddr::V4(ip), client.into(), |target| {
         let flags = |authoritative| HeaderFlags {
             authoritative,
             recursion_available,

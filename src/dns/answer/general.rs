@@ -10,7 +10,7 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use hickory_proto::{
     op::{Header, Message, MessageType, ResponseCode},
-    rr::rdata::opt::EdnsCode,
+    rr::rdata::opt::{EdnsCode, EdnsOption},
 };
 use hickory_server::{
     net::{BufDnsStreamHandle, DnsStreamHandle, runtime::TokioTime, xfer::Protocol},
@@ -25,7 +25,7 @@ use tracing::debug;
 
 use super::response::{AskedBy, WireResponse};
 use crate::dns::gate::Transport;
-use crate::dns::gate::{Asked, Count, Gate, Outgoing, with_extended_errors};
+use crate::dns::gate::{Asked, Count, Gate, Outgoing, cookie_well_formed, with_answer_notes};
 use crate::wire::{question_end, udp_payload};
 
 /// A request handler and how its answers are written; cheap to clone into each task.
@@ -55,9 +55,9 @@ impl<H: RequestHandler> GeneralPath<H> {
         }
     }
 
-    /// Whether `client` may be answered (the gate's access step).
-    pub(crate) fn allows(&self, client: std::net::IpAddr) -> bool {
-        self.gate.allows(client)
+    /// Whether `peer` may ask, for itself or as a trusted forwarder (the gate's access step).
+    pub(crate) fn admits(&self, peer: std::net::IpAddr) -> bool {
+        self.gate.admits(peer)
     }
 
     /// Answers one message from `peer`, which arrived at `arrived`; the answer, if any, goes
@@ -79,15 +79,51 @@ impl<H: RequestHandler> GeneralPath<H> {
         let Ok(header) = Header::read(&mut BinDecoder::new(&bytes)) else {
             return;
         };
+        // The question as it came, for dnstap (hickory keeps only what it decoded).
+        let query = match self.gate.keeps_questions() {
+            true => bytes.clone(),
+            false => Vec::new(),
+        };
         match Request::from_bytes(bytes, peer, protocol) {
             Ok(request) if request.metadata.message_type == MessageType::Response => {}
+            Ok(request)
+                if cookie_of(&request).is_err()
+                    || self
+                        .gate
+                        .client_of(peer.ip(), request.edns.as_ref())
+                        .is_err() =>
+            {
+                debug!(%peer, ?protocol, "malformed cookie or client subnet");
+                let mut reply = Message::error_msg(
+                    header.metadata.id,
+                    header.metadata.op_code,
+                    ResponseCode::FormErr,
+                );
+                reply.metadata.recursion_desired = header.metadata.recursion_desired;
+                let question = request
+                    .queries
+                    .queries()
+                    .first()
+                    .map(|q| q.original().clone());
+                if let Some(query) = &question {
+                    reply.add_query(query.clone());
+                }
+                let sent = Sent {
+                    peer,
+                    protocol,
+                    arrived,
+                    query: &query,
+                };
+                self.send_error(reply, question, replies, sent);
+            }
             Ok(request) => {
-                let asked = asked_by(&request, peer, protocol, arrived);
+                let mut asked = asked_by(&request, &self.gate, protocol, arrived);
+                asked.query = query;
                 let response = WireResponse::new(replies, self.compress, self.gate.clone(), asked);
                 let handling = self
                     .handler
                     .handle_request::<_, TokioTime>(&request, response);
-                with_extended_errors(handling).await;
+                with_answer_notes(handling).await;
             }
             Err(error) => {
                 debug!(%peer, %error, ?protocol, "undecodable query");
@@ -97,7 +133,13 @@ impl<H: RequestHandler> GeneralPath<H> {
                     ResponseCode::FormErr,
                 );
                 reply.metadata.recursion_desired = header.metadata.recursion_desired;
-                self.send_error(reply, None, peer, replies, protocol, arrived);
+                let sent = Sent {
+                    peer,
+                    protocol,
+                    arrived,
+                    query: &query,
+                };
+                self.send_error(reply, None, replies, sent);
             }
         }
     }
@@ -127,7 +169,17 @@ impl<H: RequestHandler> GeneralPath<H> {
         if let Some(query) = &question {
             reply.add_query(query.clone());
         }
-        self.send_error(reply, question, peer, replies, protocol, arrived);
+        let query = match self.gate.keeps_questions() {
+            true => bytes,
+            false => &[],
+        };
+        let sent = Sent {
+            peer,
+            protocol,
+            arrived,
+            query,
+        };
+        self.send_error(reply, question, replies, sent);
     }
 
     /// Sends an answer made here (FORMERR, SERVFAIL) through the gate.
@@ -135,11 +187,15 @@ impl<H: RequestHandler> GeneralPath<H> {
         &self,
         reply: Message,
         question: Option<hickory_proto::op::Query>,
-        peer: SocketAddr,
         mut replies: BufDnsStreamHandle,
-        protocol: Protocol,
-        arrived: Instant,
+        sent: Sent<'_>,
     ) {
+        let Sent {
+            peer,
+            protocol,
+            arrived,
+            query,
+        } = sent;
         let Ok(mut encoded) = reply.to_vec() else {
             return;
         };
@@ -149,17 +205,21 @@ impl<H: RequestHandler> GeneralPath<H> {
             .unwrap_or_default();
         let asked = Asked {
             peer,
+            client: peer.ip(),
             transport: Transport::from(protocol),
             arrived,
             name_wire: &name,
             qtype: question.as_ref().map(|q| q.query_type()),
             udp_payload: udp_payload(None),
+            cookie: None,
+            query,
         };
         let outgoing = Outgoing {
             rcode: reply.metadata.response_code,
             question_end: question_end(&encoded),
             bytes: &mut encoded,
             fast: false,
+            opt_at: None,
         };
         if self.gate.release(&asked, outgoing, Count::Now) {
             let _ = replies.send(SerialMessage::new(encoded, peer));
@@ -167,12 +227,29 @@ impl<H: RequestHandler> GeneralPath<H> {
     }
 }
 
-/// What the gate must know of `request`: its question as parsed (the name in wire form, so
-/// that a name written with compression pointers is keyed as any other) and its UDP size.
-fn asked_by(request: &Request, peer: SocketAddr, protocol: Protocol, arrived: Instant) -> AskedBy {
+/// Where a message came from, how, when, and as it came (empty when not kept).
+struct Sent<'a> {
+    peer: SocketAddr,
+    protocol: Protocol,
+    arrived: Instant,
+    query: &'a [u8],
+}
+
+/// What the gate must know of `request`: who asked, its question as parsed (the name in wire
+/// form, so that a name written with compression pointers is keyed as any other) and its UDP
+/// size.
+fn asked_by(request: &Request, gate: &Gate, protocol: Protocol, arrived: Instant) -> AskedBy {
     let question = request.request_info().ok().map(|info| info.query);
+    let peer = request.src();
+    let (client, subnet) = gate
+        .client_of(peer.ip(), request.edns.as_ref())
+        .map_or((peer.ip(), None), |(client, subnet)| {
+            (client.address(), subnet)
+        });
     AskedBy {
         peer,
+        client,
+        subnet,
         transport: Transport::from(protocol),
         arrived,
         name_wire: question
@@ -185,5 +262,21 @@ fn asked_by(request: &Request, peer: SocketAddr, protocol: Protocol, arrived: In
             .edns
             .as_ref()
             .is_some_and(|edns| edns.options().get(EdnsCode::NSID).is_some()),
+        cookie: cookie_of(request).ok().flatten().map(<[u8]>::to_vec),
+        query: Vec::new(),
+    }
+}
+
+/// The data of the request's COOKIE option, if it has one; `Err` when it is malformed (RFC
+/// 7873 section 5.2.2: FORMERR).
+fn cookie_of(request: &Request) -> Result<Option<&[u8]>, ()> {
+    let option = request
+        .edns
+        .as_ref()
+        .and_then(|edns| edns.options().get(EdnsCode::Cookie));
+    match option {
+        None => Ok(None),
+        Some(EdnsOption::Unknown(_, data)) if cookie_well_formed(data.len()) => Ok(Some(data)),
+        Some(_) => Err(()),
     }
 }

@@ -4,7 +4,7 @@
 //! Every transport hands its messages here through [`super::general`]; a request error becomes
 //! a response code here and nowhere else.
 
-use std::{net::IpAddr, sync::Arc};
+use std::sync::Arc;
 
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
@@ -19,6 +19,7 @@ use tracing::warn;
 
 use super::name::{self, QueryName};
 use super::records::{self, Answer, Zone};
+use crate::cidr::ClientNet;
 use crate::dns::fallback::Fallback;
 use crate::dns::gate::{ExtendedError, Gate, mark_client_dependent, note_extended_error};
 use crate::wire::{MAX_UDP_ANSWER_LIMIT, udp_payload};
@@ -101,7 +102,7 @@ impl ConsulHandler {
                 .is_ok_and(|info| !self.is_ours(info.query.original().name()))
     }
 
-    async fn answer(&self, request: &Request) -> Answer {
+    async fn answer(&self, request: &Request, client: ClientNet) -> Answer {
         if request.metadata.op_code != OpCode::Query {
             return Answer::error(ResponseCode::NotImp);
         }
@@ -111,8 +112,6 @@ impl ConsulHandler {
         let asked = info.query.original().name();
         let qtype = info.query.query_type();
         let zone = &self.zone;
-        // Instances with a visibility rule exist only for the clients it names.
-        let client = request.src().ip();
         let mut parsed = name::parse(asked, &zone.domain, qtype);
         if parsed == QueryName::OutOfDomain
             && let Some(alt) = &self.options.alt_domain
@@ -200,7 +199,7 @@ impl ConsulHandler {
     }
 
     /// NS and SOA questions, which Consul answers alike for every name in its domain.
-    async fn zone_question(&self, qtype: RecordType, client: IpAddr) -> Answer {
+    async fn zone_question(&self, qtype: RecordType, client: ClientNet) -> Answer {
         match self.catalog.service(None, CONSUL_SERVICE).await {
             ServiceLookup::Found(servers) | ServiceLookup::Stale(servers)
                 if qtype == RecordType::NS =>
@@ -270,11 +269,18 @@ impl ConsulHandler {
     ) -> ResponseInfo {
         // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS, with ours (0).
         let unknown_edns = request.edns.as_ref().is_some_and(|edns| edns.version() > 0);
+        // Who asked: the peer, or the subnet a trusted forwarder reports (a malformed report
+        // was answered FORMERR before the question came here).
+        let peer = request.src().ip();
+        let client = self
+            .gate
+            .client_of(peer, request.edns.as_ref())
+            .map_or(ClientNet::from(peer), |(client, _)| client);
         // A client outside --allow-query is refused, whatever it asks; then every answer
         // depends on who asks (a cache shared by clients must not keep it for others).
-        let allowed = self.gate.allows(request.src().ip());
-        if self.gate.access_restricted() {
-            mark_client_dependent();
+        let allowed = self.gate.allows(client);
+        if let Some(scope) = self.gate.access_scope(client) {
+            mark_client_dependent(scope);
         }
         // Reverse names: the catalog first, as Consul, then the zones and recursors.
         let reverse = match allowed && !unknown_edns {
@@ -282,7 +288,12 @@ impl ConsulHandler {
             false => None,
         };
         let pointer = match reverse.as_ref().and_then(|r| r.address) {
-            Some(ip) => self.catalog.reverse(ip, request.src().ip()).await,
+            Some(ip) => {
+                if let Some(scope) = self.catalog.reverse_client_scope(ip, client) {
+                    mark_client_dependent(scope);
+                }
+                self.catalog.reverse(ip, client).await
+            }
             None => None,
         };
         if allowed
@@ -302,7 +313,7 @@ impl ConsulHandler {
             (Some(r), Some(target)) => records::pointer(&r.asked, r.qtype, target, &self.zone),
             // Consul recurses when it has no name for the address; without recursors: SERVFAIL.
             (Some(_), None) => Answer::error(ResponseCode::ServFail),
-            (None, _) => self.answer(request).await,
+            (None, _) => self.answer(request, client).await,
         };
         let mut metadata = Metadata::response_from_request(&request.metadata);
         if request.protocol() == Protocol::Udp && request.edns.is_none() {

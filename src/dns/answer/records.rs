@@ -13,6 +13,7 @@ use hickory_proto::{
     },
 };
 
+use crate::cidr::ClientNet;
 use crate::dns::gate::mark_client_dependent;
 use crate::wire::{record_cap, soa_serial};
 use crate::{
@@ -128,10 +129,11 @@ pub(crate) fn service(
     answers: &ServiceAnswers,
     tag: Option<&str>,
     zone: &Zone,
-    client: IpAddr,
+    client: ClientNet,
 ) -> Answer {
-    if answers.depends_on_client() {
-        mark_client_dependent();
+    // Instances with a visibility rule exist only for the clients it names.
+    if let Some(scope) = answers.client_scope(client) {
+        mark_client_dependent(scope);
     }
     let mut selected = answers.select(tag, client).peekable();
     if selected.peek().is_none() {
@@ -280,11 +282,14 @@ pub(crate) fn node(asked: &Name, qtype: RecordType, node: &NodeRecord, ttl: u32)
 pub(crate) fn nameservers(
     servers: &ServiceAnswers,
     zone: &Zone,
-    client: IpAddr,
+    client: ClientNet,
 ) -> (Vec<Record>, Vec<Record>) {
     let (domain, ttl) = (&zone.domain, zone.node_ttl);
     let mut ns = Vec::new();
     let mut glue = Vec::new();
+    if let Some(scope) = servers.client_scope(client) {
+        mark_client_dependent(scope);
+    }
     for server in servers.select(None, client) {
         ns.push(Record::from_rdata(
             domain.clone(),
@@ -303,14 +308,14 @@ pub(crate) fn nameservers(
 }
 
 /// Consul answers NS questions for any name in its domain with the domain's servers.
-pub(crate) fn ns_question(servers: &ServiceAnswers, zone: &Zone, client: IpAddr) -> Answer {
+pub(crate) fn ns_question(servers: &ServiceAnswers, zone: &Zone, client: ClientNet) -> Answer {
     let (ns, glue) = nameservers(servers, zone, client);
     Answer::positive(ns, glue)
 }
 
 /// Consul answers SOA questions for any name in its domain with the SOA, the servers as
 /// authority and their addresses as glue.
-pub(crate) fn soa_question(servers: &ServiceAnswers, zone: &Zone, client: IpAddr) -> Answer {
+pub(crate) fn soa_question(servers: &ServiceAnswers, zone: &Zone, client: ClientNet) -> Answer {
     let (ns, glue) = nameservers(servers, zone, client);
     Answer {
         authorities: ns,

@@ -3,12 +3,16 @@
 //! own response handle always compresses, and sizes a UDP answer by what the response says
 //! (a forwarded answer echoes the client's 65,535), not by what the client may be sent.
 
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Instant,
+};
 
 use hickory_proto::{
     ProtoError,
     op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
-    rr::{Record, RecordType},
+    rr::{Record, RecordType, rdata::opt::ClientSubnet},
     serialize::binary::{BinEncodable, BinEncoder, NameEncoding},
 };
 use hickory_server::{
@@ -20,13 +24,19 @@ use hickory_server::{
 use tracing::error;
 
 use crate::dns::gate::Transport;
-use crate::dns::gate::{Asked, Count, Gate, Outgoing, take_extended_error};
-use crate::wire::{OPTION_EDE, OPTION_NSID, append_edns_option, question_end};
+use crate::dns::gate::{Asked, Count, Gate, Outgoing, client_scope, take_extended_error};
+use crate::wire::{
+    OPTION_CLIENT_SUBNET, OPTION_EDE, OPTION_NSID, append_edns_option, question_end,
+};
 
 /// The question a response answers, as the gate needs it (owned: it outlives the request).
 #[derive(Debug, Clone)]
 pub(crate) struct AskedBy {
     pub(crate) peer: SocketAddr,
+    /// Who asked: the peer's address, or the client subnet a trusted forwarder reported.
+    pub(crate) client: IpAddr,
+    /// A trusted forwarder's client subnet option, answered with its scope (RFC 7871).
+    pub(crate) subnet: Option<ClientSubnet>,
     pub(crate) transport: Transport,
     pub(crate) arrived: Instant,
     pub(crate) name_wire: Vec<u8>,
@@ -36,17 +46,24 @@ pub(crate) struct AskedBy {
     pub(crate) edns: bool,
     /// Whether it asked for the server's identifier (NSID, RFC 5001).
     pub(crate) nsid_requested: bool,
+    /// The data of its COOKIE option (well formed), if it sent one.
+    pub(crate) cookie: Option<Vec<u8>>,
+    /// The question as it came, when kept (for dnstap).
+    pub(crate) query: Vec<u8>,
 }
 
 impl AskedBy {
     fn borrowed(&self) -> Asked<'_> {
         Asked {
             peer: self.peer,
+            client: self.client,
             transport: self.transport,
             arrived: self.arrived,
             name_wire: &self.name_wire,
             qtype: self.qtype,
             udp_payload: self.udp_payload,
+            cookie: self.cookie.as_deref(),
+            query: &self.query,
         }
     }
 }
@@ -106,9 +123,13 @@ impl ResponseHandler for WireResponse {
         // Within the client's UDP size (hickory truncates with TC); a response that cannot be
         // encoded becomes a SERVFAIL with the same ID.
         let id = response.metadata().id;
+        // Room is left for the server cookie the gate adds, and for the client subnet: an
+        // answer without it would be cached by the forwarder for every client (RFC 7871 7.3).
+        let cookie_room = self.gate.cookie_room(self.asked.cookie.as_deref()) as u16;
+        let subnet_room = self.asked.subnet.map_or(0, |subnet| 4 + subnet.len());
         let max_size = match self.asked.transport {
-            Transport::Udp => self.asked.udp_payload,
-            _ => u16::MAX,
+            Transport::Udp => self.asked.udp_payload - cookie_room - subnet_room,
+            _ => u16::MAX - cookie_room - subnet_room,
         };
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
@@ -133,12 +154,23 @@ impl ResponseHandler for WireResponse {
             if let (true, Some(nsid)) = (self.asked.nsid_requested, self.gate.nsid()) {
                 append_edns_option(&mut bytes, OPTION_NSID, nsid, limit);
             }
+            // RFC 7871 7.2.1: the forwarder's option back, with how much of the subnet the
+            // answer holds for (0: all of the Internet) so that it caches it for that many.
+            if let Some(subnet) = self.asked.subnet {
+                let scope = client_scope().unwrap_or(0);
+                let answered = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), scope);
+                if let Ok(data) = Vec::<u8>::try_from(&answered) {
+                    let limit = limit + usize::from(subnet_room);
+                    append_edns_option(&mut bytes, OPTION_CLIENT_SUBNET, &data, limit);
+                }
+            }
         }
         let outgoing = Outgoing {
             rcode: info.response_code,
             question_end: question_end(&bytes),
             bytes: &mut bytes,
             fast: false,
+            opt_at: None,
         };
         if self
             .gate

@@ -21,6 +21,7 @@ mod recursors;
 mod zones;
 
 use crate::config::Recursors;
+use crate::dns::gate::Dnstap;
 use recursors::RecursorChain;
 use zones::Zone;
 
@@ -37,10 +38,11 @@ impl Fallback {
     pub(crate) async fn load(
         zones_dir: Option<&Path>,
         recursors: &Recursors,
+        dnstap: Option<Dnstap>,
     ) -> Result<Option<Self>, String> {
         let forwarder = match recursors.addrs.is_empty() {
             true => None,
-            false => Some(forwarder(recursors)?),
+            false => Some(forwarder(recursors, dnstap)?),
         };
         let zones = match zones_dir {
             Some(dir) => zones::load(dir).await?,
@@ -105,6 +107,6 @@ fn catalog(zones: Vec<Zone>, forwarder: Option<Arc<RecursorChain>>) -> Catalog {
     catalog
 }
 
-fn forwarder(recursors: &Recursors) -> Result<Arc<RecursorChain>, String> {
-    Ok(Arc::new(RecursorChain::new(recursors)?))
+fn forwarder(recursors: &Recursors, dnstap: Option<Dnstap>) -> Result<Arc<RecursorChain>, String> {
+    Ok(Arc::new(RecursorChain::new(recursors, dnstap)?))
 }

@@ -1,14 +1,24 @@
 //! Forwarding to the `--recursor`s the way Consul does: one upstream at a time, each given
 //! `recursor_timeout`, the next one tried when it fails. Each upstream is hickory's own
 //! forwarder; this only chains them, because hickory's pool gives all its servers together one
-//! timeout, so a dead first upstream would hide a live second one.
+//! timeout, so a dead first upstream would hide a live second one. With dnstap on, each
+//! question to an upstream and what came back are recorded (FORWARDER_QUERY/RESPONSE): hickory
+//! keeps no wire bytes of its exchange, so the messages are written from the question and the
+//! records it returned (ID 0, the upstream's own bytes and flags not kept).
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, AtomicUsize, Ordering},
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::SystemTime,
 };
 
-use hickory_proto::rr::{LowerName, Name, RecordType, TSigResponseContext};
+use hickory_proto::{
+    op::{Message, MessageType, OpCode, Query, ResponseCode},
+    rr::{LowerName, Name, RecordType, TSigResponseContext},
+};
 use hickory_server::{
     net::NetError,
     resolver::config::{NameServerConfig, ResolverOpts},
@@ -22,13 +32,16 @@ use hickory_server::{
 
 use crate::{
     config::{RecursorStrategy, Recursors},
-    dns::gate::{ExtendedError, note_extended_error},
+    dns::gate::{Dnstap, DnstapKind, ExtendedError, Seen, Transport, note_extended_error},
 };
 
 pub(crate) struct RecursorChain {
     origin: LowerName,
     upstreams: Vec<ForwardZoneHandler>,
+    /// Each upstream's address, in the order of `upstreams`.
+    addrs: Vec<SocketAddr>,
     strategy: RecursorStrategy,
+    dnstap: Option<Dnstap>,
     /// Places for questions outstanding upstream: each holds a socket for up to the timeout,
     /// so a flood of names a recursor does not answer cannot take every descriptor.
     outstanding: Arc<tokio::sync::Semaphore>,
@@ -37,7 +50,7 @@ pub(crate) struct RecursorChain {
 }
 
 impl RecursorChain {
-    pub(crate) fn new(recursors: &Recursors) -> Result<Self, String> {
+    pub(crate) fn new(recursors: &Recursors, dnstap: Option<Dnstap>) -> Result<Self, String> {
         let upstreams = recursors
             .addrs
             .iter()
@@ -62,7 +75,9 @@ impl RecursorChain {
         Ok(Self {
             origin: LowerName::from(Name::root()),
             upstreams,
+            addrs: recursors.addrs.clone(),
             strategy: recursors.strategy,
+            dnstap,
             outstanding: Arc::new(tokio::sync::Semaphore::new(
                 recursors.max_outstanding.max(1),
             )),
@@ -86,6 +101,58 @@ impl RecursorChain {
                 NEXT.fetch_add(1, Ordering::Relaxed) % self.upstreams.len().max(1)
             }
         }
+    }
+}
+
+/// A forwarded question and what came back, as dnstap records them.
+fn record_forwarded(
+    dnstap: &Dnstap,
+    upstream: SocketAddr,
+    name: &LowerName,
+    rtype: RecordType,
+    asked_at: SystemTime,
+    result: &LookupControlFlow<AuthLookup>,
+) {
+    let mut message = Message::new(0, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from(name), rtype));
+    let record = |kind, message: &[u8]| {
+        dnstap.record(&Seen {
+            kind,
+            transport: Transport::Udp,
+            query_address: None,
+            response_address: Some(upstream),
+            query_time: asked_at,
+            response_time: Some(SystemTime::now()),
+            message,
+        });
+    };
+    if let Ok(query) = message.to_vec() {
+        record(DnstapKind::ForwarderQuery, &query);
+    }
+    let (rcode, records) = match result {
+        LookupControlFlow::Continue(Ok(lookup)) | LookupControlFlow::Break(Ok(lookup)) => {
+            (ResponseCode::NoError, lookup.iter().cloned().collect())
+        }
+        LookupControlFlow::Continue(Err(e)) | LookupControlFlow::Break(Err(e))
+            if e.is_nx_domain() =>
+        {
+            (ResponseCode::NXDomain, Vec::new())
+        }
+        LookupControlFlow::Continue(Err(e)) | LookupControlFlow::Break(Err(e))
+            if e.is_no_records_found() =>
+        {
+            (ResponseCode::NoError, Vec::new())
+        }
+        // Nothing came back (a timeout, a network error): no response to record.
+        _ => return,
+    };
+    message.metadata.message_type = MessageType::Response;
+    message.metadata.response_code = rcode;
+    message.metadata.recursion_available = true;
+    message.add_answers(records);
+    if let Ok(response) = message.to_vec() {
+        record(DnstapKind::ForwarderResponse, &response);
     }
 }
 
@@ -136,10 +203,15 @@ impl ZoneHandler for RecursorChain {
         let count = self.upstreams.len();
         let mut last = LookupControlFlow::Skip;
         for offset in 0..count {
-            let upstream = &self.upstreams[(first + offset) % count];
+            let index = (first + offset) % count;
+            let upstream = &self.upstreams[index];
+            let asked_at = SystemTime::now();
             last = upstream
                 .lookup(name, rtype, request_info, lookup_options)
                 .await;
+            if let (Some(dnstap), Some(addr)) = (&self.dnstap, self.addrs.get(index)) {
+                record_forwarded(dnstap, *addr, name, rtype, asked_at, &last);
+            }
             if is_answer(&last) {
                 return last;
             }

@@ -1,6 +1,8 @@
 //! What the answer path notes about an answer for the transports and the gate, as it builds
-//! it, without the answer's types carrying it: whether the answer depends on who asked (DoH
-//! then marks it `private`), and the Extended DNS Error (RFC 8914) that explains it.
+//! it, without the answer's types carrying it: whether the answer depends on who asked, and
+//! how much of the client's address decided it (DoH then marks it `private`; a trusted
+//! forwarder gets it as the client subnet's scope, RFC 7871), and the Extended DNS Error
+//! (RFC 8914) that explains it.
 //! Each is kept for the task answering one question, and read where the answer is written.
 
 use std::{cell::Cell, future::Future};
@@ -40,23 +42,32 @@ impl ExtendedError {
 
 tokio::task_local! {
     /// Whether the answer being built depends on who asked (an access rule refused it, or a
-    /// visibility rule shaped it), for transports whose answers shared caches may keep (DoH).
-    static CLIENT_DEPENDENT: Cell<bool>;
+    /// visibility rule shaped it), with the longest prefix of the client's address that
+    /// decided it (`Some(0)`: it depends on who asked, but no prefix of this family decided).
+    static CLIENT_SCOPE: Cell<Option<u8>>;
     /// The Extended DNS Error the answer being built carries, if any.
     static EXTENDED_ERROR: Cell<Option<ExtendedError>>;
 }
 
-/// Notes that the answer being built depends on who asked.
-pub(crate) fn mark_client_dependent() {
-    let _ = CLIENT_DEPENDENT.try_with(|dependent| dependent.set(true));
+/// Notes that the answer being built depends on who asked, on the first `scope` bits of the
+/// client's address (the longest noted counts).
+pub(crate) fn mark_client_dependent(scope: u8) {
+    let _ =
+        CLIENT_SCOPE.try_with(|noted| noted.set(Some(noted.get().map_or(scope, |s| s.max(scope)))));
+}
+
+/// Whether the answer being built depends on who asked, and on how many bits of the client's
+/// address (`None`: it does not).
+pub(crate) fn client_scope() -> Option<u8> {
+    CLIENT_SCOPE.try_with(Cell::get).ok().flatten()
 }
 
 /// Runs `answering` and says whether its answer depends on who asked.
 pub(crate) async fn noting_client_dependence<F: Future>(answering: F) -> (F::Output, bool) {
-    CLIENT_DEPENDENT
-        .scope(Cell::new(false), async {
+    CLIENT_SCOPE
+        .scope(Cell::new(None), async {
             let output = answering.await;
-            (output, CLIENT_DEPENDENT.with(Cell::get))
+            (output, CLIENT_SCOPE.with(Cell::get).is_some())
         })
         .await
 }
@@ -71,7 +82,12 @@ pub(crate) fn take_extended_error() -> Option<ExtendedError> {
     EXTENDED_ERROR.try_with(Cell::take).ok().flatten()
 }
 
-/// Runs `answering` where the Extended DNS Errors it notes are kept.
-pub(crate) async fn with_extended_errors<F: Future>(answering: F) -> F::Output {
-    EXTENDED_ERROR.scope(Cell::new(None), answering).await
+/// Runs `answering` where the notes on its answer are kept (those on client dependence in the
+/// caller's place, when it keeps them: DoH reads them after the answer is written).
+pub(crate) async fn with_answer_notes<F: Future>(answering: F) -> F::Output {
+    let answering = EXTENDED_ERROR.scope(Cell::new(None), answering);
+    match CLIENT_SCOPE.try_with(|_| ()) {
+        Ok(()) => answering.await,
+        Err(_) => CLIENT_SCOPE.scope(Cell::new(None), answering).await,
+    }
 }

@@ -68,7 +68,7 @@ pub(crate) async fn serve<H: RequestHandler>(
         // An answer is one write; waiting to coalesce it (Nagle) only delays it, the most
         // with TLS and HTTP/2, whose frames a client's delayed ACK would otherwise hold up.
         let _ = stream.set_nodelay(true);
-        match admission.admit(peer.ip(), general.allows(peer.ip())) {
+        match admission.admit(peer.ip(), general.admits(peer.ip())) {
             Admission::Admitted { ticket, evicted } => {
                 if evicted {
                     debug!(%peer, "TCP connections full: an idle one was closed for a new client");

@@ -170,24 +170,28 @@ fn socket_loop<H: RequestHandler>(
             }
             let started = Instant::now();
             // A client outside --allow-query goes the general way, which refuses it.
-            let allowed = gate.allows(peer.ip());
+            let allowed = gate.allows(peer.ip().into());
             if let Some(answer) = allowed
                 .then(|| fast.answer(request, peer.ip(), &mut out, &mut scratch))
                 .flatten()
             {
                 let asked = Asked {
                     peer,
+                    client: peer.ip(),
                     transport: Transport::Udp,
                     arrived: started,
                     name_wire: &request[HEADER_LEN..answer.question_end - 4],
                     qtype: Some(answer.qtype),
                     udp_payload: udp_payload(answer.edns_payload),
+                    cookie: answer.cookie.map(|(at, len)| &request[at..at + len]),
+                    query: request,
                 };
                 let outgoing = Outgoing {
                     bytes: &mut out,
                     rcode: answer.rcode,
                     question_end: Some(answer.question_end),
                     fast: true,
+                    opt_at: answer.opt_at,
                 };
                 if gate.release(&asked, outgoing, Count::Batch(&mut tally)) {
                     outbox.queue(&out, peer);

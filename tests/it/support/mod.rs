@@ -10,6 +10,7 @@ pub mod dns;
 pub mod dnsmasq;
 pub mod encrypted_client;
 pub mod fake_consul;
+pub mod named;
 pub mod pki;
 pub mod podman;
 pub mod scripted_consul;
@@ -55,6 +56,16 @@ pub async fn start_bridge_at(url: &str, extra: &[&str]) -> (Bridge, DnsClient) {
     let bridge = Bridge::start(&config).await.expect("bridge starts");
     let dns = DnsClient::new(bridge.dns_addrs()[0]);
     (bridge, dns)
+}
+
+/// The value of one series on the in-process `bridge`'s `/metrics` now, named without the
+/// `consul_dns_bridge_` prefix and with its labels as written there; `None` when absent.
+pub async fn metric(bridge: &Bridge, series: &str) -> Option<f64> {
+    let url = format!("http://{}/metrics", bridge.http_addr()?);
+    let page = reqwest::get(url).await.ok()?.text().await.ok()?;
+    let wanted = format!("consul_dns_bridge_{series} ");
+    page.lines()
+        .find_map(|line| line.strip_prefix(&wanted)?.trim().parse().ok())
 }
 
 /// Runs `program` with `args` off the runtime's threads; its stdout, or a failure with stderr.
