@@ -1,5 +1,6 @@
 //! The local datacenter: learned from the agent at start (unless configured), with its service
-//! list watched from then on and the list of WAN-known datacenters read every 30 s.
+//! list watched from then on; the list of WAN-known datacenters and the agent's version and
+//! edition (which name forms its DNS answers) read every 30 s.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -12,7 +13,7 @@ use super::{
     slot::WatchedSlot,
     watches::{ServiceList, WatchContext, watch_service_names},
 };
-use crate::consul::warns;
+use crate::consul::{AgentVersion, warns};
 
 /// How often the list of datacenters is read again (that endpoint cannot block).
 const DATACENTERS_REFRESH: Duration = Duration::from_secs(30);
@@ -25,6 +26,8 @@ pub(crate) struct LocalDatacenter {
     pub(crate) signals: Arc<DatacenterSignals>,
     /// Every datacenter Consul knows over the WAN, lower-case.
     datacenters: watch::Sender<Arc<HashSet<String>>>,
+    /// The agent's version and edition, once it has said.
+    agent: watch::Sender<Option<AgentVersion>>,
 }
 
 /// Where the local datacenter is published once known.
@@ -38,6 +41,28 @@ impl LocalDatacenter {
             names: signals.names.clone(),
             signals,
             datacenters,
+            agent: watch::Sender::new(None),
+        }
+    }
+
+    /// The agent's version and edition; `None` until it has said.
+    pub(crate) fn agent(&self) -> Option<AgentVersion> {
+        *self.agent.borrow()
+    }
+
+    /// Keeps `version` as the agent's, logging what it supports when that is news.
+    fn learn_agent(&self, version: AgentVersion) {
+        if self.agent.send_replace(Some(version)) != Some(version) {
+            let newer = version.supported();
+            let newer = match newer.is_empty() {
+                true => "none".to_owned(),
+                false => newer.join(", "),
+            };
+            info!(
+                agent = %version,
+                newer_names = %newer,
+                "Consul agent: names since Consul 1.8 its DNS answers (labelled .dc always)"
+            );
         }
     }
 
@@ -57,14 +82,20 @@ pub(crate) async fn bootstrap(
     signal_stats: Arc<SignalStats>,
 ) {
     let mut failures: u32 = 0;
-    let name = loop {
-        let found = match &configured {
-            Some(dc) => Ok(dc.clone()),
-            None => context.client.agent_datacenter().await,
-        };
-        match found {
-            Ok(dc) => break dc.to_ascii_lowercase(),
-            Err(error) => {
+    let (name, agent) = loop {
+        match (context.client.agent_self().await, &configured) {
+            (Ok((dc, version)), configured) => {
+                break (
+                    configured.clone().unwrap_or(dc).to_ascii_lowercase(),
+                    Some(version),
+                );
+            }
+            // Without agent:read the version stays unknown; a configured datacenter is enough.
+            (Err(error), Some(dc)) => {
+                warn!(%error, "cannot read the agent's version; asking again every 30 s");
+                break (dc.to_ascii_lowercase(), None);
+            }
+            (Err(error), None) => {
                 failures = failures.saturating_add(1);
                 if warns(failures) {
                     warn!(failures, %error, "cannot learn the agent's datacenter; retrying");
@@ -84,8 +115,20 @@ pub(crate) async fn bootstrap(
     let signals =
         DatacenterSignals::start(&context, &name, names, &caches.instances, &signal_stats);
     let local = Arc::new(LocalDatacenter::new(name, Arc::new(signals)));
+    if let Some(version) = agent {
+        local.learn_agent(version);
+    }
     publish.send_replace(Some(local.clone()));
+    let mut first = true;
     loop {
+        // The agent may have been upgraded or replaced behind its address.
+        if !first {
+            match context.client.agent_self().await {
+                Ok((_, version)) => local.learn_agent(version),
+                Err(error) => debug!(%error, "cannot read the agent's version"),
+            }
+        }
+        first = false;
         match context.client.datacenters().await {
             Ok(list) => {
                 let set = list.into_iter().map(|dc| dc.to_ascii_lowercase()).collect();

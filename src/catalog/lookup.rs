@@ -23,7 +23,7 @@ use super::{
     watches::{watch_instances, watch_nodes, watch_query_definitions, watch_service_names},
 };
 use crate::cidr::ClientNet;
-use crate::consul::{ConsulClient, InstanceKind, WatchPolicy};
+use crate::consul::{AgentVersion, ConsulClient, InstanceKind, WatchPolicy};
 
 /// How long a query waits for data that is not in the cache yet: the datacenter at start, the
 /// service list, or the first answer of a newly watched service.
@@ -281,6 +281,12 @@ impl Catalog {
     /// gives (visibility rules on instances there); `None` when it decides nothing.
     pub(crate) fn reverse_client_scope(&self, ip: IpAddr, client: ClientNet) -> Option<u8> {
         self.shared.addresses.client_scope_at(ip, client)
+    }
+
+    /// The agent's version and edition; `None` until it has said (or cannot, without
+    /// `agent:read`).
+    pub(crate) fn agent_version(&self) -> Option<AgentVersion> {
+        self.shared.local.borrow().as_ref()?.agent()
     }
 
     /// Whether `dc` (lower-case) is the local datacenter or one Consul knows over the WAN;

@@ -45,4 +45,4 @@ pub(crate) use handle::{CONSUL_SERVICE, Catalog};
 pub(crate) use lookup::{CachedLookup, NodeLookup, ServiceLookup};
 pub(crate) use nodes::NodeRecord;
 
-pub(crate) use crate::consul::InstanceKind;
+pub(crate) use crate::consul::{InstanceKind, NameFeature};

@@ -6,8 +6,9 @@
 //!   [`tls`] applies the `CONSUL_*` HTTPS options.
 //! - [`watch`]: the blocking-query loop; [`control`]: how a service watch is told to park or
 //!   read; [`freshness`]: whether its value is current.
-//! - [`types`]: the JSON Consul answers with.
+//! - [`types`]: the JSON Consul answers with; [`agent`]: which name forms the agent answers.
 
+mod agent;
 mod ask;
 mod blocking;
 mod client;
@@ -21,6 +22,7 @@ mod tls;
 mod types;
 mod watch;
 
+pub(crate) use agent::{AgentVersion, NameFeature};
 pub(crate) use ask::Ask;
 pub(crate) use blocking::{Blocking, WatchIndex};
 pub(crate) use client::ConsulClient;

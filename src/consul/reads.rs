@@ -5,6 +5,7 @@
 use reqwest::StatusCode;
 
 use super::{
+    agent::AgentVersion,
     ask::Ask,
     blocking::Blocking,
     client::ConsulClient,
@@ -17,10 +18,12 @@ use super::{
 };
 
 impl ConsulClient {
-    /// The datacenter of the agent we talk to.
-    pub(crate) async fn agent_datacenter(&self) -> Result<String, ConsulError> {
+    /// The datacenter, version and edition of the agent we talk to.
+    pub(crate) async fn agent_self(&self) -> Result<(String, AgentVersion), ConsulError> {
         let answer: AgentSelf = self.get_plain(Endpoint::AgentSelf, &[], &[]).await?.0;
-        Ok(answer.config.datacenter)
+        let version =
+            AgentVersion::parse(&answer.config.version, &answer.stats.build.version_metadata);
+        Ok((answer.config.datacenter, version))
     }
 
     /// Every datacenter known over the WAN (this endpoint does not block).

@@ -173,17 +173,35 @@ pub(crate) struct QueryDns {
     pub(crate) ttl: String,
 }
 
-/// `/v1/agent/self`, only the datacenter.
+/// `/v1/agent/self`: the datacenter, the version and the edition.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct AgentSelf {
     pub(crate) config: AgentConfig,
+    #[serde(default)]
+    pub(crate) stats: AgentStats,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct AgentConfig {
     pub(crate) datacenter: String,
+    /// `1.21.3+ent` on Enterprise; absent from very old agents.
+    #[serde(default)]
+    pub(crate) version: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AgentStats {
+    #[serde(default)]
+    pub(crate) build: AgentBuild,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AgentBuild {
+    /// `ent` on Enterprise, empty on Community Edition.
+    #[serde(default)]
+    pub(crate) version_metadata: String,
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>

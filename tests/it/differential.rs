@@ -376,6 +376,106 @@ async fn bridge_answers_equal_consuls_own_dns() {
     bridge.shutdown().await;
 }
 
+/// Current Consul's labelled datacenter (`web.service.dc2.dc.consul`) answers as its legacy
+/// twin (`web.service.dc2.consul`), which equals Consul's own answer to the twin. Consul 1.8.7
+/// itself does not know the labelled form (NXDOMAIN); the bridge answers it on every agent. The
+/// forms 1.8.7 does not know and the bridge gives 1.8.7's answer to (peers, namespaces,
+/// sameness groups, named ports, virtual IPs) equal Consul's own answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labelled_datacenter_names_answer_as_their_legacy_twins() {
+    let consul = ConsulAgent::start().await;
+    let dc2 = ConsulAgent::start_wan_peer(&consul, [127, 0, 0, 2], "dc2").await;
+    fixture(&consul).await;
+    fixture_dc2(&dc2).await;
+    let (bridge, ours) = start_bridge(&consul, &[]).await;
+    let theirs = DnsClient::new(consul.dns);
+    let twins = [
+        ("web.service.dc2.dc.consul.", "web.service.dc2.consul."),
+        (
+            "v1.web.service.dc2.dc.consul.",
+            "v1.web.service.dc2.consul.",
+        ),
+        (
+            "_web._tcp.service.dc2.dc.consul.",
+            "_web._tcp.service.dc2.consul.",
+        ),
+        ("_web._v1.dc2.dc.consul.", "_web._v1.dc2.consul."),
+        ("v6.service.dc2.dc.consul.", "v6.service.dc2.consul."),
+        ("ext.service.dc2.dc.consul.", "ext.service.dc2.consul."),
+        ("ext9.node.dc2.dc.consul.", "ext9.node.dc2.consul."),
+        ("nope.service.dc2.dc.consul.", "nope.service.dc2.consul."),
+        ("web.service.dc1.dc.consul.", "web.service.dc1.consul."),
+        ("web.connect.dc1.dc.consul.", "web.connect.dc1.consul."),
+        ("web.ingress.dc1.dc.consul.", "web.ingress.dc1.consul."),
+        ("web.service.dc9.dc.consul.", "web.service.dc9.consul."),
+    ];
+    let legacy: Vec<&str> = twins.iter().map(|(_, legacy)| *legacy).collect();
+    settle(&ours, legacy.iter().copied()).await;
+    let dc2_web = theirs.query("web.service.dc2.consul.", RecordType::A).await;
+    assert_eq!(
+        dc2_web.answers.len(),
+        2,
+        "Consul answers the fixture: {dc2_web:?}"
+    );
+    let mut compared = 0;
+    for (labelled, legacy) in twins {
+        for qtype in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SRV,
+            RecordType::TXT,
+        ] {
+            let consul_twin = normalize(&theirs.query(legacy, qtype).await);
+            let bridge_twin = normalize(&ours.query(legacy, qtype).await);
+            let mut bridge_labelled = normalize(&ours.query(labelled, qtype).await);
+            // The owner name is the question's, as in Consul's answers.
+            for section in [
+                &mut bridge_labelled.answers,
+                &mut bridge_labelled.authorities,
+                &mut bridge_labelled.additionals,
+            ] {
+                *section = section
+                    .iter()
+                    .map(|r| r.replace(labelled, legacy))
+                    .collect();
+            }
+            assert_eq!(
+                bridge_twin, consul_twin,
+                "{legacy} {qtype}: bridge vs Consul"
+            );
+            assert_eq!(
+                bridge_labelled, bridge_twin,
+                "{labelled} {qtype} vs {legacy}"
+            );
+            compared += 1;
+        }
+    }
+    let consul_labelled = theirs
+        .query("web.service.dc2.dc.consul.", RecordType::A)
+        .await;
+    assert_eq!(
+        consul_labelled.metadata.response_code,
+        ResponseCode::NXDomain
+    );
+    for name in [
+        "web.service.p1.peer.consul.",
+        "web.service.team.ns.consul.",
+        "web.service.sg1.sg.consul.",
+        "web.service.grpc.port.consul.",
+        "web.virtual.consul.",
+        "web.virtual.p1.peer.consul.",
+        "n1.node.p1.peer.consul.",
+        "web.service.dc2.dc.p1.peer.consul.",
+    ] {
+        let expected = normalize(&theirs.query(name, RecordType::A).await);
+        let got = normalize(&ours.query(name, RecordType::A).await);
+        assert_eq!(got, expected, "{name}");
+        compared += 1;
+    }
+    println!("labelled names: {compared} compared, all equal");
+    bridge.shutdown().await;
+}
+
 /// Whether `name` exists without records of its own: the domain (or the alternative one), a
 /// kind, a known datacenter, or a kind in it.
 fn without_records(name: &str) -> bool {

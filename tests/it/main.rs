@@ -12,6 +12,7 @@ mod client_subnet;
 mod cluster;
 mod conformance;
 mod consul_faults;
+mod consul_names;
 mod consul_reads;
 mod containers;
 mod cookies;

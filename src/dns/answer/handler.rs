@@ -19,6 +19,7 @@ use tracing::warn;
 
 use super::name::{self, QueryName};
 use super::records::{self, Answer, Zone};
+use super::reverse_name;
 use crate::cidr::ClientNet;
 use crate::dns::fallback::Fallback;
 use crate::dns::gate::{ExtendedError, Gate, mark_client_dependent, note_extended_error};
@@ -87,10 +88,10 @@ impl ConsulHandler {
         let info = request.request_info().ok()?;
         let asked = info.query.original().name();
         let class_in = info.query.query_class() == DNSClass::IN;
-        (class_in && name::is_reverse(asked)).then(|| ReverseQuestion {
+        (class_in && reverse_name::is_reverse(asked)).then(|| ReverseQuestion {
             asked: asked.clone(),
             qtype: info.query.query_type(),
-            address: name::reverse_address(asked),
+            address: reverse_name::reverse_address(asked),
         })
     }
 
@@ -132,6 +133,22 @@ impl ConsulHandler {
         }
         if let QueryName::Address { hex } = &parsed {
             return records::address(asked, hex, zone);
+        }
+        if let QueryName::Newer { needs } = &parsed {
+            return match self.catalog.agent_version() {
+                // As that agent's own DNS: a label it does not know makes the name not exist.
+                Some(agent) if !needs.iter().all(|need| agent.supports(*need)) => {
+                    Answer::nxdomain(zone)
+                }
+                Some(_) => {
+                    note_extended_error(ExtendedError::NOT_SUPPORTED);
+                    Answer::error(ResponseCode::ServFail)
+                }
+                None => {
+                    note_extended_error(ExtendedError::NOT_READY);
+                    Answer::error(ResponseCode::ServFail)
+                }
+            };
         }
         if let QueryName::Node { node, datacenter } = &parsed {
             // Consul looks a node up only for these types; any other gets an empty NOERROR,

@@ -7,9 +7,11 @@ mod fast_query;
 mod fast_reverse;
 mod general;
 mod handler;
+mod locality;
 mod name;
 mod records;
 mod response;
+mod reverse_name;
 
 pub(crate) use fast::FastPath;
 pub(crate) use general::GeneralPath;

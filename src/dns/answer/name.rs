@@ -1,13 +1,18 @@
 //! Turns a query name into what it asks for, with Consul's parsing rules.
 //!
-//! Consul reads a name from the right: the domain, then at most one datacenter label, then the
-//! kind (`service`), then the parts. `<tag>.<service>`, a tag holding dots
-//! (`a.b.<service>`), and RFC 2782's `_<service>._<tag>` (where only `_tcp` means "any tag":
-//! Consul treats `_udp` as a tag like any other) are the service forms.
+//! One grammar for every kind of name, as current Consul reads it: the domain is removed, the
+//! rightmost kind label (`service`, `connect`, `virtual`, `ingress`, `node`, `query`, `addr`)
+//! ends the parts, and the labels after it are the locality: one datacenter label, or
+//! labelled pairs (`dc2.dc`, `p1.peer`, `team.ns`, `ap1.ap`, `sg1.sg`, `grpc.port`).
+//! `<tag>.<service>`, a tag holding dots (`a.b.<service>`), and RFC 2782's `_<service>._<tag>`
+//! (where only `_tcp` means "any tag": Consul treats `_udp` as a tag like any other) are the
+//! service forms. Consul 1.8's own reading (a kind as the last or second-last label) gives the
+//! same meaning for every name it accepts.
 
 use hickory_proto::rr::{Name, RecordType};
 
-use crate::catalog::InstanceKind;
+use super::locality::{Locality, locality};
+use crate::catalog::{InstanceKind, NameFeature};
 
 /// What a query name inside or outside our domain means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,54 +45,14 @@ pub(crate) enum QueryName {
     /// as names exist below it): the domain itself, a kind (`service`), a datacenter, or a kind
     /// in a datacenter. A `datacenter` Consul does not know makes the name not exist.
     NoRecords { datacenter: Option<String> },
+    /// A form newer than Consul 1.8 whose data the bridge does not read yet (a peer, a
+    /// namespace or partition, a sameness group, a named port, a virtual IP): what it needs of
+    /// the agent decides the answer.
+    Newer { needs: Vec<NameFeature> },
     /// Inside the domain but not a name we serve (a malformed or unsupported form).
     OtherInDomain,
     /// Not ours.
     OutOfDomain,
-}
-
-/// Whether `name` is in `in-addr.arpa.` or `ip6.arpa.` (cheap: no allocation).
-pub(crate) fn is_reverse(name: &Name) -> bool {
-    let mut labels = name.iter().rev();
-    let (Some(arpa), Some(zone)) = (labels.next(), labels.next()) else {
-        return false;
-    };
-    arpa.eq_ignore_ascii_case(b"arpa")
-        && (zone.eq_ignore_ascii_case(b"in-addr") || zone.eq_ignore_ascii_case(b"ip6"))
-}
-
-/// The address a reverse-lookup name stands for: `d.c.b.a.in-addr.arpa.` or the 32 nibbles of
-/// `ip6.arpa.`; `None` for any other name (including partial ones).
-pub(crate) fn reverse_address(name: &Name) -> Option<std::net::IpAddr> {
-    if !is_reverse(name) {
-        return None;
-    }
-    let labels: Vec<String> = name
-        .iter()
-        .map(|label| String::from_utf8_lossy(label).to_ascii_lowercase())
-        .collect();
-    match labels.as_slice() {
-        [d, c, b, a, in_addr, arpa] if in_addr == "in-addr" && arpa == "arpa" => {
-            let octet = |text: &String| text.parse::<u8>().ok();
-            Some(std::net::IpAddr::from([
-                octet(a)?,
-                octet(b)?,
-                octet(c)?,
-                octet(d)?,
-            ]))
-        }
-        [nibbles @ .., ip6, arpa] if nibbles.len() == 32 && ip6 == "ip6" && arpa == "arpa" => {
-            let mut bytes = [0u8; 16];
-            for (i, nibble) in nibbles.iter().rev().enumerate() {
-                let value = u8::from_str_radix(nibble, 16)
-                    .ok()
-                    .filter(|_| nibble.len() == 1)?;
-                bytes[i / 2] |= if i % 2 == 0 { value << 4 } else { value };
-            }
-            Some(std::net::IpAddr::from(bytes))
-        }
-        _ => None,
-    }
 }
 
 /// Parses `name` (any case), asked with `qtype`, against `domain` (lower-case, fully qualified).
@@ -107,39 +72,58 @@ pub(crate) fn parse(name: &Name, domain: &Name, qtype: RecordType) -> QueryName 
     parse_labels(&labels, qtype == RecordType::SRV).unwrap_or(QueryName::OtherInDomain)
 }
 
+/// The kinds Consul reads, right to left, as the end of a name's parts.
+const KINDS: [&str; 7] = [
+    "service", "connect", "virtual", "ingress", "node", "query", "addr",
+];
+
 /// `srv`: the question is for SRV records, where Consul also takes `_<svc>._<tag>` without the
 /// `service` label (RFC 2782's own form).
 fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
-    // As Consul: the last label is the kind, or else it is a datacenter and the one before it is
-    // the kind; a kind's parts that do not fit make the whole name invalid (no second reading).
-    const KINDS: [&str; 6] = ["service", "connect", "ingress", "node", "query", "addr"];
     let is_kind = |label: &String| KINDS.contains(&label.as_str());
-    let is_srv_shorthand = |label: &String| srv && label.starts_with('_');
     let no_records = |datacenter: Option<&String>| QueryName::NoRecords {
         datacenter: datacenter.cloned(),
     };
+    // Names above the records (RFC 8020): the domain, a kind, a datacenter, a kind in one.
     match labels {
         [] => return Some(no_records(None)),
         [kind] if is_kind(kind) => return Some(no_records(None)),
         [kind, dc] if is_kind(kind) => return Some(no_records(Some(dc))),
-        [dc] if !is_srv_shorthand(dc) => return Some(no_records(Some(dc))),
+        [dc] if !(srv && dc.starts_with('_')) => return Some(no_records(Some(dc))),
         _ => {}
     }
-    let (kind_at, datacenter) = match labels {
-        [.., kind] if is_kind(kind) => (labels.len() - 1, None),
-        [.., last] if is_srv_shorthand(last) => return service_name(labels, None),
-        [.., kind, dc] if is_kind(kind) => (labels.len() - 2, Some(dc)),
-        [parts @ .., last, dc] if is_srv_shorthand(last) => {
-            return service_name(&labels[..parts.len() + 1], Some(dc));
-        }
-        _ => return None,
+    // As Consul: the rightmost kind ends the parts, the labels after it are the locality;
+    // without a kind, an SRV question's rightmost `_label` ends an RFC 2782 service name.
+    let (parts_end, suffixes_start, kind) = match labels.iter().rposition(is_kind) {
+        Some(at) => (at, at + 1, labels[at].as_str()),
+        None if srv => match labels.iter().rposition(|label| label.starts_with('_')) {
+            Some(at) => (at + 1, at + 1, "service"),
+            None => return None,
+        },
+        None => return None,
     };
-    let parts = &labels[..kind_at];
-    match labels[kind_at].as_str() {
-        // Consul ignores the datacenter of an address: the name holds all there is to answer.
+    let parts = &labels[..parts_end];
+    let suffixes = &labels[suffixes_start..];
+    let Locality { datacenter, needs } = locality(suffixes, kind)?;
+    let datacenter = datacenter.as_ref();
+    // A prepared query takes at most one datacenter label, and nothing else.
+    if kind == "query" && (suffixes.len() > 1 || !needs.is_empty()) {
+        return None;
+    }
+    let newer = |mut needs: Vec<NameFeature>, extra: Option<NameFeature>| {
+        needs.extend(extra.filter(|feature| !needs.contains(feature)));
+        QueryName::Newer { needs }
+    };
+    match kind {
+        // Consul ignores the locality of an address: the name holds all there is to answer.
         "addr" => match parts {
             [hex] => Some(QueryName::Address { hex: hex.clone() }),
             _ => None,
+        },
+        "virtual" => (!parts.is_empty()).then(|| newer(needs, Some(NameFeature::VirtualIps))),
+        _ if !needs.is_empty() => match kind == "service" {
+            true => service_name(parts, None).map(|_| newer(needs, None)),
+            false => (!parts.is_empty()).then(|| newer(needs, None)),
         },
         "node" => (!parts.is_empty()).then(|| QueryName::Node {
             node: parts.join("."),
@@ -344,18 +328,98 @@ mod tests {
     }
 
     #[test]
-    fn reverse_names() {
-        let reverse = |text: &str| reverse_address(&Name::from_ascii(text).unwrap());
+    fn labelled_localities_are_read_as_current_consul_reads_them() {
         assert_eq!(
-            reverse("1.0.2.10.in-addr.arpa."),
-            Some("10.2.0.1".parse().unwrap())
+            parse_str("web.service.dc2.dc.consul."),
+            service("web", None, Some("dc2"))
         );
         assert_eq!(
-            reverse("3.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa."),
-            Some("fd00::23".parse().unwrap())
+            parse_str("v1.web.service.DC2.dc.consul."),
+            service("web", Some("v1"), Some("dc2"))
         );
-        assert_eq!(reverse("0.2.10.in-addr.arpa."), None);
-        assert_eq!(reverse("256.0.2.10.in-addr.arpa."), None);
+        assert_eq!(
+            parse_as("_web._tcp.service.dc2.dc.consul.", RecordType::SRV),
+            service("web", None, Some("dc2"))
+        );
+        assert_eq!(
+            parse_as("_web._v1.dc2.dc.consul.", RecordType::SRV),
+            service("web", Some("v1"), Some("dc2"))
+        );
+        assert_eq!(
+            parse_str("n1.node.dc2.dc.consul."),
+            QueryName::Node {
+                node: "n1".into(),
+                datacenter: Some("dc2".into())
+            }
+        );
+        assert_eq!(
+            parse_str("db.connect.dc2.dc.consul."),
+            QueryName::Instances {
+                kind: InstanceKind::Connect,
+                service: "db".into(),
+                tag: None,
+                datacenter: Some("dc2".into()),
+            }
+        );
+        // A later pair of a key replaces an earlier one.
+        assert_eq!(
+            parse_str("web.service.dc1.dc.dc2.dc.consul."),
+            service("web", None, Some("dc2"))
+        );
+        // A prepared query takes one unlabelled datacenter only.
+        assert_eq!(
+            parse_str("q.query.dc2.dc.consul."),
+            QueryName::OtherInDomain
+        );
+    }
+
+    #[test]
+    fn newer_forms_say_what_they_need_of_the_agent() {
+        let needs = |needs: &[NameFeature]| QueryName::Newer {
+            needs: needs.to_vec(),
+        };
+        use NameFeature::*;
+        assert_eq!(parse_str("web.service.p1.peer.consul."), needs(&[Peering]));
+        assert_eq!(
+            parse_str("web.service.team.ns.ap1.ap.dc2.dc.consul."),
+            needs(&[Namespaces])
+        );
+        assert_eq!(
+            parse_str("web.service.sg1.sg.consul."),
+            needs(&[SamenessGroups])
+        );
+        assert_eq!(
+            parse_as("web.service.grpc.port.consul.", RecordType::SRV),
+            needs(&[NamedPorts])
+        );
+        assert_eq!(
+            parse_str("web.service.grpc.port.p1.peer.consul."),
+            needs(&[NamedPorts, Peering])
+        );
+        assert_eq!(parse_str("web.virtual.consul."), needs(&[VirtualIps]));
+        assert_eq!(
+            parse_str("web.virtual.p1.consul."),
+            needs(&[Peering, VirtualIps])
+        );
+        assert_eq!(
+            parse_str("web.virtual.p1.peer.consul."),
+            needs(&[Peering, VirtualIps])
+        );
+        assert_eq!(parse_str("n1.node.p1.peer.consul."), needs(&[Peering]));
+        // Not names: dc with peer, sg with dc, unknown keys, odd label counts, 1.19's alias.
+        for bad in [
+            "web.service.dc2.dc.p1.peer.consul.",
+            "web.service.sg1.sg.dc2.dc.consul.",
+            "web.service.x.cluster.consul.",
+            "web.service.dc2.dc.x.consul.",
+            "web.service.a.b.c.d.e.f.g.h.consul.",
+        ] {
+            assert!(
+                parse_str(bad) == QueryName::OtherInDomain,
+                "{bad}: {:?}",
+                parse_str(bad)
+            );
+        }
     }
 
     #[test]

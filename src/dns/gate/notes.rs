@@ -19,6 +19,9 @@ impl ExtendedError {
     pub(crate) const STALE_ANSWER: Self = Self::new(3, "Consul does not answer: last known data");
     /// 14: Consul has not answered a first question for this name yet.
     pub(crate) const NOT_READY: Self = Self::new(14, "waiting for Consul's first answer");
+    /// 21: a name form the agent answers whose data the bridge does not read yet.
+    pub(crate) const NOT_SUPPORTED: Self =
+        Self::new(21, "this name form is not served by consul-dns-bridge yet");
     /// 18: the client is outside `--allow-query`.
     pub(crate) const PROHIBITED: Self = Self::new(18, "");
     /// 22: no recursor answered in time.

@@ -54,6 +54,8 @@ struct Catalog {
     /// Connections open now, and the most at once.
     open: usize,
     most_open: usize,
+    /// `/v1/agent/self`'s body; empty: Consul 1.8's shape without a version.
+    agent_self: String,
 }
 
 impl Catalog {
@@ -162,6 +164,26 @@ impl ScriptedConsul {
             released,
             task,
         }
+    }
+
+    /// Makes `/v1/agent/self` say the agent runs `version` (`1.21.3+ent`), with `metadata` as
+    /// its build metadata (`ent` on Enterprise, empty on Community Edition): the shape of
+    /// `AgentSelf` in Consul's `agent/agent_endpoint.go` (`Config.Version` with `+ent`,
+    /// `Stats.build.version_metadata`), trimmed to the fields the bridge reads and a few more.
+    pub fn set_agent(&self, version: &str, metadata: &str) {
+        let bare = version.split('+').next().unwrap_or(version);
+        let body = serde_json::json!({
+            "Config": {"Datacenter": "dc1", "PrimaryDatacenter": "dc1", "NodeName": "n1",
+                       "Server": true, "Version": version, "Revision": "9f62fb41"},
+            "DebugConfig": {"DNSDomain": "consul.", "DNSAltDomain": "", "Experiments": []},
+            "Stats": {"build": {"version": bare, "version_metadata": metadata,
+                                "prerelease": "", "revision": "9f62fb41"}},
+            "Member": {}, "Meta": {}
+        });
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .agent_self = body.to_string();
     }
 
     pub fn url(&self) -> String {
@@ -319,7 +341,10 @@ async fn serve(
     // The index this path blocks on, and its body, now.
     let current = |c: &Catalog| -> Option<(u64, String)> {
         match path {
-            "/v1/agent/self" => Some((c.index, r#"{"Config":{"Datacenter":"dc1"}}"#.into())),
+            "/v1/agent/self" if c.agent_self.is_empty() => {
+                Some((c.index, r#"{"Config":{"Datacenter":"dc1"}}"#.into()))
+            }
+            "/v1/agent/self" => Some((c.index, c.agent_self.clone())),
             "/v1/catalog/datacenters" => {
                 let mut all = vec!["dc1".to_owned()];
                 all.extend(c.datacenters.iter().cloned());
