@@ -12,6 +12,7 @@
 # default): COMPARE_VARIANT="--rrl-exempt none --rrl-ratelimit 60000"; access rules on every
 # answer: COMPARE_VARIANT="--allow-query 127.0.0.0/8 --visibility-meta-key bench-allow"; the
 # query log: COMPARE_VARIANT="--query-log /tmp/bench-queries.log".
+# COMPARE_MIX=labelled: the names in the local datacenter as labelled names (see below).
 # COMPARE_DNSPERF="..." adds dnsperf flags for every server, e.g. an EDNS option on every
 # question: a client cookie, COMPARE_DNSPERF="-E 10:0102030405060708".
 set -euo pipefail
@@ -83,6 +84,13 @@ _db._primary.service.consul SRV
 _web._tcp.service.consul SRV
 nope.service.consul A
 Q
+# COMPARE_MIX=labelled asks the same names in the local datacenter, labelled as current Consul
+# writes it (web.service.dc1.dc.consul): to compare with a run of the legacy mix (Consul 1.8.7
+# itself answers those NXDOMAIN; NSD serves the bridge's answers under the labelled names).
+if [[ ${COMPARE_MIX:-} == labelled ]]; then
+  sed -i 's/\.consul /.dc1.dc.consul /' "$work/queries.txt"
+  echo "mix: labelled (.dc1.dc.consul)"
+fi
 for port in $BRIDGE ${variant_pid:+$VARIANT}; do
   for _ in $(seq 50); do dig +short @127.0.0.1 -p $port web.service.consul A | grep -q 10.1.0 && break; sleep 0.1; done
   while read -r name type; do dig @127.0.0.1 -p $port "$name" "$type" >/dev/null; done <"$work/queries.txt"

@@ -283,6 +283,15 @@ impl Catalog {
         self.shared.addresses.client_scope_at(ip, client)
     }
 
+    /// Whether `label` (any case) names the local datacenter (`false` until it is known).
+    pub(crate) fn is_local_datacenter(&self, label: &[u8]) -> bool {
+        self.shared
+            .local
+            .borrow()
+            .as_ref()
+            .is_some_and(|local| label.eq_ignore_ascii_case(local.name.as_bytes()))
+    }
+
     /// The agent's version and edition; `None` until it has said (or cannot, without
     /// `agent:read`).
     pub(crate) fn agent_version(&self) -> Option<AgentVersion> {

@@ -1,5 +1,5 @@
 //! The UDP fast path gives the same answers as the general (hickory-server) path, for service
-//! names and for reverse names (PTR of a node, of a service, and a miss): every question
+//! names (alone, or in the local datacenter, legacy or labelled) and for reverse names (PTR of a node, of a service, and a miss): every question
 //! is asked over UDP, with and without EDNS, and over TCP, which never takes the fast path, and
 //! the answers must match record for record. The fast-path counter shows the UDP answers really
 //! came from it.
@@ -57,6 +57,12 @@ async fn fast_answers_equal_the_general_path() {
         "six.service.consul.",
         "ext.service.consul.",
         "nope.service.consul.",
+        // The local datacenter, legacy and labelled: the same answers, from the fast path too.
+        "web.service.dc1.consul.",
+        "web.service.DC1.dc.consul.",
+        "v1.web.service.dc1.dc.consul.",
+        "_web._tcp.service.dc1.dc.consul.",
+        "nope.service.dc1.dc.consul.",
     ];
     let types = [RecordType::A, RecordType::AAAA, RecordType::SRV];
     // Reverse names: the agent's node (127.0.0.1), a service address, an external node, and

@@ -179,8 +179,9 @@ impl FastPath {
         }
     }
 
-    /// `<svc>.service`, `<tag>.<svc>.service` or `_<svc>._<tag>.service` in our domain; other
-    /// forms (datacenters, dotted tags) go the general way.
+    /// `<svc>.service`, `<tag>.<svc>.service` or `_<svc>._<tag>.service` in our domain, alone
+    /// or with the local datacenter after it (`.dc1` or `.dc1.dc`: the same answers, so the
+    /// same bytes); other forms (other datacenters, dotted tags) go the general way.
     fn service_and_tag<'a>(&self, question: &Question<'a>) -> Option<(&'a [u8], Option<&'a [u8]>)> {
         let label = |i: usize| question.label(i);
         let domain_count = self.domain_labels.len();
@@ -190,12 +191,23 @@ impl FastPath {
                 return None;
             }
         }
-        if inside < 2 || !label(inside - 1).eq_ignore_ascii_case(b"service") {
-            return None;
+        // The rightmost `service` ends the parts, as the general path reads names.
+        let is_service = |at: usize| at < inside && label(at).eq_ignore_ascii_case(b"service");
+        let kind_at = [2, 1].into_iter().find(|&at| is_service(at))?;
+        match inside - kind_at - 1 {
+            0 => {}
+            suffixes @ (1 | 2) => {
+                let dc = label(kind_at + 1);
+                let labelled = suffixes == 1 || label(kind_at + 2).eq_ignore_ascii_case(b"dc");
+                if !labelled || is_kind(dc) || !self.catalog.is_local_datacenter(dc) {
+                    return None;
+                }
+            }
+            _ => return None,
         }
-        match inside {
-            2 => Some((label(0), None)),
-            3 => {
+        match kind_at {
+            1 => Some((label(0), None)),
+            _ => {
                 let (first, second) = (label(0), label(1));
                 if first.starts_with(b"_") && second.starts_with(b"_") {
                     let tag = &second[1..];
@@ -205,7 +217,6 @@ impl FastPath {
                     Some((second, Some(first)))
                 }
             }
-            _ => None,
         }
     }
 
@@ -288,6 +299,16 @@ impl FastPath {
         question.write_opt(out);
         Some(ResponseCode::NoError)
     }
+}
+
+/// Whether `label` is one of the kinds a name's parts end with: a datacenter label that is one
+/// would be read as the kind, so such names go the general way.
+fn is_kind(label: &[u8]) -> bool {
+    [
+        "service", "connect", "virtual", "ingress", "node", "query", "addr",
+    ]
+    .iter()
+    .any(|kind| label.eq_ignore_ascii_case(kind.as_bytes()))
 }
 
 fn soa_head(domain: &Name, ttl: u32) -> Vec<u8> {
