@@ -142,8 +142,11 @@ done
 for port in $CONSUL_DNS $NSD_PORT ${variant_pid:+$VARIANT}; do
   if ! diff -q "$work/answers.$port" "$work/answers.$BRIDGE" >/dev/null; then
     echo "note: answers on port $port differ from the bridge's (record order or TTL may differ):"
-    diff "$work/answers.$port" "$work/answers.$BRIDGE" | head -10
+    { diff "$work/answers.$port" "$work/answers.$BRIDGE" || true; } | head -10
   fi
+done
+for port in $CONSUL_DNS $NSD_PORT $BRIDGE ${variant_pid:+$VARIANT}; do
+  echo "port $port: $(grep -c ' IN ' "$work/answers.$port" || true) records, $(grep -c 'status: NOERROR' "$work/answers.$port" || true) NOERROR of $(wc -l <"$work/queries.txt") questions"
 done
 
 run() { # name port pid -> "qps lost lat_ms cpu_s_per_100k"

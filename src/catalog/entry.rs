@@ -89,6 +89,9 @@ pub(crate) struct ServiceAnswers {
     unreadable_visibility: Vec<String>,
     /// Whether an instance has a visibility rule: then who asks decides what is answered.
     depends_on_client: bool,
+    /// The virtual IP Consul assigned the service (`consul-virtual` on its Connect proxies and
+    /// native instances), for `.virtual` names.
+    virtual_ip: Option<IpAddr>,
 }
 
 impl ServiceAnswers {
@@ -110,6 +113,10 @@ impl ServiceAnswers {
     }
 
     fn from_entries(entries: Vec<&HealthEntry>, context: &EntryContext) -> Self {
+        let virtual_ip = entries.iter().find_map(|entry| {
+            let tagged = entry.service.tagged_addresses.get("consul-virtual")?;
+            tagged.address.parse::<IpAddr>().ok()
+        });
         let mut unreadable_visibility = Vec::new();
         let mut instances: Vec<InstanceRecords> = entries
             .into_iter()
@@ -142,7 +149,13 @@ impl ServiceAnswers {
             rotation: AtomicUsize::new(0),
             unreadable_visibility,
             depends_on_client,
+            virtual_ip,
         }
+    }
+
+    /// The virtual IP Consul assigned the service, read from its Connect instances.
+    pub(crate) fn virtual_ip(&self) -> Option<IpAddr> {
+        self.virtual_ip
     }
 
     /// IDs of the instances whose visibility rule could not be read: they are answered to no

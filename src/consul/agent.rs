@@ -76,6 +76,12 @@ impl AgentVersion {
         }
     }
 
+    /// Whether this agent answers a question in `alt_domain` with that domain in SRV targets,
+    /// additional records and the SOA (from 1.11, PR #11274), rather than the primary domain.
+    pub(crate) fn answers_in_alt_domain(&self) -> bool {
+        self.number >= (1, 11, 0)
+    }
+
     /// The newer name forms this agent answers, for the log.
     pub(crate) fn supported(&self) -> Vec<&'static str> {
         NameFeature::ALL
@@ -124,6 +130,7 @@ mod tests {
         assert!(!ce.supports(NameFeature::NamedPorts));
         let ent = AgentVersion::parse("1.22.0+ent", "ent");
         assert!(NameFeature::ALL.iter().all(|f| ent.supports(*f)));
+        assert!(!old.answers_in_alt_domain() && ce.answers_in_alt_domain());
         let ent15 = AgentVersion::parse("1.15.2+ent", "ent");
         assert!(!ent15.supports(NameFeature::SamenessGroups));
     }

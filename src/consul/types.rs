@@ -47,6 +47,18 @@ pub(crate) struct Service {
     /// `ServiceMeta`: where the visibility rule lives.
     #[serde(default, deserialize_with = "null_as_default")]
     pub(crate) meta: BTreeMap<String, String>,
+    /// Service tagged addresses (`lan_ipv4`, `wan`, `consul-virtual`, ...), each
+    /// `{Address, Port}`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) tagged_addresses: BTreeMap<String, TaggedAddress>,
+}
+
+/// One service tagged address. Consul writes the keys capitalised (the struct has no JSON
+/// tags); some documentation samples show them in lower case, so both are read.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct TaggedAddress {
+    #[serde(rename = "Address", alias = "address", default)]
+    pub(crate) address: String,
 }
 
 /// SRV weights by health state, as registered (`Weights` in the service definition).

@@ -25,7 +25,7 @@ use crate::dns::fallback::Fallback;
 use crate::dns::gate::{ExtendedError, Gate, mark_client_dependent, note_extended_error};
 use crate::wire::{MAX_UDP_ANSWER_LIMIT, udp_payload};
 use crate::{
-    catalog::{CONSUL_SERVICE, Catalog, NodeLookup, ServiceLookup},
+    catalog::{CONSUL_SERVICE, Catalog, InstanceKind, NameFeature, NodeLookup, ServiceLookup},
     config::{Config, DnsOptions},
 };
 
@@ -103,7 +103,22 @@ impl ConsulHandler {
                 .is_ok_and(|info| !self.is_ours(info.query.original().name()))
     }
 
+    /// The answer to `request`; for a question in the alternative domain on an agent that
+    /// answers in it (1.11 and later), with the names of the answer moved there, as that agent.
     async fn answer(&self, request: &Request, client: ClientNet) -> Answer {
+        let mut answer = self.answer_in_domain(request, client).await;
+        if let (Some(alt), Ok(info)) = (&self.options.alt_domain, request.request_info()) {
+            let asked = info.query.original().name();
+            let in_alt = !self.zone.domain.zone_of(asked) && alt.zone_of(asked);
+            let agent = self.catalog.agent_version();
+            if in_alt && agent.is_some_and(|agent| agent.answers_in_alt_domain()) {
+                records::move_to_domain(&mut answer, &self.zone.domain, alt);
+            }
+        }
+        answer
+    }
+
+    async fn answer_in_domain(&self, request: &Request, client: ClientNet) -> Answer {
         if request.metadata.op_code != OpCode::Query {
             return Answer::error(ResponseCode::NotImp);
         }
@@ -133,6 +148,9 @@ impl ConsulHandler {
         }
         if let QueryName::Address { hex } = &parsed {
             return records::address(asked, hex, zone);
+        }
+        if let QueryName::Virtual { service } = &parsed {
+            return self.virtual_ip(asked, qtype, service).await;
         }
         if let QueryName::Newer { needs } = &parsed {
             return match self.catalog.agent_version() {
@@ -208,6 +226,37 @@ impl ConsulHandler {
                 records::service(asked, qtype, &answers, tag.as_deref(), zone, client)
             }
             ServiceLookup::Unknown => Answer::nxdomain(zone),
+            ServiceLookup::NotReady => {
+                note_extended_error(ExtendedError::NOT_READY);
+                Answer::error(ResponseCode::ServFail)
+            }
+        }
+    }
+
+    /// `<service>.virtual` on an agent that knows it: the virtual IP read from the service's
+    /// Connect instances; none (or no such service): NOERROR without records, as Consul.
+    async fn virtual_ip(&self, asked: &Name, qtype: RecordType, service: &str) -> Answer {
+        match self.catalog.agent_version() {
+            Some(agent) if agent.supports(NameFeature::VirtualIps) => {}
+            Some(_) => return Answer::nxdomain(&self.zone),
+            None => {
+                note_extended_error(ExtendedError::NOT_READY);
+                return Answer::error(ResponseCode::ServFail);
+            }
+        }
+        let lookup = self
+            .catalog
+            .instances(None, service, InstanceKind::Connect)
+            .await;
+        match lookup {
+            ServiceLookup::Found(answers) => {
+                records::virtual_ip(asked, qtype, answers.virtual_ip(), &self.zone)
+            }
+            ServiceLookup::Stale(answers) => {
+                note_extended_error(ExtendedError::STALE_ANSWER);
+                records::virtual_ip(asked, qtype, answers.virtual_ip(), &self.zone)
+            }
+            ServiceLookup::Unknown => records::empty(),
             ServiceLookup::NotReady => {
                 note_extended_error(ExtendedError::NOT_READY);
                 Answer::error(ResponseCode::ServFail)

@@ -45,6 +45,8 @@ pub(crate) enum QueryName {
     /// as names exist below it): the domain itself, a kind (`service`), a datacenter, or a kind
     /// in a datacenter. A `datacenter` Consul does not know makes the name not exist.
     NoRecords { datacenter: Option<String> },
+    /// `<service>.virtual[.<dc>.dc].<domain>`: the virtual IP Consul assigned the service.
+    Virtual { service: String },
     /// A form newer than Consul 1.8 whose data the bridge does not read yet (a peer, a
     /// namespace or partition, a sameness group, a named port, a virtual IP): what it needs of
     /// the agent decides the answer.
@@ -120,6 +122,10 @@ fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
             [hex] => Some(QueryName::Address { hex: hex.clone() }),
             _ => None,
         },
+        // A datacenter is ignored: virtual IPs are per datacenter, never asked across.
+        "virtual" if needs.is_empty() => parts.last().map(|service| QueryName::Virtual {
+            service: service.clone(),
+        }),
         "virtual" => (!parts.is_empty()).then(|| newer(needs, Some(NameFeature::VirtualIps))),
         _ if !needs.is_empty() => match kind == "service" {
             true => service_name(parts, None).map(|_| newer(needs, None)),
@@ -396,7 +402,12 @@ mod tests {
             parse_str("web.service.grpc.port.p1.peer.consul."),
             needs(&[NamedPorts, Peering])
         );
-        assert_eq!(parse_str("web.virtual.consul."), needs(&[VirtualIps]));
+        assert_eq!(
+            parse_str("web.virtual.consul."),
+            QueryName::Virtual {
+                service: "web".into()
+            }
+        );
         assert_eq!(
             parse_str("web.virtual.p1.consul."),
             needs(&[Peering, VirtualIps])

@@ -207,6 +207,73 @@ pub(crate) fn empty() -> Answer {
     }
 }
 
+/// `answer` with every name in `from` moved to `to` (owners, SRV and NS targets, the SOA's
+/// names): current Consul's answer to a question in its alternative domain.
+pub(crate) fn move_to_domain(answer: &mut Answer, from: &Name, to: &Name) {
+    let moved = |name: &Name| -> Option<Name> {
+        if !from.zone_of(name) {
+            return None;
+        }
+        let keep = usize::from(name.num_labels() - from.num_labels());
+        Name::from_labels(name.iter().take(keep))
+            .and_then(|relative| relative.append_domain(to))
+            .ok()
+    };
+    let sections = [
+        &mut answer.answers,
+        &mut answer.authorities,
+        &mut answer.additionals,
+    ];
+    for record in sections.into_iter().flatten() {
+        if let Some(name) = moved(&record.name) {
+            record.name = name;
+        }
+        match &mut record.data {
+            RData::SRV(srv) => {
+                if let Some(target) = moved(&srv.target) {
+                    srv.target = target;
+                }
+            }
+            RData::NS(ns) => {
+                if let Some(target) = moved(&ns.0) {
+                    ns.0 = target;
+                }
+            }
+            RData::SOA(soa) => {
+                if let Some(mname) = moved(&soa.mname) {
+                    soa.mname = mname;
+                }
+                if let Some(rname) = moved(&soa.rname) {
+                    soa.rname = rname;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `<service>.virtual.` names, as current Consul answers them: the virtual IP as an A record
+/// (TTL `node_ttl`) whatever the type asked, but for AAAA, which never gets the IPv4 address;
+/// no virtual IP: NOERROR without records or SOA.
+pub(crate) fn virtual_ip(
+    asked: &Name,
+    qtype: RecordType,
+    ip: Option<IpAddr>,
+    zone: &Zone,
+) -> Answer {
+    match (ip, qtype) {
+        (Some(IpAddr::V4(v4)), qtype) if qtype != RecordType::AAAA => Answer::positive(
+            vec![Record::from_rdata(
+                asked.clone(),
+                zone.node_ttl,
+                RData::A(v4.into()),
+            )],
+            Vec::new(),
+        ),
+        _ => empty(),
+    }
+}
+
 /// `<hex>.addr.` names, as Consul answers them: whatever the question type, an A for 8 hex
 /// digits and an AAAA for 32, owned by the name in lower case; NXDOMAIN when the digits are not
 /// hex; an empty NOERROR (without SOA) for any other length.

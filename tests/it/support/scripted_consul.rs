@@ -56,6 +56,8 @@ struct Catalog {
     most_open: usize,
     /// `/v1/agent/self`'s body; empty: Consul 1.8's shape without a version.
     agent_self: String,
+    /// The virtual IP of a service, on its Connect proxies (`/v1/health/connect/<name>`).
+    virtual_ips: HashMap<String, String>,
 }
 
 impl Catalog {
@@ -78,6 +80,50 @@ impl Catalog {
                     "Checks": [{"CheckID": format!("chk-{}", i.id), "Node": "node1",
                                 "Status": if i.passing { "passing" } else { "critical" },
                                 "ServiceID": i.id, "ServiceName": service,
+                                "ModifyIndex": i.check_index}]
+                })
+            })
+            .collect();
+        let index = self
+            .service_index
+            .get(service)
+            .copied()
+            .unwrap_or(self.list_index);
+        (index, Value::Array(entries).to_string())
+    }
+
+    /// `/v1/health/connect/<service>`: a sidecar proxy for each instance, with the service's
+    /// virtual IP as its `consul-virtual` tagged address when it has one. Shaped as section
+    /// 3.2 of `../shared/CONSUL-NAMES.md` gives the element (`Kind`, `Proxy`, capitalised
+    /// `{Address, Port}` tagged addresses, `PeerName` empty for local instances).
+    fn connect_body(&self, service: &str) -> (u64, String) {
+        let virtual_ip = self.virtual_ips.get(service);
+        let entries: Vec<Value> = self
+            .services
+            .get(service)
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                let mut tagged = json!({"lan_ipv4": {"Address": i.address, "Port": 21000}});
+                if let Some(ip) = virtual_ip {
+                    tagged["consul-virtual"] = json!({"Address": ip, "Port": 21000});
+                }
+                let proxy = format!("{}-sidecar-proxy", i.id);
+                json!({
+                    "Node": {"Node": "node1", "Address": "127.0.0.1", "Datacenter": "dc1",
+                             "TaggedAddresses": {"lan": "127.0.0.1", "lan_ipv4": "127.0.0.1"},
+                             "Meta": {}},
+                    "Service": {"Kind": "connect-proxy", "ID": proxy,
+                                "Service": format!("{service}-sidecar-proxy"), "Tags": [],
+                                "Address": i.address, "Port": 21000, "Meta": {},
+                                "TaggedAddresses": tagged,
+                                "Weights": {"Passing": 1, "Warning": 1},
+                                "Proxy": {"DestinationServiceName": service}, "Connect": {},
+                                "PeerName": ""},
+                    "Checks": [{"CheckID": format!("chk-{proxy}"), "Node": "node1",
+                                "Status": if i.passing { "passing" } else { "critical" },
+                                "ServiceID": proxy,
+                                "ServiceName": format!("{service}-sidecar-proxy"),
                                 "ModifyIndex": i.check_index}]
                 })
             })
@@ -184,6 +230,14 @@ impl ScriptedConsul {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .agent_self = body.to_string();
+    }
+
+    /// Gives `service` the virtual IP `ip` on its Connect proxies.
+    pub fn set_virtual_ip(&self, service: &str, ip: &str) {
+        let mut catalog = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        catalog
+            .virtual_ips
+            .insert(service.to_owned(), ip.to_owned());
     }
 
     pub fn url(&self) -> String {
@@ -353,10 +407,10 @@ async fn serve(
             "/v1/catalog/services" => Some((c.list_index, c.list_body())),
             "/v1/health/state/any" => Some((c.checks_index, c.failing_body())),
             "/v1/catalog/nodes" | "/v1/query" => Some((c.index, "[]".into())),
-            _ => {
-                let service = path.strip_prefix("/v1/health/service/")?;
-                Some(c.health_body(service))
-            }
+            _ => match path.strip_prefix("/v1/health/connect/") {
+                Some(service) => Some(c.connect_body(service)),
+                None => Some(c.health_body(path.strip_prefix("/v1/health/service/")?)),
+            },
         }
     };
     let service = path.strip_prefix("/v1/health/service/").map(str::to_owned);
