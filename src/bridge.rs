@@ -133,6 +133,7 @@ impl Bridge {
         let handler = ConsulHandler::new(catalog.clone(), config, fallback.clone(), gate.clone());
         let fast = FastPath::new(
             catalog.clone(),
+            gate.clone(),
             &Zone::from_config(config),
             &config.dns,
             handler.recursion_available(),

@@ -39,7 +39,7 @@ pub mod bench_support {
         catalog::Catalog,
         config::Config,
         consul::ConsulClient,
-        dns::{FastPath, Zone},
+        dns::{ClientAccess, DnsMetrics, FastPath, Gate, RateLimiter, Records, Zone},
     };
 
     pub struct AnswerPath(FastPath);
@@ -61,7 +61,24 @@ pub mod bench_support {
             .map_err(|e| e.to_string())?;
             let catalog = Catalog::preloaded(config, client, datacenter, services);
             let zone = Zone::from_config(config);
-            let fast = FastPath::new(catalog, &zone, &config.dns, false, false);
+            // Everyone answered, nothing recorded: the answer path alone.
+            let gate = Gate::new(
+                ClientAccess::default(),
+                std::sync::Arc::new(RateLimiter::new(config.rate_limit.clone())),
+                std::sync::Arc::new(DnsMetrics::default()),
+                Records::default(),
+                1,
+                None,
+                None,
+            );
+            let fast = FastPath::new(
+                catalog,
+                std::sync::Arc::new(gate),
+                &zone,
+                &config.dns,
+                false,
+                false,
+            );
             Ok(Self(fast))
         }
 

@@ -296,3 +296,66 @@ async fn rate_limiting_keys_on_the_reported_subnet() {
     };
     assert_eq!(answered, 4, "the second network has its own budget");
 }
+
+/// What a test compares of an answer: its code, its records and the client subnet it carries.
+fn summary(bytes: &[u8]) -> String {
+    let answer = Message::from_vec(bytes).expect("an answer");
+    let mut records: Vec<String> = answer
+        .answers
+        .iter()
+        .chain(&answer.additionals)
+        .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+        .collect();
+    records.sort();
+    format!(
+        "{:?} {records:?} {:?}",
+        answer.metadata.response_code,
+        subnet_of(&answer)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_forwarders_questions_take_the_fast_path_with_the_same_answers() {
+    let consul = ConsulAgent::start().await;
+    fixture(&consul).await;
+    let (bridge, dns) = start_bridge(&consul, &["--trust-client-subnet", "127.0.0.1"]).await;
+    wait_until("app answered", Duration::from_secs(10), || async {
+        dns.rcode("app.service.consul.", RecordType::A).await == ResponseCode::NoError
+            && dns.rcode("plain.service.consul.", RecordType::A).await == ResponseCode::NoError
+    })
+    .await;
+    let before = bridge.fast_answers();
+    let mut compared = 0;
+    for claim in [
+        subnet("127.1.0.0", 24),
+        subnet("127.2.0.0", 16),
+        subnet("127.0.0.0", 8),
+        subnet("fd00::", 56),
+    ] {
+        for name in [
+            "app.service.consul.",
+            "plain.service.consul.",
+            "nope.service.consul.",
+        ] {
+            let asked = question(name, claim);
+            let fast = dns.exchange_udp(&asked).await;
+            let general = dns.exchange_tcp(&asked).await;
+            assert_eq!(summary(&fast), summary(&general), "{name} {claim:?}");
+            compared += 1;
+        }
+    }
+    let fast = bridge.fast_answers() - before;
+    println!("{compared} questions with a client subnet: {fast} from the fast path");
+    assert_eq!(fast, compared, "every one took the fast path");
+    // What the fast path answered: the subnet decided, with the rules' prefix as scope.
+    let answer = Message::from_vec(
+        &dns.exchange_udp(&question("app.service.consul.", subnet("127.1.0.0", 24)))
+            .await,
+    )
+    .expect("an answer");
+    assert_eq!(addresses(&answer), ips(&["10.1.0.1", "10.3.0.1"]));
+    assert_eq!(
+        subnet_of(&answer),
+        Some(ClientSubnet::new("127.1.0.0".parse().expect("ip"), 24, 16))
+    );
+}

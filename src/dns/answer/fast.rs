@@ -2,13 +2,15 @@
 //! NXDOMAIN for a service that does not exist) straight from the request bytes and the record
 //! bytes encoded when Consul's data changed, without decoding the message or allocating.
 //!
-//! It takes only plain queries: one question, class IN, no EDNS options, the question name
-//! without compression, a name in one of the simple service forms. Anything else, and anything
-//! whose answer would not fit the client's size, returns `None` and goes to the hickory-server
-//! path, which answers it as before. The answers are the same records the general path gives
+//! It takes only plain queries: one question, class IN, no EDNS options but a cookie and a
+//! client subnet, the question name without compression, a name in one of the simple service
+//! forms. Who asked is the peer, or the subnet a trusted forwarder reports (answered back with
+//! its scope), and the gate's access rules hold for it. Anything else, and anything whose
+//! answer would not fit the client's size, returns `None` and goes to the hickory-server path,
+//! which answers it as before. The answers are the same records the general path gives
 //! (the differential test against Consul's DNS runs over this path).
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use hickory_proto::{
     op::ResponseCode,
@@ -19,7 +21,10 @@ use super::fast_query::{HeaderFlags, Question, lower, read_question, record_head
 use super::fast_reverse;
 use super::records::Zone;
 use crate::cidr::ClientNet;
-use crate::wire::{CLASS_IN, soa_serial, udp_payload, write_name};
+use crate::dns::gate::{Gate, reported_on_wire};
+use crate::wire::{
+    CLASS_IN, OPTION_CLIENT_SUBNET, append_edns_option_at, soa_serial, udp_payload, write_name,
+};
 use crate::{
     catalog::{CachedLookup, Catalog, ServiceAnswers},
     config::{DnsOptions, SoaTimers},
@@ -38,6 +43,8 @@ pub(crate) struct FastAnswer {
     pub(crate) cookie: Option<(usize, usize)>,
     /// Where the answer's OPT record starts (it is the last record).
     pub(crate) opt_at: Option<usize>,
+    /// Who asked: the peer, or the client subnet a trusted forwarder reported.
+    pub(crate) client: IpAddr,
 }
 
 /// An OPT record without options: root, type, size, TTL, length.
@@ -45,25 +52,57 @@ const BARE_OPT_LEN: usize = 11;
 /// What a server cookie adds to an answer: option code, length, client and server cookies.
 const COOKIE_ROOM: usize = 4 + 24;
 
+/// Who asked one question, as the fast path answers it.
+struct Asker<'a> {
+    client: ClientNet,
+    /// The data of a trusted forwarder's CLIENT-SUBNET option, to answer with its scope.
+    subnet: Option<&'a [u8]>,
+}
+
 impl FastAnswer {
-    fn of(question: &Question<'_>, qtype: RecordType, rcode: ResponseCode, out: &[u8]) -> Self {
-        Self {
+    /// What was written into `out` for `question`, with the forwarder's client subnet option
+    /// joined to the OPT record (with `scope`) when it sent one.
+    fn finish(
+        question: &Question<'_>,
+        qtype: RecordType,
+        rcode: ResponseCode,
+        out: &mut Vec<u8>,
+        asker: &Asker<'_>,
+        scope: u8,
+    ) -> Option<Self> {
+        // Every answer here ends with the OPT record, when the question had one.
+        let opt_at = question
+            .edns_payload
+            .and_then(|_| out.len().checked_sub(BARE_OPT_LEN));
+        if let (Some(subnet), Some(at)) = (asker.subnet, opt_at) {
+            let mut data = [0u8; MAX_SUBNET_LEN];
+            let data = data.get_mut(..subnet.len())?;
+            data.copy_from_slice(subnet);
+            data[3] = scope;
+            if !append_edns_option_at(out, at, OPTION_CLIENT_SUBNET, data, usize::MAX) {
+                return None;
+            }
+        }
+        Some(Self {
             qtype,
             rcode,
             question_end: question.end(),
             edns_payload: question.edns_payload,
             cookie: question.cookie,
-            // Every answer here ends with the OPT record, when the question had one.
-            opt_at: question
-                .edns_payload
-                .and_then(|_| out.len().checked_sub(BARE_OPT_LEN)),
-        }
+            opt_at,
+            client: asker.client.address(),
+        })
     }
 }
+
+/// The longest client subnet option: family, prefixes, 16 address bytes.
+const MAX_SUBNET_LEN: usize = 4 + 16;
 
 /// What the fast path needs to answer; cheap to share between sockets.
 pub(crate) struct FastPath {
     catalog: Catalog,
+    /// Who asked (trusted client subnets) and whether they are answered at all.
+    gate: Arc<Gate>,
     /// The domain's labels, lower-case, in order (`["consul"]`).
     domain_labels: Vec<Vec<u8>>,
     /// The SOA record up to (not including) its serial: owner, type, class, TTL, length, names.
@@ -84,6 +123,7 @@ pub(crate) struct FastPath {
 impl FastPath {
     pub(crate) fn new(
         catalog: Catalog,
+        gate: Arc<Gate>,
         zone: &Zone,
         options: &DnsOptions,
         recursion_available: bool,
@@ -102,6 +142,7 @@ impl FastPath {
             // Its answers point back to the question name; uncompressed ones go the general way.
             enabled: !options.disable_compression,
             catalog,
+            gate,
             domain_labels,
             recursion_available,
             outside_answered,
@@ -114,7 +155,7 @@ impl FastPath {
     pub(crate) fn answer(
         &self,
         request: &[u8],
-        client: IpAddr,
+        peer: IpAddr,
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
     ) -> Option<FastAnswer> {
@@ -125,23 +166,49 @@ impl FastPath {
         if self.general_path_without_edns && question.edns_payload.is_none() {
             return None;
         }
-        // Room for the server cookie the gate adds.
+        // Who asked: a trusted forwarder's client subnet (a malformed one: the general path's
+        // FORMERR), else the peer, whatever an untrusted option claims (it is not answered).
+        let asker = match question.subnet {
+            Some((at, len)) if self.gate.trusts(peer) => {
+                let subnet = request.get(at..at + len)?;
+                Asker {
+                    client: reported_on_wire(subnet)?,
+                    subnet: Some(subnet),
+                }
+            }
+            _ => Asker {
+                client: ClientNet::from(peer),
+                subnet: None,
+            },
+        };
+        // Outside --allow-query: the general path refuses.
+        if !self.gate.allows(asker.client) {
+            return None;
+        }
+        let access_scope = self.gate.access_scope(asker.client).unwrap_or(0);
+        // Room for the server cookie the gate adds, and for the client subnet.
         let cookie_room = match question.cookie {
             Some(_) => COOKIE_ROOM,
             None => 0,
         };
+        let subnet_room = asker.subnet.map_or(0, |subnet| 4 + subnet.len());
         let limit = usize::from(udp_payload(question.edns_payload)) - cookie_room;
         out.clear();
-        let reverse = fast_reverse::answer(
-            &self.catalog,
-            &question,
-            client,
-            !self.outside_answered,
-            self.recursion_available,
-            out,
-        );
+        // Reverse answers with a client subnet go the general way (their scope is read there).
+        let reverse = match asker.subnet {
+            Some(_) => None,
+            None => fast_reverse::answer(
+                &self.catalog,
+                &question,
+                asker.client,
+                !self.outside_answered,
+                self.recursion_available,
+                out,
+            ),
+        };
         if let Some(rcode) = reverse {
-            let answer = FastAnswer::of(&question, RecordType::from(question.qtype), rcode, out);
+            let qtype = RecordType::from(question.qtype);
+            let answer = FastAnswer::finish(&question, qtype, rcode, out, &asker, 0)?;
             return (out.len() <= limit).then_some(answer);
         }
         let (service, tag) = self.service_and_tag(&question)?;
@@ -157,17 +224,23 @@ impl FastPath {
             return None;
         }
         out.clear();
-        let rcode = match self.catalog.cached_local(service) {
+        let (rcode, scope) = match self.catalog.cached_local(service) {
             CachedLookup::NotCached => return None,
             CachedLookup::Unknown => {
                 self.negative(&question, ResponseCode::NXDomain, out);
-                ResponseCode::NXDomain
+                (ResponseCode::NXDomain, access_scope)
             }
             CachedLookup::Found(answers) => {
-                self.positive(&question, &answers, tag, client.into(), out, scratch)?
+                let rcode = self.positive(&question, &answers, tag, asker.client, out, scratch)?;
+                let scope = answers.client_scope(asker.client).unwrap_or(0);
+                (rcode, scope.max(access_scope))
             }
         };
-        let answer = FastAnswer::of(&question, qtype, rcode, out);
+        // Within the client's size with the subnet option, which the answer must carry.
+        if out.len() + subnet_room > limit {
+            return None;
+        }
+        let answer = FastAnswer::finish(&question, qtype, rcode, out, &asker, scope)?;
         (out.len() <= limit).then_some(answer)
     }
 

@@ -5,7 +5,9 @@
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
 use crate::dns::gate::cookie_well_formed;
-use crate::wire::{CLASS_IN, HEADER_LEN, OPTION_COOKIE, TYPE_OPT, udp_payload};
+use crate::wire::{
+    CLASS_IN, HEADER_LEN, OPTION_CLIENT_SUBNET, OPTION_COOKIE, TYPE_OPT, udp_payload,
+};
 
 /// The most labels a fast path looks at: `_svc._tag.service.<domain labels>`, or the six of
 /// `d.c.b.a.in-addr.arpa`.
@@ -38,6 +40,8 @@ pub(crate) struct Question<'a> {
     pub(crate) edns_flags: u8,
     /// Where the data of its COOKIE option is in the request, and its length.
     pub(crate) cookie: Option<(usize, usize)>,
+    /// Where the data of its CLIENT-SUBNET option is in the request, and its length.
+    pub(crate) subnet: Option<(usize, usize)>,
 }
 
 impl<'a> Question<'a> {
@@ -113,8 +117,8 @@ fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Reads a plain query: a standard query with one question of class IN, no answer or authority
-/// records, and at most an OPT record with no option but a well-formed COOKIE. `None` for
-/// anything else.
+/// records, and at most an OPT record with no options but a well-formed COOKIE and a
+/// CLIENT-SUBNET. `None` for anything else.
 pub(crate) fn read_question(request: &[u8]) -> Option<Question<'_>> {
     if request.len() < HEADER_LEN {
         return None;
@@ -160,6 +164,7 @@ pub(crate) fn read_question(request: &[u8]) -> Option<Question<'_>> {
     let question_end = at + 4;
     let mut edns_flags = 0;
     let mut cookie = None;
+    let mut subnet = None;
     let edns_payload = if counts[3] == 1 {
         // Exactly an OPT record: root name, type 41, the size, version 0, and no options but
         // a cookie (what BIND's dig and named send by default).
@@ -174,13 +179,21 @@ pub(crate) fn read_question(request: &[u8]) -> Option<Question<'_>> {
         if usize::from(read_u16(opt, 9)?) != options.len() {
             return None;
         }
-        if !options.is_empty() {
-            let len = usize::from(read_u16(options, 2)?);
-            let whole = read_u16(options, 0)? == OPTION_COOKIE && options.len() == 4 + len;
-            if !whole || !cookie_well_formed(len) {
-                return None;
+        // At most one COOKIE (well formed) and one CLIENT-SUBNET, in any order.
+        let mut next = 0;
+        while next < options.len() {
+            let code = read_u16(options, next)?;
+            let len = usize::from(read_u16(options, next + 2)?);
+            options.get(next + 4..next + 4 + len)?;
+            let data_at = question_end + 11 + next + 4;
+            match code {
+                OPTION_COOKIE if cookie.is_none() && cookie_well_formed(len) => {
+                    cookie = Some((data_at, len));
+                }
+                OPTION_CLIENT_SUBNET if subnet.is_none() => subnet = Some((data_at, len)),
+                _ => return None,
             }
-            cookie = Some((question_end + 15, len));
+            next += 4 + len;
         }
         edns_flags = opt[7];
         Some(read_u16(opt, 3)?)
@@ -199,5 +212,6 @@ pub(crate) fn read_question(request: &[u8]) -> Option<Question<'_>> {
         edns_payload,
         edns_flags,
         cookie,
+        subnet,
     })
 }

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
 use super::fast_query::{HeaderFlags, Question, record_head};
-use crate::{catalog::Catalog, wire::write_name};
+use crate::{catalog::Catalog, cidr::ClientNet, wire::write_name};
 
 /// Writes the answer to a reverse question into `out`; `None` when it is not one the fast path
 /// takes. `misses_answered`: whether a miss is answered here (SERVFAIL) rather than handed to
@@ -20,7 +20,7 @@ use crate::{catalog::Catalog, wire::write_name};
 pub(crate) fn answer(
     catalog: &Catalog,
     question: &Question<'_>,
-    client: IpAddr,
+    client: ClientNet,
     misses_answered: bool,
     recursion_available: bool,
     out: &mut Vec<u8>,
@@ -29,7 +29,7 @@ pub(crate) fn answer(
         return None;
     }
     let ip = ipv4_of(question)?;
-    catalog.cached_reverse(IpAddr::V4(ip), client.into(), |target| {
+    catalog.cached_reverse(IpAddr::V4(ip), client, |target| {
         let flags = |authoritative| HeaderFlags {
             authoritative,
             recursion_available,

@@ -77,6 +77,30 @@ impl ClientAccess {
     }
 }
 
+/// The clients the data of a client subnet option (as on the wire: family, source prefix,
+/// scope, the address's first bytes) reports; `None` unless it is exactly as RFC 7871 section
+/// 6 writes it (the address in just the bytes the prefix needs).
+pub(crate) fn reported_on_wire(data: &[u8]) -> Option<ClientNet> {
+    let (head, address) = data.split_at_checked(4)?;
+    let family = u16::from_be_bytes([head[0], head[1]]);
+    let (source, scope) = (head[2], head[3]);
+    let mut bytes = [0u8; 16];
+    let width = match family {
+        1 => 4,
+        2 => 16,
+        _ => return None,
+    };
+    if usize::from(source).div_ceil(8) != address.len() || address.len() > width {
+        return None;
+    }
+    bytes[..address.len()].copy_from_slice(address);
+    let ip = match family {
+        1 => IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]),
+        _ => IpAddr::from(bytes),
+    };
+    reported(&ClientSubnet::new(ip, source, scope)).ok()
+}
+
 /// The clients a client subnet option reports.
 fn reported(subnet: &ClientSubnet) -> Result<ClientNet, MalformedSubnet> {
     let family_bits = match subnet.addr() {
@@ -141,6 +165,24 @@ mod tests {
             .client(ip("127.0.0.1"), Some(&wide))
             .unwrap_or_else(|_| panic!("a well-formed subnet"));
         assert!(!access.allows(client));
+    }
+
+    #[test]
+    fn subnets_on_the_wire_are_read_exactly() {
+        let v4 = reported_on_wire(&[0, 1, 24, 0, 10, 1, 2]);
+        assert_eq!(v4, Some(ClientNet::new(ip("10.1.2.0"), 24)));
+        let v6 = reported_on_wire(&[0, 2, 56, 0, 0x20, 1, 0x0d, 0xb8, 0, 1, 2]);
+        assert_eq!(v6, Some(ClientNet::new(ip("2001:db8:1:200::"), 56)));
+        for bad in [
+            &[0, 1, 24, 0, 10, 1][..],       // an address byte short
+            &[0, 1, 24, 0, 10, 1, 2, 3][..], // a byte too many
+            &[0, 1, 20, 0, 10, 1, 2][..],    // bits past the prefix
+            &[0, 1, 24, 8, 10, 1, 2][..],    // a scope in a question
+            &[0, 3, 8, 0, 10][..],           // no such family
+            &[0, 1][..],
+        ] {
+            assert_eq!(reported_on_wire(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

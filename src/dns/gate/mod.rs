@@ -45,7 +45,7 @@ mod notes;
 mod query_log;
 mod rate_limit;
 
-pub(crate) use access::{ClientAccess, MalformedSubnet};
+pub(crate) use access::{ClientAccess, MalformedSubnet, reported_on_wire};
 pub(crate) use cookies::well_formed as cookie_well_formed;
 pub(crate) use counts::{DnsMetrics, FastTally, LatencyCollector};
 pub(crate) use dnstap::{Dnstap, Kind as DnstapKind, Seen, wall_time};
@@ -190,6 +190,11 @@ impl Gate {
     /// Whether `client` may be answered at all (`--allow-query`).
     pub(crate) fn allows(&self, client: ClientNet) -> bool {
         self.access.allows(client)
+    }
+
+    /// Whether `peer`'s client subnet options are believed (`--trust-client-subnet`).
+    pub(crate) fn trusts(&self, peer: IpAddr) -> bool {
+        self.access.trusts(peer)
     }
 
     /// Whether `peer` may ask, for itself or, as a trusted forwarder, for its clients.

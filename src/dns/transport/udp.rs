@@ -169,15 +169,16 @@ fn socket_loop<H: RequestHandler>(
                 continue;
             }
             let started = Instant::now();
-            // A client outside --allow-query goes the general way, which refuses it.
-            let allowed = gate.allows(peer.ip().into());
+            // A client outside --allow-query goes the general way, which refuses it (the fast
+            // path checks who a trusted forwarder asks for).
+            let allowed = gate.admits(peer.ip());
             if let Some(answer) = allowed
                 .then(|| fast.answer(request, peer.ip(), &mut out, &mut scratch))
                 .flatten()
             {
                 let asked = Asked {
                     peer,
-                    client: peer.ip(),
+                    client: answer.client,
                     transport: Transport::Udp,
                     arrived: started,
                     name_wire: &request[HEADER_LEN..answer.question_end - 4],
