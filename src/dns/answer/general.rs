@@ -9,7 +9,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use hickory_proto::{
-    op::{Header, Message, MessageType, ResponseCode},
+    op::{Header, Message, MessageType, Metadata, Query, ResponseCode},
     rr::rdata::opt::{EdnsCode, EdnsOption},
 };
 use hickory_server::{
@@ -94,20 +94,12 @@ impl<H: RequestHandler> GeneralPath<H> {
                         .is_err() =>
             {
                 debug!(%peer, ?protocol, "malformed cookie or client subnet");
-                let mut reply = Message::error_msg(
-                    header.metadata.id,
-                    header.metadata.op_code,
-                    ResponseCode::FormErr,
-                );
-                reply.metadata.recursion_desired = header.metadata.recursion_desired;
                 let question = request
                     .queries
                     .queries()
                     .first()
                     .map(|q| q.original().clone());
-                if let Some(query) = &question {
-                    reply.add_query(query.clone());
-                }
+                let reply = error_reply(&header.metadata, ResponseCode::FormErr, &question);
                 let sent = Sent {
                     peer,
                     protocol,
@@ -127,12 +119,7 @@ impl<H: RequestHandler> GeneralPath<H> {
             }
             Err(error) => {
                 debug!(%peer, %error, ?protocol, "undecodable query");
-                let mut reply = Message::error_msg(
-                    header.metadata.id,
-                    header.metadata.op_code,
-                    ResponseCode::FormErr,
-                );
-                reply.metadata.recursion_desired = header.metadata.recursion_desired;
+                let reply = error_reply(&header.metadata, ResponseCode::FormErr, &None);
                 let sent = Sent {
                     peer,
                     protocol,
@@ -159,16 +146,8 @@ impl<H: RequestHandler> GeneralPath<H> {
         if message.metadata.message_type == MessageType::Response {
             return;
         }
-        let mut reply = Message::error_msg(
-            message.metadata.id,
-            message.metadata.op_code,
-            ResponseCode::ServFail,
-        );
-        reply.metadata.recursion_desired = message.metadata.recursion_desired;
         let question = message.queries.first().cloned();
-        if let Some(query) = &question {
-            reply.add_query(query.clone());
-        }
+        let reply = error_reply(&message.metadata, ResponseCode::ServFail, &question);
         let query = match self.gate.keeps_questions() {
             true => bytes,
             false => &[],
@@ -186,7 +165,7 @@ impl<H: RequestHandler> GeneralPath<H> {
     fn send_error(
         &self,
         reply: Message,
-        question: Option<hickory_proto::op::Query>,
+        question: Option<Query>,
         mut replies: BufDnsStreamHandle,
         sent: Sent<'_>,
     ) {
@@ -225,6 +204,17 @@ impl<H: RequestHandler> GeneralPath<H> {
             let _ = replies.send(SerialMessage::new(encoded, peer));
         }
     }
+}
+
+/// An answer made here to a message with `metadata`: `rcode`, its ID, opcode and RD, and its
+/// question when it could be read.
+fn error_reply(metadata: &Metadata, rcode: ResponseCode, question: &Option<Query>) -> Message {
+    let mut reply = Message::error_msg(metadata.id, metadata.op_code, rcode);
+    reply.metadata.recursion_desired = metadata.recursion_desired;
+    if let Some(query) = question {
+        reply.add_query(query.clone());
+    }
+    reply
 }
 
 /// Where a message came from, how, when, and as it came (empty when not kept).

@@ -66,6 +66,14 @@ impl Catalog {
         self.index
     }
 
+    /// The index a read of `service` blocks on: its own, else the list's.
+    fn index_of(&self, service: &str) -> u64 {
+        self.service_index
+            .get(service)
+            .copied()
+            .unwrap_or(self.list_index)
+    }
+
     fn health_body(&self, service: &str) -> (u64, String) {
         let entries: Vec<Value> = self
             .services
@@ -84,12 +92,7 @@ impl Catalog {
                 })
             })
             .collect();
-        let index = self
-            .service_index
-            .get(service)
-            .copied()
-            .unwrap_or(self.list_index);
-        (index, Value::Array(entries).to_string())
+        (self.index_of(service), Value::Array(entries).to_string())
     }
 
     /// `/v1/health/connect/<service>`: a sidecar proxy for each instance, with the service's
@@ -128,12 +131,7 @@ impl Catalog {
                 })
             })
             .collect();
-        let index = self
-            .service_index
-            .get(service)
-            .copied()
-            .unwrap_or(self.list_index);
-        (index, Value::Array(entries).to_string())
+        (self.index_of(service), Value::Array(entries).to_string())
     }
 
     fn failing_body(&self) -> String {
