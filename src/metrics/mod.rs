@@ -329,35 +329,26 @@ impl Metrics {
             .consul_consistent_retries
             .inner()
             .store(reads.consistent_retries, Ordering::Relaxed);
-        for (result, count) in [("hit", reads.cache_hits), ("miss", reads.cache_misses)] {
-            pulled
-                .consul_agent_cache
-                .get_or_create(&ResultLabels { result })
-                .inner()
-                .store(count, Ordering::Relaxed);
-        }
+        store_results(
+            &pulled.consul_agent_cache,
+            [("hit", reads.cache_hits), ("miss", reads.cache_misses)],
+        );
         pulled
             .consul_refused
             .inner()
             .store(reads.refused, Ordering::Relaxed);
         if let Some(log) = &self.sources.query_log {
             let (written, dropped) = log.counts();
-            for (result, count) in [("written", written), ("dropped", dropped)] {
-                pulled
-                    .query_log_lines
-                    .get_or_create(&ResultLabels { result })
-                    .inner()
-                    .store(count, Ordering::Relaxed);
-            }
+            store_results(
+                &pulled.query_log_lines,
+                [("written", written), ("dropped", dropped)],
+            );
         }
         if let Some((written, dropped)) = self.sources.gate.dnstap_counts() {
-            for (result, count) in [("written", written), ("dropped", dropped)] {
-                pulled
-                    .dnstap_messages
-                    .get_or_create(&ResultLabels { result })
-                    .inner()
-                    .store(count, Ordering::Relaxed);
-            }
+            store_results(
+                &pulled.dnstap_messages,
+                [("written", written), ("dropped", dropped)],
+            );
         }
         let recursors = self
             .sources
@@ -375,13 +366,10 @@ impl Metrics {
                 .store(count, Ordering::Relaxed);
         }
         let (valid, client_only) = self.sources.gate.cookie_counts();
-        for (result, count) in [("valid", valid), ("client_only", client_only)] {
-            pulled
-                .cookies
-                .get_or_create(&ResultLabels { result })
-                .inner()
-                .store(count, Ordering::Relaxed);
-        }
+        store_results(
+            &pulled.cookies,
+            [("valid", valid), ("client_only", client_only)],
+        );
         let (dropped, slipped) = self.sources.limiter.limited();
         for (action, count) in [("dropped", dropped), ("slipped", slipped)] {
             pulled
@@ -416,5 +404,15 @@ impl Metrics {
                 .get_or_create(&WatchLabels { watch })
                 .set(age.as_secs_f64());
         }
+    }
+}
+
+/// Sets each `result` series of `family` to its count (counts read from their owners).
+fn store_results(family: &Family<ResultLabels, Counter>, counts: [(&'static str, u64); 2]) {
+    for (result, count) in counts {
+        family
+            .get_or_create(&ResultLabels { result })
+            .inner()
+            .store(count, Ordering::Relaxed);
     }
 }
