@@ -2,7 +2,8 @@
 # Runs the whole test suite: installs the Consul agent, BIND's named (a forwarder that sends
 # DNS cookies) and the Debian tools the integration tests start (dnsmasq; kdig, dig and curl
 # as DoT/DoH clients; podman, podman-compose and mmdebstrap for the image, compose and
-# package tests), then checks formatting and lints, then `cargo test`.
+# package tests; fstrm_capture and dnstap for dnstap), then checks formatting and lints,
+# then `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONSUL_BIN=${CONSUL_BIN:-$(scripts/install-consul.sh)}

@@ -9,6 +9,7 @@ use moka::sync::Cache;
 use super::{
     instances::InstanceCache,
     nodes::Nodes,
+    peers::Peers,
     queries::{ExecutedQuery, QueryNames},
     signals::DatacenterSignals,
     slot::WatchedSlot,
@@ -34,6 +35,8 @@ pub(crate) struct Caches {
     pub(crate) query_definitions: Cache<Dc, Arc<WatchedSlot<QueryNames>>>,
     /// Executed prepared queries per (datacenter, name asked).
     pub(crate) query_results: Cache<(Dc, String), Arc<ExecutedQuery>>,
+    /// The cluster peers, from the first question for a peer.
+    pub(crate) peers: Cache<(), Arc<WatchedSlot<Peers>>>,
 }
 
 impl Caches {
@@ -60,6 +63,7 @@ impl Caches {
             instances: build(idle, None),
             query_definitions: build(idle, None),
             query_results: build(idle, Some(MAX_EXECUTED_QUERIES)),
+            peers: build(idle, None),
         }
     }
 
@@ -71,6 +75,7 @@ impl Caches {
         self.instances.run_pending_tasks();
         self.query_definitions.run_pending_tasks();
         self.query_results.run_pending_tasks();
+        self.peers.run_pending_tasks();
     }
 
     /// Calls `visit` with the freshness of every cached watch.
@@ -89,6 +94,9 @@ impl Caches {
         }
         for (_, query) in self.query_results.iter() {
             visit(query.result.freshness());
+        }
+        for (_, peers) in self.peers.iter() {
+            visit(peers.freshness());
         }
     }
 

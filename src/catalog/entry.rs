@@ -22,13 +22,14 @@ use tracing::debug;
 use super::visibility::Visibility;
 use crate::cidr::ClientNet;
 use crate::{
-    consul::HealthEntry,
+    consul::{HealthEntry, Scope},
     wire::{self, ip_rdata},
 };
 
 /// What every record of an entry shares: where it lives and how long it may be cached.
 #[derive(Debug, Clone)]
 pub(crate) struct EntryContext {
+    /// The datacenter, or a key of [`Scope`] (a peer, a namespace).
     pub(crate) datacenter: String,
     pub(crate) domain: Name,
     pub(crate) ttl: u32,
@@ -61,6 +62,8 @@ pub(crate) struct InstanceRecords {
     pub(crate) wire: Option<InstanceWire>,
     /// Which clients see it.
     pub(crate) visibility: Visibility,
+    /// Consul 1.22's named ports (lower-case names), for `.port` names.
+    pub(crate) named_ports: Vec<(String, u16)>,
 }
 
 /// An instance's record data encoded once, when Consul's data changed. Names are written whole
@@ -153,6 +156,38 @@ impl ServiceAnswers {
         }
     }
 
+    /// The instances that have the named `port` (lower-case), their SRV records carrying it
+    /// (Consul 1.22's `<port>.port` names); `None` when no instance has it.
+    pub(crate) fn with_port(&self, port: &str) -> Option<Self> {
+        let instances: Vec<InstanceRecords> = (self.instances.iter())
+            .filter_map(|instance| {
+                let (_, number) = instance.named_ports.iter().find(|(n, _)| n == port)?;
+                let mut instance = instance.clone();
+                instance.srv = SRV::new(1, instance.srv.weight, *number, instance.srv.target);
+                instance.wire = None;
+                Some(instance)
+            })
+            .collect();
+        (!instances.is_empty()).then(|| Self {
+            instances,
+            has_repeats: self.has_repeats,
+            ttl: self.ttl,
+            rotation: AtomicUsize::new(0),
+            unreadable_visibility: self.unreadable_visibility.clone(),
+            depends_on_client: self.depends_on_client,
+            virtual_ip: self.virtual_ip,
+        })
+    }
+
+    /// An instance on the node `name` (lower-case), for a node Consul lists nowhere else.
+    pub(crate) fn instance_on_node(&self, name: &str) -> Option<&InstanceRecords> {
+        let first = |instance: &&InstanceRecords| {
+            let label = instance.node_name.iter().next();
+            label.is_some_and(|label| label.eq_ignore_ascii_case(name.as_bytes()))
+        };
+        self.instances.iter().find(first)
+    }
+
     /// The virtual IP Consul assigned the service, read from its Connect instances.
     pub(crate) fn virtual_ip(&self) -> Option<IpAddr> {
         self.virtual_ip
@@ -218,25 +253,36 @@ impl ServiceAnswers {
     }
 }
 
+impl EntryContext {
+    /// The labels after `<node>.node` and after `<hex>.addr` in SRV targets, as Consul's
+    /// `nodeCanonicalDNSName`: the datacenter; for a peer's instances `<peer>.peer` and none.
+    fn target_suffixes(&self) -> (Vec<&str>, Vec<&str>) {
+        let scope = Scope::parse(&self.datacenter);
+        match (scope.peer, scope.datacenter) {
+            (Some(peer), _) => (vec![peer, "peer"], vec![]),
+            (None, Some(dc)) => (vec![dc], vec![dc]),
+            (None, None) => (vec![], vec![]),
+        }
+    }
+}
+
 fn build_instance(
     entry: &HealthEntry,
     context: &EntryContext,
     visibility: Visibility,
 ) -> Option<InstanceRecords> {
-    let node_name = label_name(
-        &[&entry.node.node, "node", &context.datacenter],
-        &context.domain,
-    )?;
+    let (node_suffix, addr_suffix) = context.target_suffixes();
+    let node_labels = [&[entry.node.node.as_str(), "node"][..], &node_suffix].concat();
+    let node_name = label_name(&node_labels, &context.domain)?;
     let node_address = entry.node.address.parse::<IpAddr>().ok();
     let (address, target) = if entry.service.address.is_empty() {
         (InstanceAddress::Ip(node_address?), node_name.clone())
     } else {
         match InstanceAddress::parse(&entry.service.address)? {
             InstanceAddress::Ip(ip) => {
-                let target = label_name(
-                    &[&hex_address(ip), "addr", &context.datacenter],
-                    &context.domain,
-                )?;
+                let hex = hex_address(ip);
+                let labels = [&[hex.as_str(), "addr"][..], &addr_suffix].concat();
+                let target = label_name(&labels, &context.domain)?;
                 (InstanceAddress::Ip(ip), target)
             }
             InstanceAddress::Host(host) => (InstanceAddress::Host(host.clone()), host),
@@ -257,6 +303,9 @@ fn build_instance(
         node_address,
         wire: None,
         visibility,
+        named_ports: (entry.service.ports.iter())
+            .map(|port| (port.name.to_ascii_lowercase(), port.port))
+            .collect(),
     };
     if let InstanceAddress::Ip(ip) = instance.address {
         instance.wire = instance_wire(ip, &instance.srv, &instance.srv_additionals(context.ttl));

@@ -67,7 +67,16 @@ impl LocalDatacenter {
     }
 
     /// Whether `dc` (lower-case) is this datacenter or one Consul knows over the WAN.
+    /// A scope key is known by its datacenter; a peer's is not a datacenter.
     pub(crate) fn knows(&self, dc: &str) -> bool {
+        let dc = match crate::consul::Scope::parse(dc) {
+            crate::consul::Scope {
+                datacenter: Some(dc),
+                peer: None,
+                ..
+            } => dc,
+            _ => return false,
+        };
         dc == self.name || self.datacenters.borrow().contains(dc)
     }
 }

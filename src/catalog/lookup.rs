@@ -14,16 +14,14 @@ use tokio::{sync::watch, time::Instant};
 use super::{
     entry::ServiceAnswers,
     handle::Catalog,
-    instances::InstanceSlot,
     local::LocalDatacenter,
-    nodes::{NodeRecord, Nodes},
+    nodes::NodeRecord,
     queries::{ExecutedQuery, QueryContext},
-    signals::DatacenterSignals,
-    slot::WatchedSlot,
-    watches::{watch_instances, watch_nodes, watch_query_definitions, watch_service_names},
+    scopes::scope_key,
+    watches::watch_query_definitions,
 };
 use crate::cidr::ClientNet;
-use crate::consul::{AgentVersion, ConsulClient, InstanceKind, WatchPolicy};
+use crate::consul::{AgentVersion, ConsulClient, InstanceKind, Scope, WatchPolicy};
 
 /// How long a query waits for data that is not in the cache yet: the datacenter at start, the
 /// service list, or the first answer of a newly watched service.
@@ -93,28 +91,16 @@ impl Catalog {
         let Some(local) = self.local(deadline).await else {
             return ServiceLookup::NotReady;
         };
-        let dc = datacenter.unwrap_or(&local.name);
+        let key = scope_key(datacenter, &local.name);
+        let dc = key.as_ref();
         let serve_stale = self.shared.serve_stale;
-        let names = if dc == local.name {
-            local
-                .names
-                .servable_value(serve_stale, remaining(deadline))
-                .await
-        } else {
-            if !local.knows(dc) {
-                return ServiceLookup::Unknown;
-            }
-            let signals = self.signals(&local, dc);
-            signals
-                .names
-                .servable_value(serve_stale, remaining(deadline))
-                .await
-        };
-        let Some(names) = names else {
-            return ServiceLookup::NotReady;
-        };
-        if !names.contains(service) {
-            return ServiceLookup::Unknown;
+        match self
+            .is_listed(&local, dc, service, remaining(deadline))
+            .await
+        {
+            Some(true) => {}
+            Some(false) => return ServiceLookup::Unknown,
+            None => return ServiceLookup::NotReady,
         }
         let slot = self.instances_slot(&local, dc, service, kind);
         if !slot.servable(serve_stale) {
@@ -205,14 +191,22 @@ impl Catalog {
         }
     }
 
-    /// The node `name` (any case) of `datacenter` (the local one when `None`). The first
-    /// question for a datacenter starts a watch on its node list; later ones are answered from it.
+    /// The node `name` (any case) of `datacenter` (the local one when `None`; a scope key:
+    /// a partition, a peer). The first question for a datacenter starts a watch on its node
+    /// list; later ones are answered from it.
     pub(crate) async fn node(&self, datacenter: Option<&str>, name: &str) -> NodeLookup {
         let deadline = Instant::now() + FIRST_ANSWER_TIMEOUT;
         let Some(local) = self.local(deadline).await else {
             return NodeLookup::NotReady;
         };
-        let dc = datacenter.unwrap_or(&local.name);
+        let key = scope_key(datacenter, &local.name);
+        let dc = key.as_ref();
+        if Scope::parse(dc).peer.is_some() {
+            return match self.peer_node(dc, name) {
+                Some(node) => NodeLookup::Found(node),
+                None => NodeLookup::Unknown,
+            };
+        }
         if !local.knows(dc) {
             return NodeLookup::Unknown;
         }
@@ -353,61 +347,6 @@ impl Catalog {
             Ok(Ok(value)) => value.clone(),
             _ => None,
         }
-    }
-
-    /// The change signals of `dc` (lower-case): the local datacenter's, or another one's,
-    /// started with its service list on first use.
-    fn signals(&self, local: &LocalDatacenter, dc: &str) -> Arc<DatacenterSignals> {
-        if dc == local.name {
-            return local.signals.clone();
-        }
-        let shared = &self.shared;
-        shared.caches.datacenters.get_with_by_ref(dc, || {
-            let names = Arc::new(watch_service_names(&shared.watch, dc));
-            Arc::new(DatacenterSignals::start(
-                &shared.watch,
-                dc,
-                names,
-                &shared.caches.instances,
-                &shared.signal_stats,
-            ))
-        })
-    }
-
-    /// The watched slot of (`dc`, `service`, `kind`), started if it is not watched yet.
-    fn instances_slot(
-        &self,
-        local: &LocalDatacenter,
-        dc: &str,
-        service: &str,
-        kind: InstanceKind,
-    ) -> Arc<InstanceSlot> {
-        let key = (dc.to_owned(), service.to_owned(), kind);
-        self.shared.caches.instances.get_with_by_ref(&key, || {
-            let ttl = self.service_ttl(service);
-            // Reverse lookups name local services only, as Consul's.
-            let addresses = (kind == InstanceKind::Service && local.name == dc)
-                .then(|| self.shared.addresses.clone());
-            let signals = self.signals(local, dc);
-            let slot = watch_instances(
-                &self.shared.watch,
-                dc,
-                service,
-                kind,
-                ttl,
-                addresses,
-                &signals.feed,
-            );
-            Arc::new(slot)
-        })
-    }
-
-    /// The node list of `dc`, watched from its first use on.
-    fn nodes_slot(&self, dc: &str) -> Arc<WatchedSlot<Nodes>> {
-        self.shared
-            .caches
-            .nodes
-            .get_with_by_ref(dc, || Arc::new(watch_nodes(&self.shared.watch, dc)))
     }
 }
 

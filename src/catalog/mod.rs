@@ -18,7 +18,10 @@
 //!   [`sweep`] bounds how long any answer can be wrong;
 //! - [`caches`]: the moka caches holding the slots with time-to-idle, so watches stop when
 //!   nobody asks any more;
-//! - [`queries`]: prepared queries, which cannot be watched, executed again on change.
+//! - [`queries`]: prepared queries, which cannot be watched, executed again on change;
+//! - [`scopes`]: where a lookup reads (a datacenter, a namespace and partition, a cluster
+//!   peer's imported catalog) and whether a service exists there, with [`peers`] read from
+//!   `/v1/peerings`.
 //!
 //! When Consul stops answering, each watch keeps its last value and is marked stale; stale values
 //! are served for up to `--serve-stale` (RFC 8767's idea), then the answer is SERVFAIL.
@@ -33,7 +36,9 @@ mod keeper;
 mod local;
 mod lookup;
 mod nodes;
+mod peers;
 mod queries;
+mod scopes;
 mod signals;
 mod slot;
 mod sweep;
@@ -45,4 +50,4 @@ pub(crate) use handle::{CONSUL_SERVICE, Catalog};
 pub(crate) use lookup::{CachedLookup, NodeLookup, ServiceLookup};
 pub(crate) use nodes::NodeRecord;
 
-pub(crate) use crate::consul::{InstanceKind, NameFeature};
+pub(crate) use crate::consul::{InstanceKind, NameFeature, Scope};

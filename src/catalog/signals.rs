@@ -69,6 +69,16 @@ impl DatacenterSignals {
         }
     }
 
+    /// Signals that never fire, for a scope Consul keeps no lists of (a peer's imported
+    /// catalog: its services follow by their own queries).
+    pub(crate) fn silent() -> Self {
+        let names = WatchedSlot::fixed(
+            ServiceList::default(),
+            crate::consul::Freshness::new("no list".to_owned(), Arc::default()),
+        );
+        Self::fixed(Arc::new(names))
+    }
+
     /// Starts following `dc`, whose service list is watched by `names`.
     pub(crate) fn start(
         context: &WatchContext,

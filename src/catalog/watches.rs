@@ -21,7 +21,7 @@ use super::{
     slot::WatchedSlot,
 };
 use crate::consul::{
-    Answered, Ask, Blocking, ConsulClient, ConsulError, Freshness, InstanceKind, Parking,
+    Answered, Ask, Blocking, ConsulClient, ConsulError, Freshness, InstanceKind, Parking, Scope,
     ServiceNames, WatchControl, WatchIndex, WatchPolicy, WatchStats, run_watch,
 };
 
@@ -120,8 +120,10 @@ pub(crate) fn watch_instances(
     addresses: Option<Arc<ServiceAddresses>>,
     feed: &DatacenterFeed,
 ) -> InstanceSlot {
-    // Read on demand until the keeper gives it a parked place.
-    let control = Arc::new(WatchControl::new(false));
+    // Read on demand until the keeper gives it a parked place; a peer's service parks at once
+    // if there is room, as no signal would tell it of a change meanwhile.
+    let silent = Scope::parse(dc).peer.is_some();
+    let control = Arc::new(WatchControl::new(silent));
     let entry_context = EntryContext {
         datacenter: dc.to_owned(),
         domain: context.domain.clone(),

@@ -27,6 +27,7 @@ use super::{
     endpoint::{Endpoint, EndpointCounts, InstanceKind},
     error::{ConsulError, MAX_BODY_BYTES, Refusal},
     lanes::{Lanes, MakeClient, Parking, Versions},
+    scope::Scope,
 };
 use crate::config::{Budget, ConsulTls, ReadOptions, Token};
 
@@ -209,7 +210,7 @@ impl ConsulClient {
         ask: Ask,
         parking: Parking,
     ) -> Result<Blocking<T>, ConsulError> {
-        let mut query = vec![("dc", dc.to_owned())];
+        let mut query = Scope::parse(dc).params();
         self.read_options(endpoint, &mut query);
         let path = endpoint.path();
         let epoch = self.inner.failovers.load(Ordering::Relaxed);
@@ -241,9 +242,13 @@ impl ConsulClient {
                     .await?
             }
         };
-        let index = meta
-            .index
-            .ok_or_else(|| ConsulError::MissingIndex { path: path.into() })?;
+        let index = match meta.index {
+            Some(index) => index,
+            // Whether the peering list blocks is not documented: without an index it is read
+            // again after a pause (an index of 0 is never blocked on).
+            None if endpoint == Endpoint::Peerings => WatchIndex::ZERO,
+            None => return Err(ConsulError::MissingIndex { path: path.into() }),
+        };
         Ok(Blocking {
             value,
             index,

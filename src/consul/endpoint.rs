@@ -26,11 +26,13 @@ pub enum Endpoint {
     FailingChecks,
     PreparedQueries,
     QueryExecute,
+    /// `/v1/peerings`: the cluster peers and what is imported from each.
+    Peerings,
 }
 
 impl Endpoint {
     /// Every endpoint, in the order of [`Endpoint::index`].
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::AgentSelf,
         Endpoint::Datacenters,
         Endpoint::CatalogServices,
@@ -41,6 +43,7 @@ impl Endpoint {
         Endpoint::FailingChecks,
         Endpoint::PreparedQueries,
         Endpoint::QueryExecute,
+        Endpoint::Peerings,
     ];
 
     /// Its place in [`Endpoint::ALL`]. A match, not a cast: a new endpoint does not compile
@@ -57,6 +60,7 @@ impl Endpoint {
             Endpoint::FailingChecks => 7,
             Endpoint::PreparedQueries => 8,
             Endpoint::QueryExecute => 9,
+            Endpoint::Peerings => 10,
         }
     }
 
@@ -80,6 +84,7 @@ impl Endpoint {
             Endpoint::Health(InstanceKind::Ingress) => "/v1/health/ingress",
             Endpoint::FailingChecks => "/v1/health/state/any",
             Endpoint::PreparedQueries | Endpoint::QueryExecute => "/v1/query",
+            Endpoint::Peerings => "/v1/peerings",
         }
     }
 
@@ -118,6 +123,6 @@ mod tests {
         let counts = EndpointCounts::default();
         counts.add(Endpoint::Health(InstanceKind::Ingress));
         let seen: Vec<u64> = Endpoint::ALL.iter().map(|e| counts.get(*e)).collect();
-        assert_eq!(seen, [0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(seen, [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
     }
 }

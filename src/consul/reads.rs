@@ -13,7 +13,8 @@ use super::{
     error::ConsulError,
     lanes::Parking,
     types::{
-        AgentSelf, HealthCheck, HealthEntry, Node, PreparedQuery, QueryExecution, ServiceNames,
+        AgentSelf, HealthCheck, HealthEntry, Node, Peering, PreparedQuery, QueryExecution,
+        ServiceNames,
     },
 };
 
@@ -89,6 +90,17 @@ impl ConsulClient {
         parking: Parking,
     ) -> Result<Blocking<Vec<PreparedQuery>>, ConsulError> {
         self.blocking(Endpoint::PreparedQueries, &[], dc, ask, parking)
+            .await
+    }
+
+    /// Blocking query on the cluster peers and the services imported from each (read again
+    /// every few seconds where the agent gives no index to block on).
+    pub(crate) async fn peerings(
+        &self,
+        ask: Ask,
+        parking: Parking,
+    ) -> Result<Blocking<Vec<Peering>>, ConsulError> {
+        self.blocking(Endpoint::Peerings, &[], "", ask, parking)
             .await
     }
 

@@ -51,6 +51,38 @@ pub(crate) struct Service {
     /// `{Address, Port}`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub(crate) tagged_addresses: BTreeMap<String, TaggedAddress>,
+    /// Consul 1.22's named ports (`[{Name, Port, Default}]`, with `Port` the default one).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) ports: Vec<NamedPort>,
+}
+
+/// One of a service's named ports (Consul 1.22; `structs.ServicePorts`).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct NamedPort {
+    #[serde(rename = "Name", alias = "name", default)]
+    pub(crate) name: String,
+    #[serde(rename = "Port", alias = "port", default)]
+    pub(crate) port: u16,
+}
+
+/// One element of `/v1/peerings` (`api/peering.go`): a peer's name and the services the
+/// local cluster imports from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Peering {
+    pub(crate) name: String,
+    /// `ACTIVE`, `FAILING`, `DELETING`, ...
+    #[serde(default)]
+    pub(crate) state: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) stream_status: PeeringStreamStatus,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct PeeringStreamStatus {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) imported_services: Vec<String>,
 }
 
 /// One service tagged address. Consul writes the keys capitalised (the struct has no JSON

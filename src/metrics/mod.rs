@@ -18,7 +18,7 @@ use following::FollowMetrics;
 
 use crate::{
     catalog::Catalog,
-    consul::{Endpoint, InstanceKind},
+    consul::{Endpoint, InstanceKind, Scope},
     dns::{DnsMetrics, Fallback, Gate, LatencyCollector, QueryLog, RateLimiter},
 };
 
@@ -78,6 +78,10 @@ struct Pulled {
 struct ServiceLabels {
     service: String,
     datacenter: String,
+    /// A cluster peer's imported service; empty otherwise (as `namespace`, `partition`).
+    peer: String,
+    namespace: String,
+    partition: String,
     kind: &'static str,
 }
 
@@ -380,15 +384,20 @@ impl Metrics {
         }
         // Watches come and go: rebuild the families so stopped ones disappear.
         pulled.service_queries.clear();
-        for (datacenter, service, kind, asked) in catalog.service_questions() {
+        for (scope, service, kind, asked) in catalog.service_questions() {
             let kind = match kind {
                 InstanceKind::Service => "service",
                 InstanceKind::Connect => "connect",
                 InstanceKind::Ingress => "ingress",
             };
+            let scope = Scope::parse(&scope);
+            let label = |part: Option<&str>| part.unwrap_or_default().to_owned();
             let labels = ServiceLabels {
                 service,
-                datacenter,
+                datacenter: label(scope.datacenter),
+                peer: label(scope.peer),
+                namespace: label(scope.namespace),
+                partition: label(scope.partition),
                 kind,
             };
             pulled

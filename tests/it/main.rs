@@ -14,6 +14,7 @@ mod conformance;
 mod consul_faults;
 mod consul_names;
 mod consul_reads;
+mod consul_scopes;
 mod containers;
 mod cookies;
 mod datacenters;

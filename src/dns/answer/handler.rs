@@ -25,7 +25,10 @@ use crate::dns::fallback::Fallback;
 use crate::dns::gate::{ExtendedError, Gate, mark_client_dependent, note_extended_error};
 use crate::wire::{MAX_UDP_ANSWER_LIMIT, udp_payload};
 use crate::{
-    catalog::{CONSUL_SERVICE, Catalog, InstanceKind, NameFeature, NodeLookup, ServiceLookup},
+    catalog::{
+        CONSUL_SERVICE, Catalog, InstanceKind, NameFeature, NodeLookup, ServiceAnswers,
+        ServiceLookup,
+    },
     config::{Config, DnsOptions},
 };
 
@@ -149,26 +152,29 @@ impl ConsulHandler {
         if let QueryName::Address { hex } = &parsed {
             return records::address(asked, hex, zone);
         }
-        if let QueryName::Virtual { service } = &parsed {
-            return self.virtual_ip(asked, qtype, service).await;
-        }
-        if let QueryName::Newer { needs } = &parsed {
-            return match self.catalog.agent_version() {
+        if let QueryName::Newer { needs, name } = parsed {
+            parsed = match (self.catalog.agent_version(), name) {
                 // As that agent's own DNS: a label it does not know makes the name not exist.
-                Some(agent) if !needs.iter().all(|need| agent.supports(*need)) => {
-                    Answer::nxdomain(zone)
+                (Some(agent), _) if !needs.iter().all(|need| agent.supports(*need)) => {
+                    return Answer::nxdomain(zone);
                 }
-                Some(_) => {
+                (Some(_), Some(name)) => *name,
+                (Some(_), None) => {
                     note_extended_error(ExtendedError::NOT_SUPPORTED);
-                    Answer::error(ResponseCode::ServFail)
+                    return Answer::error(ResponseCode::ServFail);
                 }
-                None => {
+                (None, _) => {
                     note_extended_error(ExtendedError::NOT_READY);
-                    Answer::error(ResponseCode::ServFail)
+                    return Answer::error(ResponseCode::ServFail);
                 }
             };
         }
-        if let QueryName::Node { node, datacenter } = &parsed {
+        if let QueryName::Virtual { service, scope } = &parsed {
+            return self
+                .virtual_ip(asked, qtype, service, scope.as_deref())
+                .await;
+        }
+        if let QueryName::Node { node, scope } = &parsed {
             // Consul looks a node up only for these types; any other gets an empty NOERROR,
             // even for a node that does not exist.
             if !matches!(
@@ -177,7 +183,7 @@ impl ConsulHandler {
             ) {
                 return records::empty();
             }
-            return match self.catalog.node(datacenter.as_deref(), node).await {
+            return match self.catalog.node(scope.as_deref(), node).await {
                 NodeLookup::Found(record) => records::node(asked, qtype, &record, zone.node_ttl),
                 NodeLookup::Unknown => Answer::nxdomain(zone),
                 NodeLookup::NotReady => {
@@ -191,12 +197,11 @@ impl ConsulHandler {
                 kind,
                 service,
                 tag,
-                datacenter,
+                scope,
+                port,
             } => {
-                let lookup = self
-                    .catalog
-                    .instances(datacenter.as_deref(), &service, kind);
-                (lookup.await, tag)
+                let lookup = self.catalog.instances(scope.as_deref(), &service, kind);
+                (with_named_port(lookup.await, port.as_deref()), tag)
             }
             QueryName::PreparedQuery { query, datacenter } => (
                 self.catalog
@@ -235,7 +240,13 @@ impl ConsulHandler {
 
     /// `<service>.virtual` on an agent that knows it: the virtual IP read from the service's
     /// Connect instances; none (or no such service): NOERROR without records, as Consul.
-    async fn virtual_ip(&self, asked: &Name, qtype: RecordType, service: &str) -> Answer {
+    async fn virtual_ip(
+        &self,
+        asked: &Name,
+        qtype: RecordType,
+        service: &str,
+        scope: Option<&str>,
+    ) -> Answer {
         match self.catalog.agent_version() {
             Some(agent) if agent.supports(NameFeature::VirtualIps) => {}
             Some(_) => return Answer::nxdomain(&self.zone),
@@ -246,7 +257,7 @@ impl ConsulHandler {
         }
         let lookup = self
             .catalog
-            .instances(None, service, InstanceKind::Connect)
+            .instances(scope, service, InstanceKind::Connect)
             .await;
         match lookup {
             ServiceLookup::Found(answers) => {
@@ -425,5 +436,23 @@ impl ConsulHandler {
                 })
             }
         }
+    }
+}
+
+/// A service's lookup for a `<port>.port` name: its instances with that named port, their SRV
+/// records carrying it; none has it: the name does not exist.
+fn with_named_port(lookup: ServiceLookup, port: Option<&str>) -> ServiceLookup {
+    let Some(port) = port else {
+        return lookup;
+    };
+    let narrowed = |answers: &ServiceAnswers| answers.with_port(port).map(Arc::new);
+    match lookup {
+        ServiceLookup::Found(answers) => {
+            narrowed(&answers).map_or(ServiceLookup::Unknown, ServiceLookup::Found)
+        }
+        ServiceLookup::Stale(answers) => {
+            narrowed(&answers).map_or(ServiceLookup::Unknown, ServiceLookup::Stale)
+        }
+        other => other,
     }
 }

@@ -1,16 +1,64 @@
 //! The locality of a Consul name: the labels right of its kind (`web.service.<here>.consul`),
 //! read as current Consul reads them (`parseLocality` in `agent/dns_ce.go`, with Enterprise's
-//! keys): at most one datacenter, and which features beyond it the name uses.
+//! keys): each key's value, which features beyond Consul 1.8 the name uses, and the scope
+//! (datacenter, peer, namespace, partition) a name of each kind reads from.
 
-use crate::catalog::NameFeature;
+use crate::catalog::{NameFeature, Scope};
 
-/// What the labels right of a name's kind say (its locality): at most one datacenter, plus
-/// what names since Consul 1.8 add.
+/// What the labels right of a name's kind say (its locality): each key's value, and what names
+/// since Consul 1.8 add.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Locality {
     pub(crate) datacenter: Option<String>,
+    pub(crate) peer: Option<String>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) partition: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) port: Option<String>,
     /// Features beyond a datacenter the name uses (`.peer`, `.ns`, `.ap`, `.sg`, `.port`).
     pub(crate) needs: Vec<NameFeature>,
+}
+
+impl Locality {
+    /// Where a name of `kind` with this locality is read (a key of [`Scope`]; `Some(None)`:
+    /// the local datacenter), as Consul's DNS reads it: a peer is ignored by `.connect` and
+    /// `.ingress`, a datacenter by `.virtual`, and nodes live in the default namespace. `None`:
+    /// no such name.
+    pub(crate) fn scope_for(&self, kind: &str) -> Option<Option<String>> {
+        let (dc, peer) = (self.datacenter.as_deref(), self.peer.as_deref());
+        let (namespace, partition) = (self.namespace.as_deref(), self.partition.as_deref());
+        let scope = match kind {
+            "connect" | "ingress" => Scope {
+                datacenter: dc,
+                namespace,
+                partition,
+                ..Scope::default()
+            },
+            "virtual" => Scope {
+                peer,
+                namespace,
+                partition,
+                ..Scope::default()
+            },
+            "node" if namespace.is_some_and(|ns| ns != "default") => return None,
+            "node" => Scope {
+                datacenter: dc,
+                peer,
+                partition,
+                ..Scope::default()
+            },
+            _ => Scope {
+                datacenter: dc,
+                peer,
+                namespace,
+                partition,
+            },
+        };
+        if scope == Scope::default() {
+            return Some(None);
+        }
+        scope.key().map(Some)
+    }
 }
 
 /// As current Consul parses the labels right of the kind (`parseLocality`, CE and Enterprise
@@ -22,7 +70,8 @@ pub(crate) fn locality(suffixes: &[String], kind: &str) -> Option<Locality> {
     let mut found = Locality::default();
     match suffixes {
         [] => return Some(found),
-        [_peer] if kind == "virtual" => {
+        [peer] if kind == "virtual" => {
+            found.peer = Some(peer.clone());
             found.needs.push(NameFeature::Peering);
             return Some(found);
         }
@@ -33,34 +82,26 @@ pub(crate) fn locality(suffixes: &[String], kind: &str) -> Option<Locality> {
         _ if suffixes.len() % 2 == 1 || suffixes.len() > 6 => return None,
         _ => {}
     }
-    let (mut peer, mut group) = (false, false);
     for pair in suffixes.chunks(2) {
         let [value, key] = pair else {
             return None;
         };
-        let feature = match key.as_str() {
-            "dc" => {
-                found.datacenter = Some(value.clone());
-                continue;
-            }
-            "peer" => {
-                peer = true;
-                NameFeature::Peering
-            }
-            "ns" | "ap" => NameFeature::Namespaces,
-            "sg" => {
-                group = true;
-                NameFeature::SamenessGroups
-            }
-            "port" => NameFeature::NamedPorts,
+        let (place, feature) = match key.as_str() {
+            "dc" => (&mut found.datacenter, None),
+            "peer" => (&mut found.peer, Some(NameFeature::Peering)),
+            "ns" => (&mut found.namespace, Some(NameFeature::Namespaces)),
+            "ap" => (&mut found.partition, Some(NameFeature::Namespaces)),
+            "sg" => (&mut found.group, Some(NameFeature::SamenessGroups)),
+            "port" => (&mut found.port, Some(NameFeature::NamedPorts)),
             _ => return None,
         };
-        if !found.needs.contains(&feature) {
+        *place = Some(value.clone());
+        if let Some(feature) = feature.filter(|feature| !found.needs.contains(feature)) {
             found.needs.push(feature);
         }
     }
-    let datacenter = found.datacenter.is_some();
-    if (datacenter && peer) || (group && (datacenter || peer)) {
+    let (datacenter, peer) = (found.datacenter.is_some(), found.peer.is_some());
+    if (datacenter && peer) || (found.group.is_some() && (datacenter || peer)) {
         return None;
     }
     Some(found)
@@ -68,7 +109,11 @@ pub(crate) fn locality(suffixes: &[String], kind: &str) -> Option<Locality> {
 
 #[cfg(test)]
 mod tests {
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::super::name::{QueryName, parse};
     use super::*;
+    use crate::catalog::InstanceKind;
 
     fn labels(text: &str) -> Vec<String> {
         text.split('.')
@@ -82,20 +127,29 @@ mod tests {
         let read = |text: &str, kind: &str| locality(&labels(text), kind);
         let dc = |name: &str| Locality {
             datacenter: Some(name.into()),
-            needs: vec![],
+            ..Locality::default()
         };
         assert_eq!(read("", "service"), Some(Locality::default()));
         assert_eq!(read("dc2", "service"), Some(dc("dc2")));
         assert_eq!(read("dc2.dc", "node"), Some(dc("dc2")));
         assert_eq!(read("dc1.dc.dc2.dc", "service"), Some(dc("dc2")));
-        let needs = |needs: &[NameFeature]| Locality {
-            datacenter: None,
-            needs: needs.to_vec(),
-        };
-        assert_eq!(read("p1", "virtual"), Some(needs(&[NameFeature::Peering])));
         assert_eq!(
-            read("team.ns.ap1.ap", "service"),
-            Some(needs(&[NameFeature::Namespaces]))
+            read("p1", "virtual"),
+            Some(Locality {
+                peer: Some("p1".into()),
+                needs: vec![NameFeature::Peering],
+                ..Locality::default()
+            })
+        );
+        assert_eq!(
+            read("team.ns.ap1.ap.grpc.port", "service"),
+            Some(Locality {
+                namespace: Some("team".into()),
+                partition: Some("ap1".into()),
+                port: Some("grpc".into()),
+                needs: vec![NameFeature::Namespaces, NameFeature::NamedPorts],
+                ..Locality::default()
+            })
         );
         for bad in [
             "a.b.c",
@@ -105,6 +159,119 @@ mod tests {
             "a.dc.b.dc.c.dc.d.dc",
         ] {
             assert_eq!(read(bad, "service"), None, "{bad}");
+        }
+    }
+
+    fn parse_str(name: &str) -> QueryName {
+        parse_as(name, RecordType::A)
+    }
+
+    fn parse_as(name: &str, qtype: RecordType) -> QueryName {
+        let domain = Name::from_ascii("consul.").unwrap_or_else(|e| panic!("{e}"));
+        let name = Name::from_ascii(name).unwrap_or_else(|e| panic!("{e}"));
+        parse(&name, &domain, qtype)
+    }
+
+    #[test]
+    fn newer_forms_say_what_they_need_of_the_agent_and_where_they_read() {
+        let newer = |needs: &[NameFeature], name: QueryName| QueryName::Newer {
+            needs: needs.to_vec(),
+            name: Some(Box::new(name)),
+        };
+        let scoped = |scope: &str, port: Option<&str>| QueryName::Instances {
+            kind: InstanceKind::Service,
+            service: "web".into(),
+            tag: None,
+            scope: Some(scope.into()),
+            port: port.map(Into::into),
+        };
+        use NameFeature::*;
+        assert_eq!(
+            parse_str("web.service.p1.peer.consul."),
+            newer(&[Peering], scoped("peer=p1", None))
+        );
+        assert_eq!(
+            parse_str("web.service.team.ns.ap1.ap.dc2.dc.consul."),
+            newer(&[Namespaces], scoped("dc2;ns=team;ap=ap1", None))
+        );
+        assert_eq!(
+            parse_str("web.service.sg1.sg.consul."),
+            QueryName::Newer {
+                needs: vec![SamenessGroups],
+                name: None
+            }
+        );
+        let local_port = QueryName::Instances {
+            kind: InstanceKind::Service,
+            service: "web".into(),
+            tag: None,
+            scope: None,
+            port: Some("grpc".into()),
+        };
+        assert_eq!(
+            parse_as("web.service.grpc.port.consul.", RecordType::SRV),
+            newer(&[NamedPorts], local_port)
+        );
+        assert_eq!(
+            parse_str("web.service.grpc.port.p1.peer.consul."),
+            newer(&[NamedPorts, Peering], scoped("peer=p1", Some("grpc")))
+        );
+        assert_eq!(
+            parse_str("web.virtual.consul."),
+            QueryName::Virtual {
+                service: "web".into(),
+                scope: None
+            }
+        );
+        let peer_virtual = QueryName::Virtual {
+            service: "web".into(),
+            scope: Some("peer=p1".into()),
+        };
+        for name in ["web.virtual.p1.consul.", "web.virtual.p1.peer.consul."] {
+            assert_eq!(
+                parse_str(name),
+                newer(&[Peering, VirtualIps], peer_virtual.clone())
+            );
+        }
+        // Consul's `.connect` ignores a peer; a node of a peer is named in the peer.
+        assert_eq!(
+            parse_str("db.connect.p1.peer.consul."),
+            newer(
+                &[Peering],
+                QueryName::Instances {
+                    kind: InstanceKind::Connect,
+                    service: "db".into(),
+                    tag: None,
+                    scope: None,
+                    port: None,
+                }
+            )
+        );
+        assert_eq!(
+            parse_str("n1.node.p1.peer.consul."),
+            newer(
+                &[Peering],
+                QueryName::Node {
+                    node: "n1".into(),
+                    scope: Some("peer=p1".into())
+                }
+            )
+        );
+        // Not names: dc with peer, sg with dc, unknown keys, odd label counts, 1.19's alias.
+        for bad in [
+            "web.service.dc2.dc.p1.peer.consul.",
+            "web.service.sg1.sg.dc2.dc.consul.",
+            "web.service.x.cluster.consul.",
+            "web.service.dc2.dc.x.consul.",
+            "web.service.a.b.c.d.e.f.g.h.consul.",
+            "n1.node.team.ns.consul.",
+            "db.connect.grpc.port.consul.",
+        ] {
+            assert!(
+                parse_str(bad) == QueryName::OtherInDomain,
+                "{bad}: {:?}",
+                parse_str(bad)
+            );
         }
     }
 }

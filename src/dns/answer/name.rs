@@ -11,7 +11,7 @@
 
 use hickory_proto::rr::{Name, RecordType};
 
-use super::locality::{Locality, locality};
+use super::locality::locality;
 use crate::catalog::{InstanceKind, NameFeature};
 
 /// What a query name inside or outside our domain means.
@@ -25,7 +25,11 @@ pub(crate) enum QueryName {
         kind: InstanceKind,
         service: String,
         tag: Option<String>,
-        datacenter: Option<String>,
+        /// Where it is read: a datacenter, or a key of [`crate::catalog::Scope`] (a peer, a
+        /// namespace and partition); `None`: the local datacenter.
+        scope: Option<String>,
+        /// Consul 1.22's `<name>.port`: the named port SRV answers carry.
+        port: Option<String>,
     },
     /// `<hex>.addr[.<dc>].<domain>`: an address spelled in hex (the SRV targets we hand out).
     /// The hex is lower-case and not checked yet: Consul answers bad hex and bad lengths
@@ -34,7 +38,8 @@ pub(crate) enum QueryName {
     /// `<node>.node[.<dc>].<domain>`; a node name with dots is its labels joined.
     Node {
         node: String,
-        datacenter: Option<String>,
+        /// A datacenter, or a key of [`crate::catalog::Scope`] (a peer, a partition).
+        scope: Option<String>,
     },
     /// `<name or id>.query[.<dc>].<domain>`; a query name with dots is its labels joined.
     PreparedQuery {
@@ -45,12 +50,20 @@ pub(crate) enum QueryName {
     /// as names exist below it): the domain itself, a kind (`service`), a datacenter, or a kind
     /// in a datacenter. A `datacenter` Consul does not know makes the name not exist.
     NoRecords { datacenter: Option<String> },
-    /// `<service>.virtual[.<dc>.dc].<domain>`: the virtual IP Consul assigned the service.
-    Virtual { service: String },
-    /// A form newer than Consul 1.8 whose data the bridge does not read yet (a peer, a
-    /// namespace or partition, a sameness group, a named port, a virtual IP): what it needs of
-    /// the agent decides the answer.
-    Newer { needs: Vec<NameFeature> },
+    /// `<service>.virtual[.<peer>].<domain>`: the virtual IP Consul assigned the service
+    /// (in `scope`, a peer's or a namespace's; `None`: the local one).
+    Virtual {
+        service: String,
+        scope: Option<String>,
+    },
+    /// A form newer than Consul 1.8 (a peer, a namespace or partition, a sameness group, a
+    /// named port, a peer's virtual IP): answered as `name` when the agent supports all it
+    /// `needs`; `name` is `None` for a form whose data the bridge does not read (a sameness
+    /// group).
+    Newer {
+        needs: Vec<NameFeature>,
+        name: Option<Box<QueryName>>,
+    },
     /// Inside the domain but not a name we serve (a malformed or unsupported form).
     OtherInDomain,
     /// Not ours.
@@ -106,53 +119,70 @@ fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
     };
     let parts = &labels[..parts_end];
     let suffixes = &labels[suffixes_start..];
-    let Locality { datacenter, needs } = locality(suffixes, kind)?;
-    let datacenter = datacenter.as_ref();
+    let found = locality(suffixes, kind)?;
     // A prepared query takes at most one datacenter label, and nothing else.
-    if kind == "query" && (suffixes.len() > 1 || !needs.is_empty()) {
+    if kind == "query" && (suffixes.len() > 1 || !found.needs.is_empty()) {
         return None;
     }
-    let newer = |mut needs: Vec<NameFeature>, extra: Option<NameFeature>| {
-        needs.extend(extra.filter(|feature| !needs.contains(feature)));
-        QueryName::Newer { needs }
-    };
-    match kind {
-        // Consul ignores the locality of an address: the name holds all there is to answer.
-        "addr" => match parts {
+    // Consul ignores the locality of an address: the name holds all there is to answer.
+    if kind == "addr" {
+        return match parts {
             [hex] => Some(QueryName::Address { hex: hex.clone() }),
             _ => None,
+        };
+    }
+    let scope = found.scope_for(kind)?;
+    // Named ports are read for services only; a sameness group's data is not read yet.
+    let port = found.port.clone();
+    if port.is_some() && kind != "service" {
+        return None;
+    }
+    let named = match kind {
+        "virtual" => QueryName::Virtual {
+            service: parts.last()?.clone(),
+            scope,
         },
-        // A datacenter is ignored: virtual IPs are per datacenter, never asked across.
-        "virtual" if needs.is_empty() => parts.last().map(|service| QueryName::Virtual {
-            service: service.clone(),
-        }),
-        "virtual" => (!parts.is_empty()).then(|| newer(needs, Some(NameFeature::VirtualIps))),
-        _ if !needs.is_empty() => match kind == "service" {
-            true => service_name(parts, None).map(|_| newer(needs, None)),
-            false => (!parts.is_empty()).then(|| newer(needs, None)),
-        },
-        "node" => (!parts.is_empty()).then(|| QueryName::Node {
+        "node" if parts.is_empty() => return None,
+        "node" => QueryName::Node {
             node: parts.join("."),
-            datacenter: datacenter.cloned(),
-        }),
-        kind @ ("connect" | "ingress") => parts.last().map(|service| QueryName::Instances {
+            scope,
+        },
+        kind @ ("connect" | "ingress") => QueryName::Instances {
             kind: match kind {
                 "ingress" => InstanceKind::Ingress,
                 _ => InstanceKind::Connect,
             },
-            service: service.clone(),
+            service: parts.last()?.clone(),
             tag: None,
-            datacenter: datacenter.cloned(),
-        }),
-        "query" => (!parts.is_empty()).then(|| QueryName::PreparedQuery {
+            scope,
+            port: None,
+        },
+        "query" if parts.is_empty() => return None,
+        "query" => QueryName::PreparedQuery {
             query: parts.join("."),
-            datacenter: datacenter.cloned(),
-        }),
-        _ => service_name(parts, datacenter),
+            datacenter: scope,
+        },
+        _ => service_name(parts, scope, port)?,
+    };
+    let mut needs = found.needs;
+    if needs.is_empty() {
+        return Some(named);
     }
+    if kind == "virtual" && !needs.contains(&NameFeature::VirtualIps) {
+        needs.push(NameFeature::VirtualIps);
+    }
+    let served = found.group.is_none();
+    Some(QueryName::Newer {
+        needs,
+        name: served.then(|| Box::new(named)),
+    })
 }
 
-fn service_name(parts: &[String], datacenter: Option<&String>) -> Option<QueryName> {
+fn service_name(
+    parts: &[String],
+    scope: Option<String>,
+    port: Option<String>,
+) -> Option<QueryName> {
     let (service, tag) = match parts {
         [] => return None,
         [service, tag] if service.starts_with('_') && tag.starts_with('_') => {
@@ -174,7 +204,8 @@ fn service_name(parts: &[String], datacenter: Option<&String>) -> Option<QueryNa
         kind: InstanceKind::Service,
         service,
         tag,
-        datacenter: datacenter.cloned(),
+        scope,
+        port,
     })
 }
 
@@ -199,7 +230,8 @@ mod tests {
             kind: InstanceKind::Service,
             service: service.into(),
             tag: tag.map(Into::into),
-            datacenter: dc.map(Into::into),
+            scope: dc.map(Into::into),
+            port: None,
         }
     }
 
@@ -265,7 +297,7 @@ mod tests {
     fn node_forms() {
         let node = |name: &str, dc: Option<&str>| QueryName::Node {
             node: name.into(),
-            datacenter: dc.map(Into::into),
+            scope: dc.map(Into::into),
         };
         assert_eq!(parse_str("ext1.node.consul."), node("ext1", None));
         assert_eq!(
@@ -296,7 +328,8 @@ mod tests {
             kind,
             service: service.into(),
             tag: None,
-            datacenter: dc.map(Into::into),
+            scope: dc.map(Into::into),
+            port: None,
         };
         let (connect, ingress) = (InstanceKind::Connect, InstanceKind::Ingress);
         assert_eq!(
@@ -355,7 +388,7 @@ mod tests {
             parse_str("n1.node.dc2.dc.consul."),
             QueryName::Node {
                 node: "n1".into(),
-                datacenter: Some("dc2".into())
+                scope: Some("dc2".into())
             }
         );
         assert_eq!(
@@ -364,7 +397,8 @@ mod tests {
                 kind: InstanceKind::Connect,
                 service: "db".into(),
                 tag: None,
-                datacenter: Some("dc2".into()),
+                scope: Some("dc2".into()),
+                port: None,
             }
         );
         // A later pair of a key replaces an earlier one.
@@ -377,60 +411,6 @@ mod tests {
             parse_str("q.query.dc2.dc.consul."),
             QueryName::OtherInDomain
         );
-    }
-
-    #[test]
-    fn newer_forms_say_what_they_need_of_the_agent() {
-        let needs = |needs: &[NameFeature]| QueryName::Newer {
-            needs: needs.to_vec(),
-        };
-        use NameFeature::*;
-        assert_eq!(parse_str("web.service.p1.peer.consul."), needs(&[Peering]));
-        assert_eq!(
-            parse_str("web.service.team.ns.ap1.ap.dc2.dc.consul."),
-            needs(&[Namespaces])
-        );
-        assert_eq!(
-            parse_str("web.service.sg1.sg.consul."),
-            needs(&[SamenessGroups])
-        );
-        assert_eq!(
-            parse_as("web.service.grpc.port.consul.", RecordType::SRV),
-            needs(&[NamedPorts])
-        );
-        assert_eq!(
-            parse_str("web.service.grpc.port.p1.peer.consul."),
-            needs(&[NamedPorts, Peering])
-        );
-        assert_eq!(
-            parse_str("web.virtual.consul."),
-            QueryName::Virtual {
-                service: "web".into()
-            }
-        );
-        assert_eq!(
-            parse_str("web.virtual.p1.consul."),
-            needs(&[Peering, VirtualIps])
-        );
-        assert_eq!(
-            parse_str("web.virtual.p1.peer.consul."),
-            needs(&[Peering, VirtualIps])
-        );
-        assert_eq!(parse_str("n1.node.p1.peer.consul."), needs(&[Peering]));
-        // Not names: dc with peer, sg with dc, unknown keys, odd label counts, 1.19's alias.
-        for bad in [
-            "web.service.dc2.dc.p1.peer.consul.",
-            "web.service.sg1.sg.dc2.dc.consul.",
-            "web.service.x.cluster.consul.",
-            "web.service.dc2.dc.x.consul.",
-            "web.service.a.b.c.d.e.f.g.h.consul.",
-        ] {
-            assert!(
-                parse_str(bad) == QueryName::OtherInDomain,
-                "{bad}: {:?}",
-                parse_str(bad)
-            );
-        }
     }
 
     #[test]

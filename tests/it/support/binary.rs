@@ -95,6 +95,7 @@ impl BridgeBinary {
     /// The `/metrics` page now.
     pub async fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.metrics);
+        consul_dns_bridge::install_crypto_provider();
         match reqwest::get(url).await {
             Ok(response) => response.text().await.unwrap_or_default(),
             Err(error) => panic!("/metrics: {error}"),

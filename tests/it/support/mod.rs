@@ -13,6 +13,7 @@ pub mod fake_consul;
 pub mod named;
 pub mod pki;
 pub mod podman;
+mod scoped_catalog;
 pub mod scripted_consul;
 pub mod zones;
 

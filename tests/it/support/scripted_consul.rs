@@ -18,6 +18,7 @@ use std::{
     time::Duration,
 };
 
+use super::scoped_catalog::{Scopes, scope_of};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -58,6 +59,10 @@ struct Catalog {
     agent_self: String,
     /// The virtual IP of a service, on its Connect proxies (`/v1/health/connect/<name>`).
     virtual_ips: HashMap<String, String>,
+    /// Consul 1.22's named ports of a service (`Ports`, as `structs.ServicePorts`).
+    named_ports: HashMap<String, Value>,
+    /// Peers' imported catalogs, Enterprise namespaces and partitions.
+    scoped: Scopes,
 }
 
 impl Catalog {
@@ -81,10 +86,16 @@ impl Catalog {
             .into_iter()
             .flatten()
             .map(|i| {
+                let ports = self.named_ports.get(service);
+                let default_port = ports
+                    .and_then(|all| all.as_array()?.iter().find(|p| p["Default"] == true))
+                    .and_then(|port| port["Port"].as_u64())
+                    .unwrap_or(80);
                 json!({
                     "Node": {"Node": "node1", "Address": "127.0.0.1", "Meta": {}},
                     "Service": {"ID": i.id, "Service": service, "Tags": [],
-                                "Address": i.address, "Port": 80},
+                                "Address": i.address, "Port": default_port,
+                                "Ports": ports.cloned().unwrap_or(Value::Null)},
                     "Checks": [{"CheckID": format!("chk-{}", i.id), "Node": "node1",
                                 "Status": if i.passing { "passing" } else { "critical" },
                                 "ServiceID": i.id, "ServiceName": service,
@@ -236,6 +247,38 @@ impl ScriptedConsul {
         catalog
             .virtual_ips
             .insert(service.to_owned(), ip.to_owned());
+    }
+
+    /// Adds `service` to `scope` (`peer=p1`, `ns=team`, `ns=team&partition=ap1`) with
+    /// `instances` (node, node address, service address or empty), all passing.
+    pub fn add_scoped_service(&self, scope: &str, service: &str, instances: &[(&str, &str, &str)]) {
+        self.change(|c| {
+            let index = c.next();
+            c.scoped.add(index, scope, service, instances);
+        });
+    }
+
+    /// Sets instance `id` (`<service>1`, ...) of `service` in `scope` passing or critical.
+    pub fn set_passing_in(&self, scope: &str, service: &str, id: &str, passing: bool) {
+        self.change(|c| {
+            let index = c.next();
+            c.scoped.set_passing(index, scope, service, id, passing);
+        });
+    }
+
+    /// Gives `service` of `scope` the virtual IP `ip` on its Connect proxies.
+    pub fn set_scoped_virtual_ip(&self, scope: &str, service: &str, ip: &str) {
+        self.change(|c| c.scoped.set_virtual_ip(scope, service, ip));
+    }
+
+    /// Registers `service`'s instances with Consul 1.22's named ports (`[{Name, Port,
+    /// Default}]`, section 3.2 of `../shared/CONSUL-NAMES.md`), `Port` the default one.
+    pub fn set_named_ports(&self, service: &str, ports: Value) {
+        self.change(|c| {
+            let index = c.next();
+            c.named_ports.insert(service.to_owned(), ports);
+            c.service_index.insert(service.to_owned(), index);
+        });
     }
 
     pub fn url(&self) -> String {
@@ -390,8 +433,18 @@ async fn serve(
         .and_then(|ms| ms.parse().ok())
         .map_or(Duration::ZERO, Duration::from_millis);
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    let scope = scope_of(&params);
     // The index this path blocks on, and its body, now.
     let current = |c: &Catalog| -> Option<(u64, String)> {
+        if path == "/v1/peerings" {
+            return Some(c.scoped.peerings());
+        }
+        if let Some(found) = (!scope.is_empty())
+            .then(|| c.scoped.body(path, &scope))
+            .flatten()
+        {
+            return Some(found);
+        }
         match path {
             "/v1/agent/self" if c.agent_self.is_empty() => {
                 Some((c.index, r#"{"Config":{"Datacenter":"dc1"}}"#.into()))

@@ -1,0 +1,267 @@
+//! Names that read beyond the local catalog, against the scripted Consul (no agent here is
+//! newer than 1.8.7; the fixtures' shapes and their sources are in
+//! `support/scoped_catalog.rs`): a cluster peer's imported services (`.peer`), Enterprise
+//! namespaces and partitions (`.ns`, `.ap`), and Consul 1.22's named ports (`.port`). Each is
+//! answered from its own watch, kept fresh by blocking queries as local services are.
+
+use std::time::{Duration, Instant};
+
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::{RData, RecordType},
+};
+use serde_json::json;
+
+use crate::support::{
+    binary::BridgeBinary,
+    dns::{DnsClient, ip},
+    scripted_consul::ScriptedConsul,
+};
+
+const NX: ResponseCode = ResponseCode::NXDomain;
+const OK: ResponseCode = ResponseCode::NoError;
+
+/// SRV answers as `port target`, sorted.
+fn srv_of(answer: &Message) -> Vec<String> {
+    let mut srv: Vec<String> = (answer.answers.iter())
+        .filter_map(|r| match &r.data {
+            RData::SRV(srv) => Some(format!("{} {}", srv.port, srv.target)),
+            _ => None,
+        })
+        .collect();
+    srv.sort();
+    srv
+}
+
+/// Additional A records as `owner address`, sorted.
+fn glue_of(answer: &Message) -> Vec<String> {
+    let mut glue: Vec<String> = (answer.additionals.iter())
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(format!("{} {}", r.name, a.0)),
+            _ => None,
+        })
+        .collect();
+    glue.sort();
+    glue
+}
+
+/// How long until `name`'s A answer is `want` (polled every 5 ms, at most 5 s).
+async fn until_answer(dns: &DnsClient, name: &str, want: &[&str]) -> Option<Duration> {
+    let want: Vec<_> = want.iter().map(|a| ip(a)).collect();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if dns.addresses(name, RecordType::A).await == want {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_imported_services_answer_as_current_consul() {
+    let consul = ScriptedConsul::start(&[("web", &["10.1.0.1"]), ("db", &["10.2.0.1"])]).await;
+    consul.set_agent("1.21.3", "");
+    // web1 on its node's address, web2 with an address of its own.
+    let instances = [
+        ("peernode1", "10.9.0.1", ""),
+        ("peernode2", "10.9.0.2", "10.9.1.2"),
+    ];
+    consul.add_scoped_service("peer=p1", "web", &instances);
+    consul.set_scoped_virtual_ip("peer=p1", "web", "240.0.0.9");
+    let bridge = BridgeBinary::start(&consul.url(), &[], &[], "web.service.consul.").await;
+    let dns = &bridge.dns;
+    let peer_addresses = [ip("10.9.0.1"), ip("10.9.1.2")];
+    for name in [
+        "web.service.p1.peer.consul.",
+        "WEB.Service.P1.Peer.consul.",
+        "_web._tcp.service.p1.peer.consul.",
+    ] {
+        assert_eq!(
+            dns.addresses(name, RecordType::A).await,
+            peer_addresses,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        dns.addresses("web.service.consul.", RecordType::A).await,
+        [ip("10.1.0.1")],
+        "the local web is another service"
+    );
+    // SRV targets carry no datacenter: `<hex>.addr.<domain>`, `<node>.node.<peer>.peer`.
+    let srv = dns
+        .query("web.service.p1.peer.consul.", RecordType::SRV)
+        .await;
+    assert_eq!(
+        srv_of(&srv),
+        [
+            "8080 0a090102.addr.consul.",
+            "8080 peernode1.node.p1.peer.consul."
+        ]
+    );
+    assert_eq!(
+        glue_of(&srv),
+        [
+            "0a090102.addr.consul. 10.9.1.2",
+            "peernode1.node.p1.peer.consul. 10.9.0.1"
+        ]
+    );
+    // The target names resolve: the node from the imported instances, the address from itself.
+    assert_eq!(
+        dns.addresses("peernode1.node.p1.peer.consul.", RecordType::A)
+            .await,
+        [ip("10.9.0.1")]
+    );
+    assert_eq!(
+        dns.rcode("nobody.node.p1.peer.consul.", RecordType::A)
+            .await,
+        NX
+    );
+    // An unknown peer, or a service the peer does not export: NXDOMAIN with the SOA.
+    for name in ["web.service.p9.peer.consul.", "db.service.p1.peer.consul."] {
+        let answer = dns.query(name, RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, NX, "{name}");
+        assert!(
+            answer
+                .authorities
+                .iter()
+                .any(|r| matches!(r.data, RData::SOA(_))),
+            "{name}: {answer:?}"
+        );
+    }
+    // The peer's virtual IP, with the peer labelled or not.
+    for name in ["web.virtual.p1.peer.consul.", "web.virtual.p1.consul."] {
+        assert_eq!(
+            dns.addresses(name, RecordType::A).await,
+            [ip("240.0.0.9")],
+            "{name}"
+        );
+    }
+    // Consul's `.connect` ignores a peer: the local proxies answer.
+    assert_eq!(
+        dns.addresses("web.connect.p1.peer.consul.", RecordType::A)
+            .await,
+        dns.addresses("web.connect.consul.", RecordType::A).await
+    );
+    // A health change of an imported instance reaches the answer by the service's own query.
+    consul.set_passing_in("peer=p1", "web", "web2", false);
+    let failed = until_answer(dns, "web.service.p1.peer.consul.", &["10.9.0.1"]).await;
+    consul.set_passing_in("peer=p1", "web", "web2", true);
+    let recovered = until_answer(
+        dns,
+        "web.service.p1.peer.consul.",
+        &["10.9.0.1", "10.9.1.2"],
+    )
+    .await;
+    println!("peer: failure answered after {failed:?}, recovery after {recovered:?}");
+    assert!(failed.is_some() && recovered.is_some());
+    let metrics = bridge.metrics().await;
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("consul_dns_bridge_service_queries_total")
+                && line.contains(r#"peer="p1""#)
+                && line.contains(r#"service="web""#)
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enterprise_namespaces_and_partitions_read_their_own_catalog() {
+    let consul = ScriptedConsul::start(&[("web", &["10.1.0.1"])]).await;
+    consul.set_agent("1.22.0+ent", "ent");
+    consul.add_scoped_service("ns=team", "web", &[("n7", "10.7.0.1", "")]);
+    consul.add_scoped_service(
+        "ns=team&partition=ap1",
+        "web",
+        &[("n8", "10.8.0.1", ""), ("n9", "10.8.0.2", "")],
+    );
+    let bridge = BridgeBinary::start(&consul.url(), &[], &[], "web.service.consul.").await;
+    let dns = &bridge.dns;
+    for (name, want) in [
+        ("web.service.team.ns.consul.", vec![ip("10.7.0.1")]),
+        ("web.service.team.ns.dc1.dc.consul.", vec![ip("10.7.0.1")]),
+        (
+            "web.service.team.ns.ap1.ap.consul.",
+            vec![ip("10.8.0.1"), ip("10.8.0.2")],
+        ),
+        (
+            "web.service.ap1.ap.team.ns.consul.",
+            vec![ip("10.8.0.1"), ip("10.8.0.2")],
+        ),
+        ("web.service.consul.", vec![ip("10.1.0.1")]),
+    ] {
+        assert_eq!(dns.addresses(name, RecordType::A).await, want, "{name}");
+    }
+    let srv = dns
+        .query("web.service.team.ns.consul.", RecordType::SRV)
+        .await;
+    assert_eq!(srv_of(&srv), ["8080 n7.node.dc1.consul."]);
+    assert_eq!(
+        dns.rcode("db.service.team.ns.consul.", RecordType::A).await,
+        NX
+    );
+    assert_eq!(
+        dns.rcode("web.service.dc7.dc.team.ns.consul.", RecordType::A)
+            .await,
+        NX
+    );
+    // A health change in the namespace arrives through its failing checks.
+    consul.set_passing_in("ns=team&partition=ap1", "web", "web1", false);
+    let failed = until_answer(dns, "web.service.team.ns.ap1.ap.consul.", &["10.8.0.2"]).await;
+    println!("namespace: failure answered after {failed:?}");
+    assert!(failed.is_some());
+    let metrics = bridge.metrics().await;
+    assert!(
+        metrics.lines().any(|line| line.contains(r#"namespace="team""#)
+            && line.contains(r#"partition="ap1""#)),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_ports_give_srv_answers_their_port() {
+    let consul = ScriptedConsul::start(&[("web", &["10.1.0.1", "10.1.0.2"])]).await;
+    consul.set_agent("1.22.0", "");
+    consul.set_named_ports(
+        "web",
+        json!([{"Name": "http", "Port": 8080, "Default": true},
+               {"Name": "grpc", "Port": 9090, "Default": false}]),
+    );
+    let bridge = BridgeBinary::start(&consul.url(), &[], &[], "web.service.consul.").await;
+    let dns = &bridge.dns;
+    let ports = |answer: &Message| -> Vec<u16> {
+        let mut ports: Vec<u16> = (answer.answers.iter())
+            .filter_map(|r| match &r.data {
+                RData::SRV(srv) => Some(srv.port),
+                _ => None,
+            })
+            .collect();
+        ports.sort();
+        ports
+    };
+    for (name, want) in [
+        ("web.service.consul.", [8080, 8080]),
+        ("web.service.http.port.consul.", [8080, 8080]),
+        ("web.service.grpc.port.consul.", [9090, 9090]),
+        ("web.service.GRPC.port.dc1.dc.consul.", [9090, 9090]),
+        ("web.service.dc1.dc.grpc.port.consul.", [9090, 9090]),
+    ] {
+        let answer = dns.query(name, RecordType::SRV).await;
+        assert_eq!(ports(&answer), want, "{name}");
+    }
+    assert_eq!(
+        dns.addresses("web.service.grpc.port.consul.", RecordType::A)
+            .await,
+        [ip("10.1.0.1"), ip("10.1.0.2")]
+    );
+    // An unknown port name, a port on another kind, a port beside a one-label datacenter.
+    for name in [
+        "web.service.nope.port.consul.",
+        "web.connect.grpc.port.consul.",
+        "web.service.grpc.port.dc1.consul.",
+    ] {
+        assert_eq!(dns.rcode(name, RecordType::SRV).await, NX, "{name}");
+    }
+    assert_eq!(dns.rcode("web.service.consul.", RecordType::SRV).await, OK);
+}
