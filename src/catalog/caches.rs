@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 use moka::sync::Cache;
 
 use super::{
+    groups::GroupMembers,
     instances::InstanceCache,
     nodes::Nodes,
     peers::Peers,
@@ -37,6 +38,8 @@ pub(crate) struct Caches {
     pub(crate) query_results: Cache<(Dc, String), Arc<ExecutedQuery>>,
     /// The cluster peers, from the first question for a peer.
     pub(crate) peers: Cache<(), Arc<WatchedSlot<Peers>>>,
+    /// Sameness groups per (scope read in, name), from the first question for one.
+    pub(crate) groups: Cache<(Dc, String), Arc<WatchedSlot<GroupMembers>>>,
 }
 
 impl Caches {
@@ -64,6 +67,7 @@ impl Caches {
             query_definitions: build(idle, None),
             query_results: build(idle, Some(MAX_EXECUTED_QUERIES)),
             peers: build(idle, None),
+            groups: build(idle, None),
         }
     }
 
@@ -76,6 +80,7 @@ impl Caches {
         self.query_definitions.run_pending_tasks();
         self.query_results.run_pending_tasks();
         self.peers.run_pending_tasks();
+        self.groups.run_pending_tasks();
     }
 
     /// Calls `visit` with the freshness of every cached watch.
@@ -97,6 +102,9 @@ impl Caches {
         }
         for (_, peers) in self.peers.iter() {
             visit(peers.freshness());
+        }
+        for (_, group) in self.groups.iter() {
+            visit(group.freshness());
         }
     }
 

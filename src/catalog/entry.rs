@@ -15,10 +15,11 @@ use std::{
 
 use hickory_proto::rr::{
     Name, RData, Record,
-    rdata::{CNAME, SRV, TXT},
+    rdata::{SRV, TXT},
 };
 use tracing::debug;
 
+pub(crate) use super::instance_address::{InstanceAddress, hex_address};
 use super::visibility::Visibility;
 use crate::cidr::ClientNet;
 use crate::{
@@ -29,20 +30,14 @@ use crate::{
 /// What every record of an entry shares: where it lives and how long it may be cached.
 #[derive(Debug, Clone)]
 pub(crate) struct EntryContext {
-    /// The datacenter, or a key of [`Scope`] (a peer, a namespace).
+    /// The datacenter, or a key of [`Scope`] (a peer, a namespace) read from.
     pub(crate) datacenter: String,
+    /// The datacenter SRV targets name (a group's or a namespace's own, or the local one).
+    pub(crate) target_datacenter: String,
     pub(crate) domain: Name,
     pub(crate) ttl: u32,
     /// The service metadata key holding an instance's visibility rule.
     pub(crate) visibility_key: Arc<str>,
-}
-
-/// How an instance is reached by address.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum InstanceAddress {
-    Ip(IpAddr),
-    /// A service registered with a host name: answered with a CNAME, as Consul does.
-    Host(Name),
 }
 
 /// One passing instance, ready to answer with.
@@ -255,13 +250,14 @@ impl ServiceAnswers {
 
 impl EntryContext {
     /// The labels after `<node>.node` and after `<hex>.addr` in SRV targets, as Consul's
-    /// `nodeCanonicalDNSName`: the datacenter; for a peer's instances `<peer>.peer` and none.
-    fn target_suffixes(&self) -> (Vec<&str>, Vec<&str>) {
+    /// `nodeCanonicalDNSName`: the datacenter; for a peer's instances (`peer` of the node, a
+    /// group's member) `<peer>.peer` and none.
+    fn target_suffixes<'a>(&'a self, peer: &'a str) -> (Vec<&'a str>, Vec<&'a str>) {
         let scope = Scope::parse(&self.datacenter);
-        match (scope.peer, scope.datacenter) {
-            (Some(peer), _) => (vec![peer, "peer"], vec![]),
-            (None, Some(dc)) => (vec![dc], vec![dc]),
-            (None, None) => (vec![], vec![]),
+        let dc = self.target_datacenter.as_str();
+        match Some(peer).filter(|peer| !peer.is_empty()).or(scope.peer) {
+            Some(peer) => (vec![peer, "peer"], vec![]),
+            None => (vec![dc], vec![dc]),
         }
     }
 }
@@ -271,7 +267,8 @@ fn build_instance(
     context: &EntryContext,
     visibility: Visibility,
 ) -> Option<InstanceRecords> {
-    let (node_suffix, addr_suffix) = context.target_suffixes();
+    let peer = entry.node.peer_name.to_ascii_lowercase();
+    let (node_suffix, addr_suffix) = context.target_suffixes(&peer);
     let node_labels = [&[entry.node.node.as_str(), "node"][..], &node_suffix].concat();
     let node_name = label_name(&node_labels, &context.domain)?;
     let node_address = entry.node.address.parse::<IpAddr>().ok();
@@ -379,39 +376,6 @@ fn label_name(labels: &[&str], domain: &Name) -> Option<Name> {
     }
 }
 
-/// Consul's `.addr.` label: the address's bytes in hex, 8 digits for IPv4, 32 for IPv6.
-pub(crate) fn hex_address(ip: IpAddr) -> String {
-    let bytes = match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl InstanceAddress {
-    /// An address as Consul stores it: an IP, else a host name (fully qualified); `None` when it
-    /// is neither.
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        if let Ok(ip) = text.parse::<IpAddr>() {
-            return Some(InstanceAddress::Ip(ip));
-        }
-        let mut host = Name::from_ascii(text).ok()?;
-        host.set_fqdn(true);
-        Some(InstanceAddress::Host(host))
-    }
-
-    /// The record data for an address question: `None` when this instance has no record of the
-    /// asked family. `v4`/`v6` say which families the question takes.
-    pub(crate) fn rdata(&self, v4: bool, v6: bool) -> Option<RData> {
-        match self {
-            InstanceAddress::Ip(ip @ IpAddr::V4(_)) if v4 => Some(ip_rdata(*ip)),
-            InstanceAddress::Ip(ip @ IpAddr::V6(_)) if v6 => Some(ip_rdata(*ip)),
-            InstanceAddress::Ip(_) => None,
-            InstanceAddress::Host(host) => Some(RData::CNAME(CNAME(host.clone()))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +391,7 @@ mod tests {
     fn context() -> EntryContext {
         EntryContext {
             datacenter: "dc1".into(),
+            target_datacenter: "dc1".into(),
             domain: Name::from_ascii("consul.").unwrap(),
             ttl: 0,
             visibility_key: Arc::from("dns-allow"),

@@ -148,6 +148,7 @@ impl Catalog {
         for (name, entries) in services {
             let context = EntryContext {
                 datacenter: datacenter.to_owned(),
+                target_datacenter: datacenter.to_owned(),
                 domain: config.domain.clone(),
                 ttl: ttl_seconds(shared.service_ttls.for_service(&name)),
                 visibility_key: shared.watch.visibility_key.clone(),

@@ -20,8 +20,8 @@
 //!   nobody asks any more;
 //! - [`queries`]: prepared queries, which cannot be watched, executed again on change;
 //! - [`scopes`]: where a lookup reads (a datacenter, a namespace and partition, a cluster
-//!   peer's imported catalog) and whether a service exists there, with [`peers`] read from
-//!   `/v1/peerings`.
+//!   peer's imported catalog, a sameness group) and whether a service exists there, with
+//!   [`peers`] read from `/v1/peerings` and [`groups`] from the sameness-group config entries.
 //!
 //! When Consul stops answering, each watch keeps its last value and is marked stale; stale values
 //! are served for up to `--serve-stale` (RFC 8767's idea), then the answer is SERVFAIL.
@@ -29,8 +29,10 @@
 mod addresses;
 mod caches;
 mod entry;
+mod groups;
 mod handle;
 mod health_view;
+mod instance_address;
 mod instances;
 mod keeper;
 mod local;

@@ -310,6 +310,7 @@ fn answers(context: &impl QueryContext, execution: QueryExecution) -> ServiceAns
         .unwrap_or_else(|| context.service_ttl(&execution.service));
     let entry_context = EntryContext {
         datacenter: execution.datacenter.to_ascii_lowercase(),
+        target_datacenter: execution.datacenter.to_ascii_lowercase(),
         domain: context.domain().clone(),
         ttl,
         visibility_key: context.visibility_key(),

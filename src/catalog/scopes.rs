@@ -1,16 +1,18 @@
 //! Where a lookup reads: the watched slots of a scope (a datacenter, a namespace and partition
-//! in one, a cluster peer's imported catalog), started on first use, and what tells whether a
-//! service exists there before a watch is started for it: the datacenter's service list, or
-//! for a peer the services the local cluster imports from it (`/v1/peerings`).
+//! in one, a cluster peer's imported catalog, a sameness group), started on first use, and
+//! what tells whether a service exists there before a watch is started for it: the
+//! datacenter's service list; for a peer the services the local cluster imports from it
+//! (`/v1/peerings`); for a sameness group, any of its members listing it.
 //!
-//! Consul keeps no failing-checks list of a peer (`/v1/health/state/any` takes no `peer`), so
-//! a peer's signals never fire: its services follow changes by their own blocking queries
-//! while the budget parks them, else by the anti-entropy sweep.
+//! Consul keeps no failing-checks list of a peer or a group (`/v1/health/state/any` takes no
+//! `peer` nor `sg`), so their signals never fire: their services follow changes by their own
+//! blocking queries while the budget parks them, else by the anti-entropy sweep.
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use super::{
     entry::InstanceAddress,
+    groups::{Member, watch_group},
     handle::Catalog,
     instances::InstanceSlot,
     local::LocalDatacenter,
@@ -34,9 +36,58 @@ pub(crate) fn scope_key<'a>(scope: Option<&'a str>, local: &'a str) -> Cow<'a, s
 
 impl Catalog {
     /// Whether `service` (lower-case) exists in the scope `key` (made by [`scope_key`]): in
-    /// its service list, or among a peer's imported services. `None`: not known in time, or
-    /// too stale to say.
+    /// its service list, among a peer's imported services, or for a sameness group in any
+    /// member. `None`: not known in time, or too stale to say.
     pub(super) async fn is_listed(
+        &self,
+        local: &LocalDatacenter,
+        key: &str,
+        service: &str,
+        wait: Duration,
+    ) -> Option<bool> {
+        let scope = Scope::parse(key);
+        let Some(group) = scope.group else {
+            return self.is_listed_in(local, key, service, wait).await;
+        };
+        let serve_stale = self.shared.serve_stale;
+        let place = Scope {
+            datacenter: Some(&local.name),
+            partition: scope.partition,
+            ..Scope::default()
+        };
+        let place = place.key()?;
+        let group = self
+            .shared
+            .caches
+            .groups
+            .get_with_by_ref(&(place.clone(), group.to_owned()), || {
+                Arc::new(watch_group(&self.shared.watch, &place, group))
+            });
+        let members = group.servable_value(serve_stale, wait).await?;
+        for member in &members.members {
+            let member_key = match member {
+                Member::Peer(peer) => Scope {
+                    peer: Some(peer),
+                    namespace: scope.namespace,
+                    ..Scope::default()
+                },
+                Member::Partition(partition) => Scope {
+                    datacenter: Some(&local.name),
+                    namespace: scope.namespace,
+                    partition: Some(partition),
+                    ..Scope::default()
+                },
+            };
+            let member_key = member_key.key()?;
+            if self.is_listed_in(local, &member_key, service, wait).await? {
+                return Some(true);
+            }
+        }
+        Some(false)
+    }
+
+    /// [`Self::is_listed`] for a scope that is not a sameness group.
+    async fn is_listed_in(
         &self,
         local: &LocalDatacenter,
         key: &str,
@@ -103,7 +154,8 @@ impl Catalog {
         }
         let shared = &self.shared;
         shared.caches.datacenters.get_with_by_ref(dc, || {
-            if Scope::parse(dc).peer.is_some() {
+            let scope = Scope::parse(dc);
+            if scope.peer.is_some() || scope.group.is_some() {
                 return Arc::new(DatacenterSignals::silent());
             }
             let names = Arc::new(watch_service_names(&shared.watch, dc));

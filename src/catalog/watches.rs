@@ -120,12 +120,17 @@ pub(crate) fn watch_instances(
     addresses: Option<Arc<ServiceAddresses>>,
     feed: &DatacenterFeed,
 ) -> InstanceSlot {
-    // Read on demand until the keeper gives it a parked place; a peer's service parks at once
-    // if there is room, as no signal would tell it of a change meanwhile.
-    let silent = Scope::parse(dc).peer.is_some();
+    // Read on demand until the keeper gives it a parked place; a peer's or a group's service
+    // parks at once if there is room, as no signal would tell it of a change meanwhile.
+    let scope = Scope::parse(dc);
+    let silent = scope.peer.is_some() || scope.group.is_some();
     let control = Arc::new(WatchControl::new(silent));
+    let target_datacenter = (scope.datacenter.map(str::to_owned))
+        .or_else(|| context.local_dc.get().cloned())
+        .unwrap_or_default();
     let entry_context = EntryContext {
         datacenter: dc.to_owned(),
+        target_datacenter,
         domain: context.domain.clone(),
         ttl,
         visibility_key: context.visibility_key.clone(),

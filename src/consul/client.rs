@@ -41,8 +41,7 @@ const READ_AFTER_WAIT: Duration = Duration::from_secs(2);
 const PLAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request failing this soon after it was sent met a refused connection (see `note_refusal`).
 const REFUSED_WITHIN: Duration = Duration::from_secs(1);
-/// How much of an error status's body goes into the error (Consul says why there, e.g.
-/// `ACL not found`).
+/// How much of an error status's body goes into the error (Consul says why, `ACL not found`).
 const STATUS_BODY_EXCERPT: usize = 120;
 
 #[derive(Debug, Default)]
@@ -213,7 +212,7 @@ impl ConsulClient {
         let mut query = Scope::parse(dc).params();
         self.read_options(endpoint, &mut query);
         let path = endpoint.path();
-        let epoch = self.inner.failovers.load(Ordering::Relaxed);
+        let epoch = self.agent_epoch();
         let (value, meta) = match ask {
             Ask::Read { background, after } => {
                 if after.is_set() {
@@ -244,8 +243,7 @@ impl ConsulClient {
         };
         let index = match meta.index {
             Some(index) => index,
-            // Whether the peering list blocks is not documented: without an index it is read
-            // again after a pause (an index of 0 is never blocked on).
+            // Whether the peering list blocks is undocumented: then read again after a pause.
             None if endpoint == Endpoint::Peerings => WatchIndex::ZERO,
             None => return Err(ConsulError::MissingIndex { path: path.into() }),
         };
@@ -254,6 +252,11 @@ impl ConsulClient {
             index,
             agent_epoch: epoch,
         })
+    }
+
+    /// The failovers to another agent so far: what an answer's `agent_epoch` counts.
+    pub(super) fn agent_epoch(&self) -> u64 {
+        self.inner.failovers.load(Ordering::Relaxed)
     }
 
     /// A request that does not park, on the plain client, once one of its places is free.

@@ -28,11 +28,13 @@ pub enum Endpoint {
     QueryExecute,
     /// `/v1/peerings`: the cluster peers and what is imported from each.
     Peerings,
+    /// `/v1/config/sameness-group/<name>` (Enterprise): a sameness group's members.
+    SamenessGroup,
 }
 
 impl Endpoint {
     /// Every endpoint, in the order of [`Endpoint::index`].
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::AgentSelf,
         Endpoint::Datacenters,
         Endpoint::CatalogServices,
@@ -44,6 +46,7 @@ impl Endpoint {
         Endpoint::PreparedQueries,
         Endpoint::QueryExecute,
         Endpoint::Peerings,
+        Endpoint::SamenessGroup,
     ];
 
     /// Its place in [`Endpoint::ALL`]. A match, not a cast: a new endpoint does not compile
@@ -61,6 +64,7 @@ impl Endpoint {
             Endpoint::PreparedQueries => 8,
             Endpoint::QueryExecute => 9,
             Endpoint::Peerings => 10,
+            Endpoint::SamenessGroup => 11,
         }
     }
 
@@ -68,6 +72,7 @@ impl Endpoint {
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::QueryExecute => "/v1/query/<name>/execute",
+            Endpoint::SamenessGroup => "/v1/config/sameness-group/<name>",
             other => other.base(),
         }
     }
@@ -85,6 +90,7 @@ impl Endpoint {
             Endpoint::FailingChecks => "/v1/health/state/any",
             Endpoint::PreparedQueries | Endpoint::QueryExecute => "/v1/query",
             Endpoint::Peerings => "/v1/peerings",
+            Endpoint::SamenessGroup => "/v1/config/sameness-group",
         }
     }
 
@@ -123,6 +129,6 @@ mod tests {
         let counts = EndpointCounts::default();
         counts.add(Endpoint::Health(InstanceKind::Ingress));
         let seen: Vec<u64> = Endpoint::ALL.iter().map(|e| counts.get(*e)).collect();
-        assert_eq!(seen, [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(seen, [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]);
     }
 }

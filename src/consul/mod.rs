@@ -37,5 +37,7 @@ pub use tls::install_crypto_provider;
 pub use types::HealthEntry;
 #[cfg(test)]
 pub(crate) use types::QueryTemplate;
-pub(crate) use types::{HealthCheck, Node, Peering, PreparedQuery, QueryExecution, ServiceNames};
+pub(crate) use types::{
+    HealthCheck, Node, Peering, PreparedQuery, QueryExecution, SamenessGroup, ServiceNames,
+};
 pub(crate) use watch::{Answered, WatchPolicy, run as run_watch, warns};

@@ -7,14 +7,14 @@ use reqwest::StatusCode;
 use super::{
     agent::AgentVersion,
     ask::Ask,
-    blocking::Blocking,
+    blocking::{Blocking, WatchIndex},
     client::ConsulClient,
     endpoint::{Endpoint, InstanceKind},
     error::ConsulError,
     lanes::Parking,
     types::{
         AgentSelf, HealthCheck, HealthEntry, Node, Peering, PreparedQuery, QueryExecution,
-        ServiceNames,
+        SamenessGroup, ServiceNames,
     },
 };
 
@@ -102,6 +102,35 @@ impl ConsulClient {
     ) -> Result<Blocking<Vec<Peering>>, ConsulError> {
         self.blocking(Endpoint::Peerings, &[], "", ask, parking)
             .await
+    }
+
+    /// Blocking query on the sameness group `name` of `scope` (its partition); `None` when
+    /// there is no such group.
+    pub(crate) async fn sameness_group(
+        &self,
+        scope: &str,
+        name: &str,
+        ask: Ask,
+        parking: Parking,
+    ) -> Result<Blocking<Option<SamenessGroup>>, ConsulError> {
+        let endpoint = Endpoint::SamenessGroup;
+        match self.blocking(endpoint, &[name], scope, ask, parking).await {
+            Ok(found) => Ok(Blocking {
+                value: Some(found.value),
+                index: found.index,
+                agent_epoch: found.agent_epoch,
+            }),
+            Err(ConsulError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
+                // Index 1: read again after a pause, as an index not to block on (0 would
+                // be logged as a fault of the agent).
+                Ok(Blocking {
+                    value: None,
+                    index: WatchIndex::new(1),
+                    agent_epoch: self.agent_epoch(),
+                })
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Executes the prepared query `name` (a name, an ID, or a name a template matches) in

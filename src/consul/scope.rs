@@ -1,6 +1,7 @@
 //! Where a read is asked, as one string the caches key on: a datacenter (`dc2`), or a
 //! datacenter with an Enterprise namespace and partition (`dc2;ns=team;ap=ap1`), or a cluster
-//! peer's imported catalog (`peer=p1`, with a namespace and partition too on Enterprise). A
+//! peer's imported catalog (`peer=p1`, with a namespace and partition too on Enterprise), or an
+//! Enterprise sameness group (`sg=sg1`, the same). A
 //! plain datacenter stays its bare name, so everything keyed by datacenter before keeps its
 //! key; Consul's datacenter names hold neither `;` nor `=`, so the forms cannot meet.
 
@@ -11,13 +12,21 @@ pub(crate) struct Scope<'a> {
     pub(crate) peer: Option<&'a str>,
     pub(crate) namespace: Option<&'a str>,
     pub(crate) partition: Option<&'a str>,
+    /// A sameness group: its members are asked in order, first healthy one answering.
+    pub(crate) group: Option<&'a str>,
 }
 
 impl<'a> Scope<'a> {
-    /// The key of this scope, a peer's without its datacenter (a peer's catalog is read from
-    /// the local one); `None` when a part could not be a Consul name (holds `;` or `=`).
+    /// The key of this scope, a peer's or a group's without its datacenter (they are read
+    /// from the local one); `None` when a part could not be a Consul name (holds `;` or `=`).
     pub(crate) fn key(&self) -> Option<String> {
-        let parts = [self.datacenter, self.peer, self.namespace, self.partition];
+        let parts = [
+            self.datacenter,
+            self.peer,
+            self.namespace,
+            self.partition,
+            self.group,
+        ];
         if parts
             .iter()
             .flatten()
@@ -25,10 +34,11 @@ impl<'a> Scope<'a> {
         {
             return None;
         }
-        let mut key = match (self.peer, self.datacenter) {
-            (Some(peer), _) => format!("peer={peer}"),
-            (None, Some(dc)) => dc.to_owned(),
-            (None, None) => String::new(),
+        let mut key = match (self.peer, self.group, self.datacenter) {
+            (Some(peer), _, _) => format!("peer={peer}"),
+            (None, Some(group), _) => format!("sg={group}"),
+            (None, None, Some(dc)) => dc.to_owned(),
+            (None, None, None) => String::new(),
         };
         for (label, value) in [("ns", self.namespace), ("ap", self.partition)] {
             if let Some(value) = value {
@@ -43,10 +53,11 @@ impl<'a> Scope<'a> {
         let mut parts = key.split(';');
         let mut scope = Scope::default();
         match parts.next() {
-            Some(first) => match first.strip_prefix("peer=") {
-                Some(peer) => scope.peer = Some(peer),
-                None if first.is_empty() => {}
-                None => scope.datacenter = Some(first),
+            Some(first) => match (first.strip_prefix("peer="), first.strip_prefix("sg=")) {
+                (Some(peer), _) => scope.peer = Some(peer),
+                (None, Some(group)) => scope.group = Some(group),
+                _ if first.is_empty() => {}
+                _ => scope.datacenter = Some(first),
             },
             None => return scope,
         }
@@ -60,11 +71,12 @@ impl<'a> Scope<'a> {
         scope
     }
 
-    /// Consul's query parameters for this scope (`dc`, `peer`, `ns`, `partition`).
+    /// Consul's query parameters for this scope (`dc`, `peer`, `sg`, `ns`, `partition`).
     pub(crate) fn params(&self) -> Vec<(&'static str, String)> {
         let pairs = [
             ("dc", self.datacenter),
             ("peer", self.peer),
+            ("sg", self.group),
             ("ns", self.namespace),
             ("partition", self.partition),
         ];
@@ -100,6 +112,17 @@ mod tests {
         };
         assert_eq!(peer.key().as_deref(), Some("peer=p1"));
         assert_eq!(Scope::parse("peer=p1"), peer);
+        let group = Scope {
+            group: Some("sg1"),
+            partition: Some("ap1"),
+            ..Scope::default()
+        };
+        assert_eq!(group.key().as_deref(), Some("sg=sg1;ap=ap1"));
+        assert_eq!(Scope::parse("sg=sg1;ap=ap1"), group);
+        assert_eq!(
+            group.params(),
+            [("sg", "sg1".to_owned()), ("partition", "ap1".to_owned())]
+        );
         assert_eq!(
             Scope::parse("peer=p1").params(),
             [("peer", "p1".to_owned())]

@@ -26,6 +26,9 @@ pub(crate) struct Node {
     pub(crate) node: String,
     #[serde(default)]
     pub(crate) address: String,
+    /// The cluster peer the node is imported from; absent or empty for a local one.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) peer_name: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub(crate) meta: BTreeMap<String, String>,
 }
@@ -63,6 +66,24 @@ pub(crate) struct NamedPort {
     pub(crate) name: String,
     #[serde(rename = "Port", alias = "port", default)]
     pub(crate) port: u16,
+}
+
+/// `/v1/config/sameness-group/<name>` (Enterprise 1.16): its members, in failover order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct SamenessGroup {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) members: Vec<SamenessMember>,
+}
+
+/// A member of a sameness group: a local partition or a cluster peer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct SamenessMember {
+    #[serde(default)]
+    pub(crate) partition: String,
+    #[serde(default)]
+    pub(crate) peer: String,
 }
 
 /// One element of `/v1/peerings` (`api/peering.go`): a peer's name and the services the

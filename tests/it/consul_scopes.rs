@@ -1,8 +1,9 @@
 //! Names that read beyond the local catalog, against the scripted Consul (no agent here is
 //! newer than 1.8.7; the fixtures' shapes and their sources are in
 //! `support/scoped_catalog.rs`): a cluster peer's imported services (`.peer`), Enterprise
-//! namespaces and partitions (`.ns`, `.ap`), and Consul 1.22's named ports (`.port`). Each is
-//! answered from its own watch, kept fresh by blocking queries as local services are.
+//! namespaces and partitions (`.ns`, `.ap`) and sameness groups (`.sg`), and Consul 1.22's
+//! named ports (`.port`). Each is answered from its own watch, kept fresh by blocking queries
+//! as local services are.
 
 use std::time::{Duration, Instant};
 
@@ -143,6 +144,19 @@ async fn a_peers_imported_services_answer_as_current_consul() {
             .await,
         dns.addresses("web.connect.consul.", RecordType::A).await
     );
+    // No PTR names a peer's instance (current Consul has none); the local ones keep theirs.
+    let ptr = |answer: Message| -> Vec<String> {
+        (answer.answers.iter())
+            .filter_map(|r| match &r.data {
+                RData::PTR(ptr) => Some(ptr.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    let peer_ptr = dns.query("2.1.9.10.in-addr.arpa.", RecordType::PTR).await;
+    assert!(ptr(peer_ptr).is_empty());
+    let local_ptr = dns.query("1.0.1.10.in-addr.arpa.", RecordType::PTR).await;
+    assert_eq!(ptr(local_ptr), ["web.service.dc1.consul."]);
     // A health change of an imported instance reaches the answer by the service's own query.
     consul.set_passing_in("peer=p1", "web", "web2", false);
     let failed = until_answer(dns, "web.service.p1.peer.consul.", &["10.9.0.1"]).await;
@@ -264,4 +278,44 @@ async fn named_ports_give_srv_answers_their_port() {
         assert_eq!(dns.rcode(name, RecordType::SRV).await, NX, "{name}");
     }
     assert_eq!(dns.rcode("web.service.consul.", RecordType::SRV).await, OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sameness_group_answers_with_its_first_healthy_member() {
+    // db first: an index of 1 (web's otherwise) is one the bridge never blocks on.
+    let consul = ScriptedConsul::start(&[("db", &["10.2.0.1"]), ("web", &["10.1.0.1"])]).await;
+    consul.set_agent("1.22.0+ent", "ent");
+    consul.add_scoped_service("peer=p1", "web", &[("peernode1", "10.9.0.1", "")]);
+    consul.add_scoped_service("peer=p1", "api", &[("peernode2", "10.9.0.2", "")]);
+    consul.set_sameness_group("sg1", &["partition=default", "peer=p1"]);
+    let bridge = BridgeBinary::start(&consul.url(), &[], &[], "web.service.consul.").await;
+    let dns = &bridge.dns;
+    // The local partition first; a service only one member has, from that member.
+    for (name, want) in [
+        ("web.service.sg1.sg.consul.", ip("10.1.0.1")),
+        ("db.service.sg1.sg.consul.", ip("10.2.0.1")),
+        ("api.service.sg1.sg.consul.", ip("10.9.0.2")),
+    ] {
+        assert_eq!(dns.addresses(name, RecordType::A).await, [want], "{name}");
+    }
+    // Targets as the member's own: the local datacenter's, or the peer's.
+    let local = dns
+        .query("web.service.sg1.sg.consul.", RecordType::SRV)
+        .await;
+    assert_eq!(srv_of(&local), ["80 0a010001.addr.dc1.consul."]);
+    let peer = dns
+        .query("api.service.sg1.sg.consul.", RecordType::SRV)
+        .await;
+    assert_eq!(srv_of(&peer), ["8080 peernode2.node.p1.peer.consul."]);
+    // No member has it, or no such group: NXDOMAIN.
+    for name in ["nope.service.sg1.sg.consul.", "web.service.sg9.sg.consul."] {
+        assert_eq!(dns.rcode(name, RecordType::A).await, NX, "{name}");
+    }
+    // The local instance fails: the peer's answers; it recovers: the local one again.
+    consul.set_passing("web", "web1", false);
+    let failover = until_answer(dns, "web.service.sg1.sg.consul.", &["10.9.0.1"]).await;
+    consul.set_passing("web", "web1", true);
+    let back = until_answer(dns, "web.service.sg1.sg.consul.", &["10.1.0.1"]).await;
+    println!("sameness group: failover answered after {failover:?}, failback after {back:?}");
+    assert!(failover.is_some() && back.is_some());
 }

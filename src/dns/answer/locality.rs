@@ -52,6 +52,7 @@ impl Locality {
                 peer,
                 namespace,
                 partition,
+                group: self.group.as_deref(),
             },
         };
         if scope == Scope::default() {
@@ -196,6 +197,15 @@ mod tests {
         );
         assert_eq!(
             parse_str("web.service.sg1.sg.consul."),
+            newer(&[SamenessGroups], scoped("sg=sg1", None))
+        );
+        assert_eq!(
+            parse_str("web.service.sg1.sg.ap1.ap.consul."),
+            newer(&[SamenessGroups, Namespaces], scoped("sg=sg1;ap=ap1", None))
+        );
+        // A group with another kind: no source says what it means.
+        assert_eq!(
+            parse_str("web.connect.sg1.sg.consul."),
             QueryName::Newer {
                 needs: vec![SamenessGroups],
                 name: None

@@ -59,7 +59,7 @@ pub(crate) enum QueryName {
     /// A form newer than Consul 1.8 (a peer, a namespace or partition, a sameness group, a
     /// named port, a peer's virtual IP): answered as `name` when the agent supports all it
     /// `needs`; `name` is `None` for a form whose data the bridge does not read (a sameness
-    /// group).
+    /// group with another kind than `.service`).
     Newer {
         needs: Vec<NameFeature>,
         name: Option<Box<QueryName>>,
@@ -171,7 +171,8 @@ fn parse_labels(labels: &[String], srv: bool) -> Option<QueryName> {
     if kind == "virtual" && !needs.contains(&NameFeature::VirtualIps) {
         needs.push(NameFeature::VirtualIps);
     }
-    let served = found.group.is_none();
+    // A sameness group is read for services only (its other kinds are not documented).
+    let served = found.group.is_none() || kind == "service";
     Some(QueryName::Newer {
         needs,
         name: served.then(|| Box::new(named)),

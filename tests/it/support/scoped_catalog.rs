@@ -11,6 +11,10 @@
 //!   `StreamStatus.ImportedServices`, `Remote.Datacenter`, `CreateIndex`/`ModifyIndex`). Whether
 //!   it blocks is not documented (section 8); here it blocks like the other lists, its index
 //!   moving when what a peer exports changes.
+//! - sameness groups (Enterprise 1.16): `/v1/config/sameness-group/<name>` as the config entry
+//!   (`Kind`, `Name`, `DefaultForFailover`, `Members` of `{Partition}` or `{Peer}`; 404 when
+//!   missing), and `?sg=` on a health read answering with the first member, in order, that has
+//!   a passing instance (section 4.4 of the spec);
 //! - `peer` is read by the service-specific endpoints only (`parsePeerName` takes a
 //!   `ServiceSpecificRequest` in `agent/http.go`): `/v1/catalog/services` and
 //!   `/v1/health/state/any` ignore it and answer with the local catalog, as here.
@@ -39,14 +43,19 @@ pub(super) struct Scopes {
     checks_index: HashMap<String, u64>,
     peerings_index: u64,
     virtual_ips: HashMap<(String, String), String>,
+    /// Sameness groups: their members as scopes (`partition=default`, `peer=p1`).
+    pub(super) groups: BTreeMap<String, Vec<String>>,
 }
 
-/// The scope a request asks for, from its `peer`, `ns` and `partition` parameters (in that
-/// order); empty for the local catalog.
+/// The scope a request asks for, from its `peer`, `sg`, `ns` and `partition` parameters (in
+/// that order); empty for the local catalog (which is the default namespace and partition).
 pub(super) fn scope_of(params: &HashMap<&str, &str>) -> String {
-    ["peer", "ns", "partition"]
+    ["peer", "sg", "ns", "partition"]
         .iter()
-        .filter_map(|key| params.get(key).map(|value| format!("{key}={value}")))
+        .filter_map(|key| Some((key, params.get(key)?)))
+        // The default namespace and partition are the local catalog's.
+        .filter(|(key, value)| !(matches!(**key, "ns" | "partition") && **value == "default"))
+        .map(|(key, value)| format!("{key}={value}"))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -115,6 +124,26 @@ impl Scopes {
     pub(super) fn set_virtual_ip(&mut self, scope: &str, service: &str, ip: &str) {
         let key = (scope.to_owned(), service.to_owned());
         self.virtual_ips.insert(key, ip.to_owned());
+    }
+
+    /// `/v1/config/sameness-group/<name>`: the entry, or `None` (404) when there is none.
+    pub(super) fn group_entry(&self, name: &str) -> Option<(u64, String)> {
+        let members: Vec<Value> = (self.groups.get(name)?.iter())
+            .map(|member| match member.split_once('=') {
+                Some(("peer", peer)) => json!({"Peer": peer}),
+                Some((_, partition)) => json!({"Partition": partition}),
+                None => json!({}),
+            })
+            .collect();
+        let entry = json!({"Kind": "sameness-group", "Name": name, "Partition": "default",
+                           "DefaultForFailover": true, "IncludeLocal": true,
+                           "Members": members, "CreateIndex": 3, "ModifyIndex": 3});
+        Some((3, entry.to_string()))
+    }
+
+    /// Whether `body` (a health read's) lists a passing instance.
+    pub(super) fn any_passing(body: &str) -> bool {
+        body.contains(r#""Status":"passing""#)
     }
 
     /// `/v1/peerings`, with its index.

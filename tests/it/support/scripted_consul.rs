@@ -145,6 +145,25 @@ impl Catalog {
         (self.index_of(service), Value::Array(entries).to_string())
     }
 
+    /// A health read with `?sg=`: the first member, in order, with a passing instance (the
+    /// local catalog for the default partition); the index is the highest of those read.
+    fn group_health(&self, path: &str, group: &str) -> Option<(u64, String)> {
+        let service = path.strip_prefix("/v1/health/service/")?;
+        let (mut index, mut last) = (0, "[]".to_owned());
+        for member in self.scoped.groups.get(group)? {
+            let (at, body) = match member.as_str() {
+                "partition=default" => self.health_body(service),
+                scope => self.scoped.body(path, scope)?,
+            };
+            index = index.max(at);
+            if Scopes::any_passing(&body) {
+                return Some((index, body));
+            }
+            last = body;
+        }
+        Some((index, last))
+    }
+
     fn failing_body(&self) -> String {
         let failing: Vec<Value> = self
             .services
@@ -263,6 +282,15 @@ impl ScriptedConsul {
         self.change(|c| {
             let index = c.next();
             c.scoped.set_passing(index, scope, service, id, passing);
+        });
+    }
+
+    /// Makes the sameness group `name` with `members` in order (`partition=default`,
+    /// `peer=p1`).
+    pub fn set_sameness_group(&self, name: &str, members: &[&str]) {
+        let members = members.iter().map(|m| (*m).to_owned()).collect();
+        self.change(|c| {
+            c.scoped.groups.insert(name.to_owned(), members);
         });
     }
 
@@ -438,6 +466,12 @@ async fn serve(
     let current = |c: &Catalog| -> Option<(u64, String)> {
         if path == "/v1/peerings" {
             return Some(c.scoped.peerings());
+        }
+        if let Some(name) = path.strip_prefix("/v1/config/sameness-group/") {
+            return c.scoped.group_entry(name);
+        }
+        if let Some(group) = scope.strip_prefix("sg=") {
+            return c.group_health(path, group);
         }
         if let Some(found) = (!scope.is_empty())
             .then(|| c.scoped.body(path, &scope))
