@@ -3,7 +3,7 @@
 //! `support/scoped_catalog.rs`): a cluster peer's imported services (`.peer`), Enterprise
 //! namespaces and partitions (`.ns`, `.ap`) and sameness groups (`.sg`), and Consul 1.22's
 //! named ports (`.port`). Each is answered from its own watch, kept fresh by blocking queries
-//! as local services are.
+//! and served stale while Consul is away, as local services are.
 
 use std::time::{Duration, Instant};
 
@@ -318,4 +318,44 @@ async fn a_sameness_group_answers_with_its_first_healthy_member() {
     let back = until_answer(dns, "web.service.sg1.sg.consul.", &["10.1.0.1"]).await;
     println!("sameness group: failover answered after {failover:?}, failback after {back:?}");
     assert!(failover.is_some() && back.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_names_are_served_while_consul_is_down() {
+    let consul = ScriptedConsul::start(&[("db", &["10.2.0.1"]), ("web", &["10.1.0.1"])]).await;
+    consul.set_agent("1.22.0+ent", "ent");
+    consul.add_scoped_service("peer=p1", "api", &[("peernode2", "10.9.0.2", "")]);
+    consul.add_scoped_service("ns=team", "web", &[("n7", "10.7.0.1", "")]);
+    consul.set_sameness_group("sg1", &["partition=default", "peer=p1"]);
+    consul.set_named_ports(
+        "web",
+        json!([{"Name": "grpc", "Port": 9090, "Default": true}]),
+    );
+    let bridge = BridgeBinary::start(&consul.url(), &[], &[], "web.service.consul.").await;
+    let dns = &bridge.dns;
+    let names = [
+        ("api.service.p1.peer.consul.", RecordType::A),
+        ("web.service.team.ns.consul.", RecordType::A),
+        ("api.service.sg1.sg.consul.", RecordType::A),
+        ("web.service.grpc.port.consul.", RecordType::SRV),
+    ];
+    let mut before = Vec::new();
+    for (name, qtype) in names {
+        let answer = dns.query(name, qtype).await;
+        assert!(!answer.answers.is_empty(), "{name}: {answer:?}");
+        before.push(answer);
+    }
+    drop(consul);
+    // Every watch's next read fails and marks its answers stale; they are still served.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for ((name, qtype), earlier) in names.iter().zip(&before) {
+        let answer = dns.query(name, *qtype).await;
+        assert_eq!(answer.response_code, OK, "{name}");
+        assert_eq!(answer.answers.len(), earlier.answers.len(), "{name}");
+        for (now, then) in answer.answers.iter().zip(&earlier.answers) {
+            assert_eq!(now.data, then.data, "{name}");
+        }
+    }
+    let log = bridge.log();
+    assert!(log.contains("serving the last known answers"), "{log}");
 }

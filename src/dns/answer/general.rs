@@ -10,7 +10,7 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use hickory_proto::{
     op::{Header, Message, MessageType, Metadata, Query, ResponseCode},
-    rr::rdata::opt::{EdnsCode, EdnsOption},
+    rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption},
 };
 use hickory_server::{
     net::{BufDnsStreamHandle, DnsStreamHandle, runtime::TokioTime, xfer::Protocol},
@@ -24,6 +24,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use super::response::{AskedBy, WireResponse};
+use crate::cidr::ClientNet;
 use crate::dns::gate::Transport;
 use crate::dns::gate::{Asked, Count, Gate, Outgoing, cookie_well_formed, with_answer_notes};
 use crate::wire::{question_end, udp_payload};
@@ -84,15 +85,35 @@ impl<H: RequestHandler> GeneralPath<H> {
             true => bytes.clone(),
             false => Vec::new(),
         };
-        match Request::from_bytes(bytes, peer, protocol) {
-            Ok(request) if request.metadata.message_type == MessageType::Response => {}
-            Ok(request)
-                if cookie_of(&request).is_err()
-                    || self
-                        .gate
-                        .client_of(peer.ip(), request.edns.as_ref())
-                        .is_err() =>
-            {
+        let request = match Request::from_bytes(bytes, peer, protocol) {
+            Ok(request) if request.metadata.message_type == MessageType::Response => return,
+            Ok(request) => request,
+            Err(error) => {
+                debug!(%peer, %error, ?protocol, "undecodable query");
+                let reply = error_reply(&header.metadata, ResponseCode::FormErr, &None);
+                let sent = Sent {
+                    peer,
+                    protocol,
+                    arrived,
+                    query: &query,
+                };
+                self.send_error(reply, None, replies, sent);
+                return;
+            }
+        };
+        // Read once here: who asked is the gate's record and the subnet answered with.
+        let client = self.gate.client_of(peer.ip(), request.edns.as_ref());
+        match (client, cookie_of(&request)) {
+            (Ok(client), Ok(cookie)) => {
+                let mut asked = asked_by(&request, client, cookie, protocol, arrived);
+                asked.query = query;
+                let response = WireResponse::new(replies, self.compress, self.gate.clone(), asked);
+                let handling = self
+                    .handler
+                    .handle_request::<_, TokioTime>(&request, response);
+                with_answer_notes(handling).await;
+            }
+            _ => {
                 debug!(%peer, ?protocol, "malformed cookie or client subnet");
                 let question = request
                     .queries
@@ -107,26 +128,6 @@ impl<H: RequestHandler> GeneralPath<H> {
                     query: &query,
                 };
                 self.send_error(reply, question, replies, sent);
-            }
-            Ok(request) => {
-                let mut asked = asked_by(&request, &self.gate, protocol, arrived);
-                asked.query = query;
-                let response = WireResponse::new(replies, self.compress, self.gate.clone(), asked);
-                let handling = self
-                    .handler
-                    .handle_request::<_, TokioTime>(&request, response);
-                with_answer_notes(handling).await;
-            }
-            Err(error) => {
-                debug!(%peer, %error, ?protocol, "undecodable query");
-                let reply = error_reply(&header.metadata, ResponseCode::FormErr, &None);
-                let sent = Sent {
-                    peer,
-                    protocol,
-                    arrived,
-                    query: &query,
-                };
-                self.send_error(reply, None, replies, sent);
             }
         }
     }
@@ -225,20 +226,20 @@ struct Sent<'a> {
     query: &'a [u8],
 }
 
-/// What the gate must know of `request`: who asked, its question as parsed (the name in wire
-/// form, so that a name written with compression pointers is keyed as any other) and its UDP
-/// size.
-fn asked_by(request: &Request, gate: &Gate, protocol: Protocol, arrived: Instant) -> AskedBy {
+/// What the gate must know of `request`: who asked (as the gate read it), its cookie, its
+/// question as parsed (the name in wire form, so that a name written with compression pointers
+/// is keyed as any other) and its UDP size.
+fn asked_by(
+    request: &Request,
+    (client, subnet): (ClientNet, Option<ClientSubnet>),
+    cookie: Option<&[u8]>,
+    protocol: Protocol,
+    arrived: Instant,
+) -> AskedBy {
     let question = request.request_info().ok().map(|info| info.query);
-    let peer = request.src();
-    let (client, subnet) = gate
-        .client_of(peer.ip(), request.edns.as_ref())
-        .map_or((peer.ip(), None), |(client, subnet)| {
-            (client.address(), subnet)
-        });
     AskedBy {
-        peer,
-        client,
+        peer: request.src(),
+        client: client.address(),
         subnet,
         transport: Transport::from(protocol),
         arrived,
@@ -252,7 +253,7 @@ fn asked_by(request: &Request, gate: &Gate, protocol: Protocol, arrived: Instant
             .edns
             .as_ref()
             .is_some_and(|edns| edns.options().get(EdnsCode::NSID).is_some()),
-        cookie: cookie_of(request).ok().flatten().map(<[u8]>::to_vec),
+        cookie: cookie.map(<[u8]>::to_vec),
         query: Vec::new(),
     }
 }
