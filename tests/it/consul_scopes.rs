@@ -3,7 +3,8 @@
 //! `support/scoped_catalog.rs`): a cluster peer's imported services (`.peer`), Enterprise
 //! namespaces and partitions (`.ns`, `.ap`) and sameness groups (`.sg`), and Consul 1.22's
 //! named ports (`.port`). Each is answered from its own watch, kept fresh by blocking queries
-//! and served stale while Consul is away, as local services are.
+//! and served stale while Consul is away, and passes every step of the gate, as local
+//! services do.
 
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,9 @@ use hickory_proto::{
 use serde_json::json;
 
 use crate::support::{
+    GATE_LIMITS,
     binary::BridgeBinary,
-    dns::{DnsClient, ip},
+    dns::{DnsClient, Transport, answered_of, ip, query_bytes},
     scripted_consul::ScriptedConsul,
 };
 
@@ -320,8 +322,18 @@ async fn a_sameness_group_answers_with_its_first_healthy_member() {
     assert!(failover.is_some() && back.is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scoped_names_are_served_while_consul_is_down() {
+/// A name of each scoped form, as [`scoped_consul`] answers them.
+const SCOPED_NAMES: [(&str, RecordType); 4] = [
+    ("api.service.p1.peer.consul.", RecordType::A),
+    ("web.service.team.ns.consul.", RecordType::A),
+    ("api.service.sg1.sg.consul.", RecordType::A),
+    ("web.service.grpc.port.consul.", RecordType::SRV),
+];
+
+/// The scripted Consul as an Enterprise 1.22 agent with a name of each scoped form: `api`
+/// imported from peer `p1`, `web` in namespace `team`, group `sg1` (the local partition, then
+/// `p1`) and `web`'s named port `grpc`.
+async fn scoped_consul() -> ScriptedConsul {
     let consul = ScriptedConsul::start(&[("db", &["10.2.0.1"]), ("web", &["10.1.0.1"])]).await;
     consul.set_agent("1.22.0+ent", "ent");
     consul.add_scoped_service("peer=p1", "api", &[("peernode2", "10.9.0.2", "")]);
@@ -331,14 +343,15 @@ async fn scoped_names_are_served_while_consul_is_down() {
         "web",
         json!([{"Name": "grpc", "Port": 9090, "Default": true}]),
     );
+    consul
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_names_are_served_while_consul_is_down() {
+    let consul = scoped_consul().await;
     let bridge = BridgeBinary::start(&consul.url(), &[], &[], "web.service.consul.").await;
     let dns = &bridge.dns;
-    let names = [
-        ("api.service.p1.peer.consul.", RecordType::A),
-        ("web.service.team.ns.consul.", RecordType::A),
-        ("api.service.sg1.sg.consul.", RecordType::A),
-        ("web.service.grpc.port.consul.", RecordType::SRV),
-    ];
+    let names = SCOPED_NAMES;
     let mut before = Vec::new();
     for (name, qtype) in names {
         let answer = dns.query(name, qtype).await;
@@ -358,4 +371,83 @@ async fn scoped_names_are_served_while_consul_is_down() {
     }
     let log = bridge.log();
     assert!(log.contains("serving the last known answers"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_names_pass_every_step_of_the_gate() {
+    let consul = scoped_consul().await;
+    // 60 instances: an A answer far past 512 bytes.
+    let many: Vec<(String, String)> = (1..=60)
+        .map(|i| (format!("peernode{i}"), format!("10.9.0.{i}")))
+        .collect();
+    let many: Vec<(&str, &str, &str)> = (many.iter())
+        .map(|(node, address)| (node.as_str(), address.as_str(), ""))
+        .collect();
+    consul.add_scoped_service("peer=p1", "big", &many);
+    let log = std::env::temp_dir().join(format!("cdb-scoped-log-{}.jsonl", std::process::id()));
+    let log_text = log.display().to_string();
+    let mut options = vec!["--query-log", &log_text];
+    options.extend(GATE_LIMITS);
+    let bridge = BridgeBinary::start(&consul.url(), &options, &[], "web.service.consul.").await;
+    let names = SCOPED_NAMES;
+    let allowed = bridge.dns.asked_from("127.0.0.1");
+    let outside = bridge.dns.asked_from("127.0.0.200");
+    let mut asked = 0u64;
+    for (name, qtype) in names {
+        for transport in [Transport::UdpPlain, Transport::Tcp] {
+            let answer = allowed.query_over(name, qtype, transport).await;
+            assert_eq!(answer.response_code, OK, "{name} {transport:?}");
+            assert!(!answer.answers.is_empty(), "{name} {transport:?}");
+            let refused = outside.query_over(name, qtype, transport).await;
+            assert_eq!(
+                refused.response_code,
+                ResponseCode::Refused,
+                "{name} {transport:?} from outside --allow-query"
+            );
+            assert!(refused.answers.is_empty(), "{name} {transport:?}");
+            asked += 2;
+        }
+    }
+    // Size: over UDP without EDNS, at most 512 bytes, TC beyond; TCP has them all.
+    let question = query_bytes(7, "big.service.p1.peer.consul.", RecordType::A, None);
+    let large = allowed.exchange_udp(&question).await;
+    let message = Message::from_vec(&large).expect("a DNS message");
+    assert!(
+        large.len() <= 512 && message.metadata.truncation,
+        "{} bytes, {:?}",
+        large.len(),
+        message.metadata
+    );
+    let whole =
+        (allowed.query_over("big.service.p1.peer.consul.", RecordType::A, Transport::Tcp)).await;
+    assert_eq!(whole.answers.len(), 60);
+    asked += 2;
+    // Rate limiting: 20 questions from a limited client in under a second, at most 3 a second
+    // answered (6 when a second turns over).
+    for (name, qtype) in names {
+        let question = query_bytes(8, name, qtype, None);
+        let server = bridge.dns.addr;
+        let answered =
+            tokio::task::spawn_blocking(move || answered_of(server, "127.0.0.50", &question, 20))
+                .await
+                .expect("sender");
+        asked += 20;
+        assert!(
+            (1..=6).contains(&answered),
+            "{name}: {answered} answered of 20 (limit 3 a second)"
+        );
+    }
+    // The log and the metrics saw every question, answered or held back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    for (name, _) in names {
+        let wire = name.trim_end_matches('.');
+        assert!(
+            lines
+                .lines()
+                .any(|line| line.contains(name) || line.contains(wire)),
+            "no log line for {name}"
+        );
+    }
+    bridge.assert_logged_and_counted(&log, asked).await;
 }

@@ -24,10 +24,10 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use crate::support::{
-    ConsulAgent,
+    ConsulAgent, GATE_LIMITS,
     binary::BridgeBinary,
     consul::{free_port, service},
-    dns::{query_bytes, read_framed, write_framed},
+    dns::{answered_of, query_bytes, read_framed, write_framed},
     encrypted_client::{doh_get, dot_exchange, tls_stream},
     pki::Pki,
     start_bridge, start_bridge_at,
@@ -205,30 +205,6 @@ async fn silent_tls_connections_leave_room_for_new_clients() {
     assert!(tcp.is_some() && over_tls.is_ok());
     assert!(tcp_took < Duration::from_secs(2) && dot_took < Duration::from_secs(2));
     bridge.shutdown().await;
-}
-
-/// `count` questions `question` sent over UDP from `source` at about 2,000 a second; how many
-/// were answered with data (an answer section).
-fn answered_of(server: SocketAddr, source: &str, question: &[u8], count: usize) -> usize {
-    let socket = UdpSocket::bind((source, 0)).expect("client socket");
-    socket.set_nonblocking(true).expect("nonblocking");
-    let mut answered = 0;
-    let mut buf = [0u8; 1500];
-    let mut drain = |answered: &mut usize| {
-        while let Ok(len) = socket.recv(&mut buf) {
-            if Message::from_vec(&buf[..len]).is_ok_and(|m| !m.answers.is_empty()) {
-                *answered += 1;
-            }
-        }
-    };
-    for _ in 0..count {
-        let _ = socket.send_to(question, server);
-        std::thread::sleep(Duration::from_micros(500));
-        drain(&mut answered);
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    drain(&mut answered);
-    answered
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,18 +499,9 @@ async fn every_transport_and_source_passes_every_step() {
             &recursor,
             "--query-log",
             &log_text,
-            // 127.0.0.1 asks everything; 127.0.0.50 is rate limited; 127.0.0.200 is refused.
-            "--allow-query",
-            "127.0.0.0/25",
-            "--rrl-exempt",
-            "127.0.0.1",
-            "--rrl-exempt",
-            "127.0.0.200",
-            "--rrl-ratelimit",
-            "3",
-            "--rrl-slip",
-            "0",
         ]
+        .into_iter()
+        .chain(GATE_LIMITS)
         .map(str::to_owned),
     );
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
@@ -655,18 +622,7 @@ async fn every_transport_and_source_passes_every_step() {
             );
         }
     }
-    let logged = lines.lines().count() as u64;
-    let counted = bridge
-        .metrics()
-        .await
-        .lines()
-        .filter(|l| l.starts_with("consul_dns_bridge_queries_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64;
-    println!("{asked} questions asked; {logged} logged; {counted} counted in queries_total");
     // The recursor's own questions are not ours; ours are all logged and counted.
-    assert!(logged >= asked, "{logged} log lines for {asked} questions");
-    assert!(counted >= asked, "{counted} counted for {asked} questions");
-    let _ = std::fs::remove_file(&log);
+    bridge.assert_logged_and_counted(&log, asked).await;
     upstream.shutdown().await;
 }

@@ -3,7 +3,7 @@
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -111,6 +111,23 @@ impl BridgeBinary {
             .await
             .lines()
             .find_map(|line| line.strip_prefix(&wanted)?.trim().parse().ok())
+    }
+
+    /// Asserts that at least `asked` questions have a line in the query log `log` and are
+    /// counted in `queries_total` on `/metrics` (over every label), then removes the log.
+    pub async fn assert_logged_and_counted(&self, log: &Path, asked: u64) {
+        let logged = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .count() as u64;
+        let counted = (self.metrics().await.lines())
+            .filter(|l| l.starts_with("consul_dns_bridge_queries_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64;
+        println!("{asked} questions asked; {logged} logged; {counted} counted in queries_total");
+        assert!(logged >= asked, "{logged} log lines for {asked} questions");
+        assert!(counted >= asked, "{counted} counted for {asked} questions");
+        let _ = std::fs::remove_file(log);
     }
 
     /// Everything the binary has logged so far.

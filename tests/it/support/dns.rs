@@ -264,3 +264,27 @@ pub fn sorted_section(records: &[Record], data: impl Fn(&RData) -> Option<String
     texts.sort();
     texts
 }
+
+/// `count` questions `question` sent over UDP from `source` at about 2,000 a second; how many
+/// were answered with data (an answer section).
+pub fn answered_of(server: SocketAddr, source: &str, question: &[u8], count: usize) -> usize {
+    let socket = std::net::UdpSocket::bind((source, 0)).expect("client socket");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let mut answered = 0;
+    let mut buf = [0u8; 1500];
+    let mut drain = |answered: &mut usize| {
+        while let Ok(len) = socket.recv(&mut buf) {
+            if Message::from_vec(&buf[..len]).is_ok_and(|m| !m.answers.is_empty()) {
+                *answered += 1;
+            }
+        }
+    };
+    for _ in 0..count {
+        let _ = socket.send_to(question, server);
+        std::thread::sleep(Duration::from_micros(500));
+        drain(&mut answered);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drain(&mut answered);
+    answered
+}

@@ -21,6 +21,21 @@ use consul_dns_bridge::{Bridge, Config, Parsed};
 
 pub use self::{consul::ConsulAgent, dns::DnsClient};
 
+/// The gate's limits as the gate tests set them: 127.0.0.1 asks everything, 127.0.0.50 is
+/// rate limited (3 answers a second, none slipped), 127.0.0.200 is outside `--allow-query`.
+pub const GATE_LIMITS: [&str; 10] = [
+    "--allow-query",
+    "127.0.0.0/25",
+    "--rrl-exempt",
+    "127.0.0.1",
+    "--rrl-exempt",
+    "127.0.0.200",
+    "--rrl-ratelimit",
+    "3",
+    "--rrl-slip",
+    "0",
+];
+
 /// Starts a bridge in this process against `agent`, listening on a free loopback port;
 /// `extra` are more command-line options.
 pub async fn start_bridge(agent: &ConsulAgent, extra: &[&str]) -> (Bridge, DnsClient) {
